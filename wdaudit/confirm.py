@@ -1,0 +1,242 @@
+"""Stage 5: confirm every static claim numerically (DESIGN.md §4).
+
+All claims are checked together: each group is scaled by an independent random
+``a ∈ {0.5, 2}`` (exponent-weighted) in one pass and by ``1/a`` in a second; parameters with no
+effect are redrawn.  Only when the joint pass fails do we bisect.  A claim is confirmed when
+
+* the traced program with every normalisation eps → 0 does not change (exact, float64);
+* the real model (eps as is) agrees with that program, so the trace is faithful at the
+  scaled points too; its own change is reported, and flagged eps-limited when it matters;
+* the Euler identity ``Σ_p s_p ⟨∇_p L, θ_p⟩ = 0`` holds at a second, saturating point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+
+from . import generic
+from .program import EpsSite, Program, run, run_model
+
+TOL_EXACT = 1e-8  # relative output change allowed with eps -> 0 (float64 round-off)
+TOL_EULER = 1e-7
+TOL_FAITHFUL = 1e-2  # real model vs eps->0 program: eps effects only
+EPS_MATTERS = 1e-4  # real-model change above which a claim is reported as eps-limited
+
+
+@dataclass(frozen=True)
+class Claim:
+    exponents: Mapping[str, float]  # scaled members; empty for a no-effect claim
+    redraw: tuple[str, ...] = ()  # no-effect members: replaced by fresh values
+
+
+@dataclass(frozen=True)
+class Check:
+    confirmed: bool
+    max_relative_change: float  # the real model, eps as is
+    exact_relative_change: float  # the traced program, eps -> 0
+    euler_residual: float
+    eps_limited: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    performed: bool
+    checks: tuple[Check, ...]
+    device: str
+    passes: int
+    reason: str = ""
+    defects: tuple[str, ...] = ()
+
+
+class _NotFinite(RuntimeError):
+    pass
+
+
+def confirm(program: Program, claims: Sequence[Claim], eps_sites: Sequence[EpsSite],
+            params: Mapping[str, torch.Tensor], buffers: Mapping[str, torch.Tensor],
+            inputs: tuple, device: torch.device, seed: int = 0) -> Confirmation:
+    if not claims:
+        return Confirmation(True, (), str(device), 0)
+    ctx = _Context(program, tuple(eps_sites), params, buffers, inputs, device, seed)
+    try:
+        ctx.baseline()
+    except _NotFinite as exc:
+        reason = f"cannot confirm: {exc}"
+        return Confirmation(False, tuple(Check(False, float("nan"), float("nan"), float("nan"),
+                                               False, reason) for _ in claims),
+                            str(device), ctx.passes, reason)
+    rng = random.Random(seed)
+    factors = [rng.choice((0.5, 2.0)) for _ in claims]
+    results: dict[int, Check] = {}
+    ctx.bisect(list(range(len(claims))), claims, factors, results)
+    euler = ctx.euler(claims)
+    checks, defects = [], []
+    for i, claim in enumerate(claims):
+        check = results[i]
+        ok = check.confirmed and euler[i] <= TOL_EULER
+        note = check.note or ("" if euler[i] <= TOL_EULER else f"Euler residual {euler[i]:.2e}")
+        checks.append(Check(ok, check.max_relative_change, check.exact_relative_change,
+                            euler[i], check.eps_limited, note))
+        if not ok:
+            members = ", ".join(list(claim.exponents) + list(claim.redraw))
+            defects.append(f"claim over [{members}] failed confirmation: {note}")
+    return Confirmation(True, tuple(checks), str(device), ctx.passes, "", tuple(defects))
+
+
+class _Context:
+    def __init__(self, program, eps_sites, params, buffers, inputs, device, seed):
+        self.program = program
+        self.eps = eps_sites
+        self.device = device
+        dtype = torch.float64
+        self.params = generic.draw(params, device=device, dtype=dtype, seed=seed)
+        self.large = generic.draw(params, device=device, dtype=dtype, seed=seed + 1, spread=3.0)
+        self.buffers = {k: _cast(v, device) for k, v in buffers.items()}
+        self.constants = {k: _cast(v, device) for k, v in program.constants.items()}
+        self.inputs = tuple(_cast(x, device) for x in inputs)
+        self.passes = 0
+        self.seed = seed
+
+    # -- runs -------------------------------------------------------------------------
+    def _exact(self, params) -> tuple:
+        self.passes += 1
+        with torch.no_grad(), _seeded(self.seed):
+            return run(self.program, params, self.buffers, self.inputs,
+                       constants=self.constants, eps_zero=self.eps)
+
+    def _real(self, params) -> tuple:
+        self.passes += 1
+        with torch.no_grad(), _seeded(self.seed):
+            return run_model(self.program.root, params, self.buffers, self.inputs)
+
+    def baseline(self) -> None:
+        self.real0 = _floats(self._real(self.params))
+        self.exact0 = _floats(self._exact(self.params))
+        for y in self.real0 + self.exact0:
+            if not torch.isfinite(y).all():
+                raise _NotFinite("the model's output is NaN or Inf at the check point")
+        if not self.real0:
+            raise _NotFinite("the model has no floating-point output to measure")
+        self.fidelity0 = _relative(self.exact0, self.real0)
+
+    # -- the joint test and bisection -----------------------------------------------------
+    def bisect(self, idx: list[int], claims, factors, results: dict[int, Check]) -> None:
+        check = self._test([claims[i] for i in idx], [factors[i] for i in idx])
+        if check.confirmed or len(idx) == 1:
+            for i in idx:
+                results[i] = check
+            return
+        half = len(idx) // 2
+        self.bisect(idx[:half], claims, factors, results)
+        self.bisect(idx[half:], claims, factors, results)
+
+    def _test(self, claims, factors) -> Check:
+        with _applied(self.params, claims, factors, self.seed):
+            real_a = _floats(self._real(self.params))
+            exact_a = _floats(self._exact(self.params))
+        with _applied(self.params, claims, [1.0 / f for f in factors], self.seed + 7):
+            exact_b = _floats(self._exact(self.params))
+        exact = max(_relative(exact_a, self.exact0), _relative(exact_b, self.exact0))
+        real = _relative(real_a, self.real0)
+        faithful = max(self.fidelity0, _relative(exact_a, real_a))
+        ok = exact <= TOL_EXACT and faithful <= TOL_FAITHFUL
+        note = ""
+        if exact > TOL_EXACT:
+            note = f"output changed by {exact:.2e} (relative) with eps -> 0"
+        elif faithful > TOL_FAITHFUL:
+            note = f"the traced program and the model disagree by {faithful:.2e} at the check point"
+        return Check(ok, real, exact, 0.0, real > EPS_MATTERS, note)
+
+    # -- Euler identity at a saturating point --------------------------------------------
+    def euler(self, claims) -> list[float]:
+        leaves = {k: v.detach().clone().requires_grad_(v.is_floating_point())
+                  for k, v in self.large.items()}
+        self.passes += 3  # a forward and a backward
+        with _seeded(self.seed):
+            outs = _floats(run(self.program, leaves, self.buffers, self.inputs,
+                               constants=self.constants, eps_zero=self.eps))
+        gen = torch.Generator(device="cpu").manual_seed(self.seed + 3)
+        loss = sum((y * torch.randn(y.shape, generator=gen, dtype=y.dtype).to(y.device)).sum()
+                   for y in outs if y.requires_grad)
+        names = [k for k, v in leaves.items() if v.requires_grad]
+        if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+            return [0.0] * len(claims)
+        grads = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
+        dots, norms = {}, {}
+        for k, g in zip(names, grads):
+            theta = leaves[k].detach()
+            dots[k] = 0.0 if g is None else float((g * theta).sum())
+            norms[k] = 0.0 if g is None else float(g.norm() * theta.norm())
+        total = sum(norms.values()) or 1.0
+        out = []
+        for claim in claims:
+            e = sum(s * dots.get(k, 0.0) for k, s in claim.exponents.items())
+            scale = sum(abs(s) * norms.get(k, 0.0) for k, s in claim.exponents.items())
+            residual = abs(e) / scale if scale > 0 else 0.0
+            for k in claim.redraw:  # no effect: the gradient itself must vanish
+                residual = max(residual, norms.get(k, 0.0) / total)
+            out.append(residual)
+        return out
+
+
+@contextlib.contextmanager
+def _applied(params: dict, claims, factors, seed: int):
+    """Scale group members in place (exact for powers of two) and redraw no-effect members;
+    restore on exit, so only one float64 copy of the parameters ever exists."""
+    scales: dict[str, float] = {}
+    for claim, a in zip(claims, factors):
+        for name, s in claim.exponents.items():
+            scales[name] = scales.get(name, 1.0) * a ** float(s)
+    saved = {}
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    for claim in claims:
+        for name in claim.redraw:
+            saved[name] = params[name].clone()
+            noise = torch.randn(params[name].shape, generator=gen, dtype=torch.float64)
+            params[name].copy_(noise.to(params[name]) * (params[name].abs().mean() + 1.0))
+    for name, f in scales.items():
+        params[name].mul_(f)
+    try:
+        yield
+    finally:
+        for name, f in scales.items():
+            params[name].div_(f)
+        for name, value in saved.items():
+            params[name].copy_(value)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _cast(x, device):
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.is_floating_point():
+            return x.to(device=device, dtype=torch.float64)
+        return x.to(device)
+    return x
+
+
+def _floats(outs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [y for y in outs if y.is_floating_point() or y.is_complex()]
+
+
+def _relative(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
+    """Largest per-output relative change (so a small output is not drowned by a big one)."""
+    worst = 0.0
+    for x, y in zip(a, b):
+        x, y = x.detach().double(), y.detach().double()
+        diff = float((x - y).norm())
+        ref = float(y.norm())
+        worst = max(worst, diff / ref if ref > 0 else (0.0 if diff == 0 else float("inf")))
+    return worst

@@ -1,0 +1,175 @@
+"""The traced program: an fx graph plus what each of its inputs stands for, runnable with any
+set of parameter and buffer tensors.
+
+Both tracers (``symbolic_trace`` and ``torch.export``) end up here, so the later stages see one
+kind of object.  Running goes through :class:`Runner`, an ``fx.Interpreter`` that reads every
+parameter and buffer from dictionaries we own, which is what lets confirmation work in float64
+on a generic point without touching the user's tensors, and substitute eps → 0 in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import fx, nn
+from torch.func import functional_call
+
+EPS_TINY = 1e-30
+"""What "eps → 0" means in a run: small enough to vanish beside any float64 variance we meet,
+large enough that 0/0 (a constant slice) stays 0 instead of NaN."""
+
+
+@dataclass(frozen=True)
+class LeafModule:
+    """A ``call_module`` node: which of our tensors its own parameters and buffers are."""
+
+    params: Mapping[str, str]  # local name -> canonical parameter name
+    buffers: Mapping[str, str]  # local name -> buffer name
+    other: tuple[str, ...] = ()  # local tensor attributes that are neither (plain attributes)
+
+
+@dataclass(frozen=True)
+class Program:
+    root: nn.Module  # the working copy, wrapped so that it returns a flat tuple of tensors
+    gm: fx.GraphModule
+    method: str  # "symbolic_trace" or "export"
+    params: Mapping[str, str]  # node -> canonical parameter name
+    buffers: Mapping[str, str]  # node -> buffer name (in the wrapper's namespace)
+    constants: Mapping[str, torch.Tensor]  # node -> constant tensor baked into the graph
+    inputs: tuple[str, ...]  # placeholder nodes of the user's inputs, in order
+    output_index: tuple[int, ...] | None  # user outputs within the output node's tuple
+    output_paths: tuple[str, ...]
+    leaves: Mapping[str, LeafModule]  # call_module node -> its tensors
+    module_paths: Mapping[str, str]  # node -> owning module path (for readable reports)
+    notes: tuple[str, ...] = ()
+    shapes: Mapping[str, Any] = field(default_factory=dict)  # node -> (shape, dtype), if run
+
+
+@dataclass(frozen=True)
+class EpsSite:
+    """Where a normalisation epsilon enters: a node argument or a leaf module's attribute."""
+
+    node: str
+    kind: str  # "arg", "kwarg" or "attr"
+    key: Any
+
+
+class Runner(fx.Interpreter):
+    """Runs the traced program reading parameters, buffers and constants from our dicts."""
+
+    def __init__(self, program: Program, params, buffers, constants=None, eps_zero=(), record=None):
+        super().__init__(program.gm, garbage_collect_values=True)
+        self.program = program
+        self.params = params
+        self.buffers = buffers
+        self.constants = program.constants if constants is None else constants
+        self.record = record
+        self._inputs: list = []
+        self._eps: dict[str, list[EpsSite]] = {}
+        for site in eps_zero:
+            self._eps.setdefault(site.node, []).append(site)
+
+    def run_program(self, inputs: tuple) -> tuple:
+        self._inputs = list(inputs)
+        out = self.run(*self._placeholders_args())
+        flat = list(out) if isinstance(out, (tuple, list)) else [out]
+        if self.program.output_index is not None:
+            flat = [flat[i] for i in self.program.output_index]
+        return tuple(_flat_tensors(flat))
+
+    def _placeholders_args(self) -> list:
+        values = []
+        user = iter(self._inputs)
+        for node in self.program.gm.graph.nodes:
+            if node.op != "placeholder":
+                continue
+            values.append(self._leaf_value(node.name, user))
+        return values
+
+    def _leaf_value(self, name: str, user_inputs) -> Any:
+        prog = self.program
+        if name in prog.params:
+            return self.params[prog.params[name]]
+        if name in prog.buffers:
+            return self.buffers[prog.buffers[name]]
+        if name in self.constants:
+            return self.constants[name]
+        return next(user_inputs)
+
+    def run_node(self, n: fx.Node) -> Any:
+        prog = self.program
+        if n.op == "get_attr" and (n.name in prog.params or n.name in prog.buffers
+                                   or n.name in self.constants):
+            result = self._leaf_value(n.name, iter(()))
+        elif n.op == "call_module":
+            result = self._call_leaf(n)
+        elif n.name in self._eps and n.op in ("call_function", "call_method"):
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            args, kwargs = _with_tiny_eps(list(args), dict(kwargs), self._eps[n.name])
+            result = getattr(self, n.op)(n.target, tuple(args), kwargs)
+        else:
+            result = super().run_node(n)
+        if self.record is not None:
+            self.record[n.name] = _meta(result)
+        return result
+
+    def _call_leaf(self, n: fx.Node) -> Any:
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        module = self.fetch_attr(n.target)
+        leaf = self.program.leaves.get(n.name, LeafModule({}, {}))
+        tensors = {local: self.params[canon] for local, canon in leaf.params.items()}
+        tensors.update({local: self.buffers[b] for local, b in leaf.buffers.items()})
+        sites = self._eps.get(n.name, ())
+        saved = {s.key: getattr(module, s.key) for s in sites}
+        try:
+            for s in sites:
+                setattr(module, s.key, EPS_TINY)
+            return functional_call(module, tensors, tuple(args), kwargs, strict=False)
+        finally:
+            for k, v in saved.items():
+                setattr(module, k, v)
+
+
+def _with_tiny_eps(args: list, kwargs: dict, sites) -> tuple[list, dict]:
+    for site in sites:
+        if site.kind == "arg":
+            args[site.key] = EPS_TINY
+        else:
+            kwargs[site.key] = EPS_TINY
+    return args, kwargs
+
+
+def _meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return (tuple(value.shape), value.dtype)
+    if isinstance(value, (tuple, list)):
+        return tuple(_meta(v) for v in value)
+    return None
+
+
+def _flat_tensors(values) -> list[torch.Tensor]:
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append(v)
+        elif isinstance(v, (tuple, list)):
+            out += _flat_tensors(v)
+    return out
+
+
+def run(program: Program, params, buffers, inputs, *, constants=None, eps_zero=(),
+        record=None) -> tuple:
+    """Run the traced program on our own tensors (buffers are copied: BatchNorm writes them)."""
+    fresh = {k: v.clone() for k, v in buffers.items()}
+    runner = Runner(program, params, fresh, constants, tuple(eps_zero), record)
+    return runner.run_program(tuple(inputs))
+
+
+def run_model(root: nn.Module, params, buffers, inputs) -> tuple:
+    """Run the real model (the working copy, wrapped) on our own tensors: the ground truth."""
+    state = {"model." + k: v for k, v in params.items()}
+    state.update({k: v.clone() for k, v in buffers.items()})
+    out = functional_call(root, state, tuple(inputs), strict=False, tie_weights=True)
+    return tuple(_flat_tensors(out))

@@ -1,0 +1,202 @@
+"""The report: frozen dataclasses that every front end (API, CLI, formats) reads.
+
+``Report.to_dict()`` is the JSON contract of DESIGN.md §5 (``schema_version`` 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+
+INEFFECTIVE, EFFECTIVE, UNKNOWN = "ineffective", "effective", "unknown"
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class ParameterReport:
+    name: str
+    shape: tuple[int, ...]
+    verdict: str
+    reason: str
+    groups: tuple[int, ...] = ()
+    weight_decay: float | None = None
+    requires_grad: bool = True
+    module: str = ""
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    exponent: Fraction
+
+
+@dataclass(frozen=True)
+class Group:
+    id: int
+    kind: str  # "no-effect" | "scale-free" | "joint"
+    members: tuple[Member, ...]
+    confirmed: bool
+    max_relative_change: float
+    exact_relative_change: float
+    euler_residual: float
+    eps_limited: bool
+    normalising_nodes: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
+
+
+@dataclass(frozen=True)
+class Rescaling:
+    """A mixed-sign symmetry: decay acts on it (it balances norms); information only."""
+
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str  # "error" | "warning" | "info"
+    message: str
+    parameters: tuple[str, ...]
+    location: Location = field(default_factory=Location)
+
+
+@dataclass(frozen=True)
+class UnknownOpInfo:
+    node: str
+    op: str
+    module: str
+
+
+@dataclass(frozen=True)
+class Coverage:
+    method: str  # "symbolic_trace" | "export"
+    nodes: int
+    unknown_ops: tuple[UnknownOpInfo, ...]
+    constraints: int
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfirmationSummary:
+    performed: bool
+    device: str
+    passes: int
+    reason: str = ""
+    defects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    parameters: Mapping[str, ParameterReport]
+    groups: tuple[Group, ...]
+    rescalings: tuple[Rescaling, ...]
+    findings: tuple[Finding, ...]
+    coverage: Coverage
+    confirmation: ConfirmationSummary
+    assumed_decay: str | None = None  # set when no optimizer was given
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def ineffective(self) -> frozenset[str]:
+        return frozenset(n for n, p in self.parameters.items() if p.verdict == INEFFECTIVE)
+
+    @property
+    def effective(self) -> frozenset[str]:
+        return frozenset(n for n, p in self.parameters.items() if p.verdict == EFFECTIVE)
+
+    @property
+    def unknown(self) -> frozenset[str]:
+        return frozenset(n for n, p in self.parameters.items() if p.verdict == UNKNOWN)
+
+    def summary(self) -> dict[str, Any]:
+        counts = {v: 0 for v in (INEFFECTIVE, EFFECTIVE, UNKNOWN)}
+        for p in self.parameters.values():
+            counts[p.verdict] += 1
+        by_severity = {s: 0 for s in ("error", "warning", "info")}
+        for f in self.findings:
+            by_severity[f.severity] += 1
+        return {
+            "parameters": len(self.parameters),
+            **counts,
+            "groups": len(self.groups),
+            "rescalings": len(self.rescalings),
+            "unknown_ops": len(self.coverage.unknown_ops),
+            "findings": by_severity,
+            "trace": self.coverage.method,
+            "confirmed": self.confirmation.performed,
+            "assumed_decay": self.assumed_decay,
+        }
+
+    def to_dict(self, *, timings: bool = True) -> dict[str, Any]:
+        out = {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "parameters": [_param(p) for p in self.parameters.values()],
+            "groups": [_group(g) for g in self.groups],
+            "rescalings": [{"members": [_member(m) for m in r.members]} for r in self.rescalings],
+            "findings": [_finding(f) for f in self.findings],
+            "coverage": {
+                "trace": self.coverage.method,
+                "nodes": self.coverage.nodes,
+                "constraints": self.coverage.constraints,
+                "unknown_ops": [vars(u).copy() for u in self.coverage.unknown_ops],
+                "notes": list(self.coverage.notes),
+            },
+            "confirmation": {
+                "performed": self.confirmation.performed,
+                "device": self.confirmation.device,
+                "passes": self.confirmation.passes,
+                "reason": self.confirmation.reason,
+                "defects": list(self.confirmation.defects),
+            },
+            "summary": self.summary(),
+        }
+        if timings:
+            out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
+        return out
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _exponent(e: Fraction) -> int | float | str:
+    return int(e) if e.denominator == 1 else str(e)
+
+
+def _member(m: Member) -> dict[str, Any]:
+    return {"name": m.name, "exponent": _exponent(m.exponent)}
+
+
+def _param(p: ParameterReport) -> dict[str, Any]:
+    return {"name": p.name, "shape": list(p.shape), "verdict": p.verdict, "reason": p.reason,
+            "groups": list(p.groups), "weight_decay": p.weight_decay,
+            "requires_grad": p.requires_grad, "module": p.module}
+
+
+def _group(g: Group) -> dict[str, Any]:
+    return {"id": g.id, "kind": g.kind, "members": [_member(m) for m in g.members],
+            "confirmed": g.confirmed, "max_relative_change": _num(g.max_relative_change),
+            "exact_relative_change": _num(g.exact_relative_change),
+            "euler_residual": _num(g.euler_residual), "eps_limited": g.eps_limited,
+            "normalising_nodes": list(g.normalising_nodes), "note": g.note}
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {"code": f.code, "severity": f.severity, "message": f.message,
+            "parameters": list(f.parameters),
+            "location": {"path": f.location.path, "line": f.location.line}}

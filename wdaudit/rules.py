@@ -1,0 +1,60 @@
+"""The rule catalogue: stable codes, each with what it flags, why, and an example.
+
+Messages are data (as in pyflakes); the findings stage decides which apply, the report layer
+prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    severity: str  # default severity: "error" | "warning" | "info"
+    summary: str
+    why: str
+    example: str
+
+
+RULES: dict[str, Rule] = {r.code: r for r in (
+    Rule("WD001", "decay-on-scale-free", "warning",
+         "Weight decay on parameters whose scale is free.",
+         "Rescaling these parameters (alone or jointly with the rest of their group) leaves "
+         "every output unchanged, so the L2 penalty can be driven to zero without changing the "
+         "function: it cannot regularise. What the decay still does is set the effective "
+         "learning rate (the angular step size) of these weights. Keep it if you tune it as "
+         "such; otherwise, tune it knowingly, or exclude these parameters from decay.",
+         "nn.Linear(64, 64) followed by nn.LayerNorm(64): the Linear's weight and bias are "
+         "scale-free; decaying them only changes their effective learning rate."),
+    Rule("WD002", "coupled-l2-with-adaptive-optimizer", "warning",
+         "Coupled L2 weight decay in an adaptive optimizer.",
+         "Adam, RMSprop, Adagrad and friends add weight_decay * θ to the gradient before the "
+         "per-coordinate normalisation, so the decay of each weight is divided by its gradient "
+         "scale: large-gradient weights are barely decayed. Decoupled decay (AdamW, or "
+         "decoupled_weight_decay=True) is what is almost always meant.",
+         "torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.01) → use "
+         "torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)."),
+    Rule("WD003", "decay-on-no-effect", "warning",
+         "Weight decay on a parameter that has no effect on the output.",
+         "The parameter is unused on the way to every output, or it is an additive offset that "
+         "a mean-subtracting normaliser removes (a conv bias right before BatchNorm). Its "
+         "gradient is zero; decay only shrinks it towards 0, to no purpose.",
+         "nn.Conv2d(3, 16, 3) (bias=True) followed by nn.BatchNorm2d(16): the conv bias has no "
+         "effect; build the conv with bias=False."),
+    Rule("WD004", "partly-decayed-group", "info",
+         "A scale-free group is only partly decayed.",
+         "The group rescales jointly. The decayed members shrink while the undecayed ones are "
+         "free to grow to compensate, so the decay balances norms inside the group rather than "
+         "regularising the function.",
+         "Decaying a pre-LN transformer's c_proj weights but not its embeddings (untied head): "
+         "the residual stream is one scale-free group."),
+)}
+
+SEVERITIES = ("info", "warning", "error")
+
+
+def at_least(severity: str, level: str) -> bool:
+    return SEVERITIES.index(severity) >= SEVERITIES.index(level)

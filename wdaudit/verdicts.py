@@ -1,0 +1,161 @@
+"""Stage 6: per-parameter verdicts from the static claims and their confirmation.
+
+ineffective — a confirmed claim covers it: a scale symmetry with ``s_p > 0`` or no effect at all;
+effective   — the constraints pin its scale (a rescaling of mixed sign may still exist);
+unknown     — the analysis could not see (an unknown op on the way, a claim that failed its
+              numerical check, or nothing measurable to check against).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Mapping, Sequence
+
+import torch
+
+from .confirm import Check, Claim
+from .degrees import Degrees
+from .forms import Deg
+from .graph import ModelGraph, describe
+from .influence import Influence
+from .program import Program
+from .report import EFFECTIVE, INEFFECTIVE, UNKNOWN, Group, Member, ParameterReport, Rescaling
+from .symmetries import Symmetries
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What confirmation is asked to check, in order: no-effect parameters, then groups."""
+
+    claims: tuple[Claim, ...]
+    kinds: tuple[str, ...]
+
+
+def claims_for(influence: Influence, symmetries: Symmetries) -> Claims:
+    claims, kinds = [], []
+    for name in sorted(influence.no_effect):
+        claims.append(Claim({}, (name,)))
+        kinds.append("no-effect")
+    for g in symmetries.groups:
+        claims.append(Claim({k: float(v) for k, v in g.exponents.items()}))
+        modules = {k.rpartition(".")[0] for k in g.exponents}
+        kinds.append("scale-free" if len(modules) == 1 else "joint")
+    return Claims(tuple(claims), tuple(kinds))
+
+
+def decide(params: Mapping[str, torch.Tensor], program: Program, graph: ModelGraph,
+           degrees: Degrees, influence: Influence, symmetries: Symmetries, claims: Claims,
+           checks: Sequence[Check] | None, cannot_measure: str = ""
+           ) -> tuple[dict[str, ParameterReport], tuple[Group, ...], tuple[Rescaling, ...]]:
+    groups: list[Group] = []
+    spec_iter = iter(symmetries.groups)
+    for i, (claim, kind) in enumerate(zip(claims.claims, claims.kinds)):
+        check = checks[i] if checks is not None else None
+        if kind == "no-effect":
+            members = (Member(claim.redraw[0], Fraction(1)),)
+            nodes = ()
+        else:
+            spec = next(spec_iter)
+            members = tuple(Member(k, v) for k, v in spec.exponents.items())
+            nodes = _normalising_nodes(program, graph, degrees, spec.exponents)
+        groups.append(Group(
+            id=i, kind=kind, members=members,
+            confirmed=bool(check and check.confirmed),
+            max_relative_change=check.max_relative_change if check else float("nan"),
+            exact_relative_change=check.exact_relative_change if check else float("nan"),
+            euler_residual=check.euler_residual if check else float("nan"),
+            eps_limited=bool(check and check.eps_limited), normalising_nodes=nodes,
+            note=(check.note if check else "not confirmed numerically")))
+    rescalings = tuple(Rescaling(tuple(Member(k, v) for k, v in r.items()))
+                       for r in symmetries.rescalings)
+    reports = {}
+    for name, tensor in params.items():
+        reports[name] = _verdict(name, tensor, program, graph, degrees, influence, symmetries,
+                                 groups, checks is None, cannot_measure)
+    return reports, tuple(groups), rescalings
+
+
+def _verdict(name, tensor, program, graph, degrees, influence, symmetries, groups,
+             unconfirmed: bool, cannot_measure: str) -> ParameterReport:
+    base = dict(name=name, shape=tuple(tensor.shape), requires_grad=tensor.requires_grad,
+                module=name.rpartition(".")[0])
+    if cannot_measure:
+        return ParameterReport(verdict=UNKNOWN, reason=cannot_measure, **base)
+    mine = [g for g in groups if name in g.names]
+    holding = [g for g in mine if g.confirmed or unconfirmed]
+    if holding:
+        g = holding[0]
+        ids = tuple(x.id for x in holding)
+        if g.kind == "no-effect":
+            reason = _no_effect_reason(name, graph, influence, program)
+        else:
+            others = [m for m in g.names if m != name]
+            joint = f" jointly with {_list(others)}" if others else ""
+            via = f", normalised by {_list(g.normalising_nodes)}" if g.normalising_nodes else ""
+            reason = f"scale-free{joint}: rescaling leaves every output unchanged{via}"
+            if g.eps_limited:
+                reason += f" (up to normalisation eps: {g.max_relative_change:.1e} relative change)"
+        if unconfirmed:
+            reason += " [not confirmed numerically]"
+        return ParameterReport(verdict=INEFFECTIVE, reason=reason, groups=ids, **base)
+    if mine:
+        notes = "; ".join(g.note for g in mine if g.note)
+        return ParameterReport(verdict=UNKNOWN, groups=tuple(g.id for g in mine),
+                               reason=f"the static claim failed its numerical check ({notes})",
+                               **base)
+    if name in symmetries.optimistic and name not in symmetries.support:
+        ops = sorted({u.op for u in degrees.unknown_ops})
+        return ParameterReport(verdict=UNKNOWN, reason="could be scale-free, but its path "
+                               f"crosses ops the analysis does not know: {_list(ops)}", **base)
+    return ParameterReport(verdict=EFFECTIVE, reason=_effective_reason(name, degrees), **base)
+
+
+def _no_effect_reason(name, graph: ModelGraph, influence: Influence, program: Program) -> str:
+    if name not in graph.used_params:
+        return "no effect on the output: forward() never uses it on the way to an output"
+    node = influence.absorbed_at.get(name)
+    if node is not None:
+        where = program.module_paths.get(node) or node
+        return (f"no effect on the output: an additive offset that the mean subtraction of "
+                f"'{where}' removes")
+    return "no effect on the output"
+
+
+def _effective_reason(name: str, degrees: Degrees) -> str:
+    index = degrees.variables.index(name)
+    for c in degrees.constraints:
+        if index in c.form.variables:
+            return f"its scale is pinned: {c.why} (at node '{c.node}')"
+    return "its scale is pinned by the constraints"
+
+
+def _normalising_nodes(program: Program, graph: ModelGraph, degrees: Degrees,
+                       exponents: Mapping[str, Fraction]) -> tuple[str, ...]:
+    """Nodes whose input scales under the group but whose output does not."""
+    s = {degrees.variables.index(k): float(v) for k, v in exponents.items()}
+    nodes = {n.name: n for n in program.gm.graph.nodes}
+    found = []
+    for name in graph.order:
+        value = degrees.values.get(name)
+        if not isinstance(value, Deg) or value.zero or name not in graph.relevant:
+            continue
+        if abs(value.form.evaluate(s)) > 1e-12:
+            continue
+        node = nodes[name]
+        if node.op in ("placeholder", "get_attr", "output"):
+            continue
+        for src in node.all_input_nodes:
+            v = degrees.values.get(src.name)
+            if isinstance(v, Deg) and not v.zero and abs(v.form.evaluate(s)) > 1e-12:
+                label = program.module_paths.get(name) or name
+                found.append(f"{label} ({describe(node, program)})")
+                break
+    return tuple(dict.fromkeys(found))
+
+
+def _list(items: Sequence[str], limit: int = 4) -> str:
+    items = list(items)
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f" and {len(items) - limit} more"

@@ -1,0 +1,108 @@
+"""A structural copy of the user's model that the audit may configure freely.
+
+The copy shares every parameter and buffer tensor with the user's model (no memory cost) but
+owns its module objects, so train/eval flags, epsilons and attributes can be set on it
+without touching the user's modules.  Every run through it swaps in our own tensors with
+``torch.func.functional_call``; the shared tensors are only ever read.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def structural_copy(model: nn.Module) -> nn.Module:
+    """Deep-copy the module tree while sharing parameter and buffer tensors."""
+    memo: dict[int, Any] = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        memo[id(t)] = t
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as exc:  # noqa: BLE001 - any failure means we cannot copy safely
+        raise CopyError(
+            f"could not make a working copy of {type(model).__name__} ({exc}); the audit needs "
+            "one so that it never changes the model's own train/eval flags"
+        ) from exc
+
+
+class CopyError(RuntimeError):
+    pass
+
+
+def is_batchnorm(m: nn.Module) -> bool:
+    """Batch-statistics normalisation layers recognised by what they hold, not their name."""
+    return isinstance(m, nn.modules.batchnorm._NormBase) and not isinstance(
+        m, nn.modules.instancenorm._InstanceNorm
+    )
+
+
+def set_training_semantics(model: nn.Module) -> None:
+    """BatchNorm on batch statistics, every other module in eval (dropout and drop-path off).
+
+    This is the function weight decay acts on during training, minus its randomness.
+    """
+    for m in model.modules():
+        m.training = is_batchnorm(m)
+
+
+class Flattened(nn.Module):
+    """Calls the model and returns every tensor it outputs as one flat tuple.
+
+    Dicts, dataclasses (Hugging Face ``ModelOutput``), nested tuples and objects holding
+    tensors (a KV cache) all count: DESIGN.md says every tensor output counts.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.output_paths: list[str] = []
+
+    def forward(self, *args):
+        out = self.model(*args)
+        paths: list[str] = []
+        flat = flatten_outputs(out, "output", paths)
+        self.output_paths = paths
+        return tuple(flat)
+
+
+def flatten_outputs(obj: Any, path: str, paths: list[str], depth: int = 0, seen=None) -> list:
+    seen = set() if seen is None else seen
+    if isinstance(obj, (torch.Tensor, torch.fx.Proxy)):
+        paths.append(path)
+        return [obj]
+    if obj is None or isinstance(obj, (str, bytes, int, float, bool, torch.dtype, torch.device)):
+        return []
+    if depth > 8 or id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    out: list = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += flatten_outputs(v, f"{path}[{k!r}]", paths, depth + 1, seen)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out += flatten_outputs(v, f"{path}[{i}]", paths, depth + 1, seen)
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            out += flatten_outputs(getattr(obj, f.name), f"{path}.{f.name}", paths, depth + 1, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, nn.Module):
+        for k, v in vars(obj).items():
+            out += flatten_outputs(v, f"{path}.{k}", paths, depth + 1, seen)
+    return out
+
+
+def tensors_to(module: nn.Module, device: torch.device) -> None:
+    """Move plain tensor attributes (not parameters or buffers) of the copy to ``device``.
+
+    Parameters and buffers are swapped in per run; only stray tensors stored as ordinary
+    attributes (e.g. the ``weight`` that the old ``weight_norm`` hook computes) stay behind.
+    """
+    for m in module.modules():
+        for k, v in list(vars(m).items()):
+            if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) and v.device != device:
+                setattr(m, k, v.to(device))
