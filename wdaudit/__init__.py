@@ -1,10 +1,10 @@
 """wdaudit: which weight-decay terms of a PyTorch model cannot regularise anything."""
 
-from .audit import AnalysisDefect, InputError, audit
+from .audit import AnalysisDefect, audit
 from .degrees import UnsupportedOpError
 from .locations import recording
 from .report import Finding, Group, Location, ParameterReport, Report
-from .trace import TraceError
+from .trace import InputError, TraceError
 
 __all__ = ["audit", "Report", "ParameterReport", "Group", "Finding", "Location", "TraceError",
            "InputError", "UnsupportedOpError", "AnalysisDefect", "recording"]

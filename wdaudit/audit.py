@@ -20,12 +20,8 @@ from . import symmetries as symmetries_stage
 from . import verdicts as verdicts_stage
 from .locations import locator
 from .report import ConfirmationSummary, Coverage, Report, UnknownOpInfo
-from .trace import trace
+from .trace import InputError, trace
 from .workcopy import tensors_to
-
-
-class InputError(ValueError):
-    """The model cannot run on the example inputs (the model's own error is attached)."""
 
 
 def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optimizer | None = None,
@@ -49,22 +45,11 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     with _untouched_rng(), _timer(timings, "trace"):
         params = dict(model.named_parameters())
         decay = findings_stage.decay_settings(params, optimizer, assume_decay)
-        program = _trace(model, inputs)
+        program = trace(model, inputs)
     with _untouched_rng():
         report = _analyse(model, program, params, decay, inputs, device, confirm, strict, seed,
                           locate or locator(model), timings)
     return report
-
-
-def _trace(model: nn.Module, inputs: tuple):
-    try:
-        return trace(model, inputs)
-    except _ModelRaised as exc:
-        raise InputError(str(exc)) from exc.__cause__
-
-
-class _ModelRaised(RuntimeError):
-    pass
 
 
 def _analyse(model, program, params, decay, inputs, device, confirm, strict, seed, locate,

@@ -5,9 +5,12 @@ All claims are checked together: each group is scaled by an independent random
 effect are redrawn.  Only when the joint pass fails do we bisect.  A claim is confirmed when
 
 * the traced program with every normalisation eps → 0 does not change (exact, float64);
-* the real model (eps as is) agrees with that program, so the trace is faithful at the
-  scaled points too; its own change is reported, and flagged eps-limited when it matters;
+* the traced program with eps as is reproduces the real model at the base and the scaled
+  point, so the trace is faithful where it was tested;
 * the Euler identity ``Σ_p s_p ⟨∇_p L, θ_p⟩ = 0`` holds at a second, saturating point.
+
+The real model's own change under the scaling is measured and reported; above
+``EPS_MATTERS`` the claim is flagged eps-limited (true only in the eps → 0 limit).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from . import generic
 from .program import EpsSite, Program, run, run_model
 
 TOL_EXACT = 1e-8  # relative output change allowed with eps -> 0 (float64 round-off)
-TOL_EULER = 1e-7
-TOL_FAITHFUL = 1e-2  # real model vs eps->0 program: eps effects only
+TOL_EULER = 1e-6  # |E| relative to the group's gradient scale, floored at EULER_FLOOR·|L|
+EULER_FLOOR = 1e-4
+TOL_FAITHFUL = 1e-4  # real model vs traced program, both eps as is (the model may cast to fp32)
 EPS_MATTERS = 1e-4  # real-model change above which a claim is reported as eps-limited
 
 
@@ -104,26 +108,28 @@ class _Context:
         self.seed = seed
 
     # -- runs -------------------------------------------------------------------------
-    def _exact(self, params) -> tuple:
+    def _program(self, params, eps_zero: bool) -> list[torch.Tensor]:
         self.passes += 1
         with torch.no_grad(), _seeded(self.seed):
-            return run(self.program, params, self.buffers, self.inputs,
-                       constants=self.constants, eps_zero=self.eps)
+            return _floats(run(self.program, params, self.buffers, self.inputs,
+                               constants=self.constants, eps_zero=self.eps if eps_zero else (),
+                               promote=torch.float64))
 
-    def _real(self, params) -> tuple:
+    def _real(self, params) -> list[torch.Tensor]:
         self.passes += 1
         with torch.no_grad(), _seeded(self.seed):
-            return run_model(self.program.root, params, self.buffers, self.inputs)
+            return _floats(run_model(self.program.root, params, self.buffers, self.inputs))
 
     def baseline(self) -> None:
-        self.real0 = _floats(self._real(self.params))
-        self.exact0 = _floats(self._exact(self.params))
+        self.real0 = self._real(self.params)
+        if not self.real0:
+            raise _NotFinite("the model has no floating-point output to measure")
+        self.traced0 = self._program(self.params, eps_zero=False)
+        self.exact0 = self._program(self.params, eps_zero=True)
         for y in self.real0 + self.exact0:
             if not torch.isfinite(y).all():
                 raise _NotFinite("the model's output is NaN or Inf at the check point")
-        if not self.real0:
-            raise _NotFinite("the model has no floating-point output to measure")
-        self.fidelity0 = _relative(self.exact0, self.real0)
+        self.fidelity0 = _relative(self.traced0, self.real0)
 
     # -- the joint test and bisection -----------------------------------------------------
     def bisect(self, idx: list[int], claims, factors, results: dict[int, Check]) -> None:
@@ -138,19 +144,20 @@ class _Context:
 
     def _test(self, claims, factors) -> Check:
         with _applied(self.params, claims, factors, self.seed):
-            real_a = _floats(self._real(self.params))
-            exact_a = _floats(self._exact(self.params))
+            real_a = self._real(self.params)
+            traced_a = self._program(self.params, eps_zero=False)
+            exact_a = self._program(self.params, eps_zero=True)
         with _applied(self.params, claims, [1.0 / f for f in factors], self.seed + 7):
-            exact_b = _floats(self._exact(self.params))
+            exact_b = self._program(self.params, eps_zero=True)
         exact = max(_relative(exact_a, self.exact0), _relative(exact_b, self.exact0))
         real = _relative(real_a, self.real0)
-        faithful = max(self.fidelity0, _relative(exact_a, real_a))
+        faithful = max(self.fidelity0, _relative(traced_a, real_a))
         ok = exact <= TOL_EXACT and faithful <= TOL_FAITHFUL
         note = ""
-        if exact > TOL_EXACT:
-            note = f"output changed by {exact:.2e} (relative) with eps -> 0"
-        elif faithful > TOL_FAITHFUL:
+        if faithful > TOL_FAITHFUL:
             note = f"the traced program and the model disagree by {faithful:.2e} at the check point"
+        elif exact > TOL_EXACT:
+            note = f"output changed by {exact:.2e} (relative) with eps -> 0"
         return Check(ok, real, exact, 0.0, real > EPS_MATTERS, note)
 
     # -- Euler identity at a saturating point --------------------------------------------
@@ -160,10 +167,12 @@ class _Context:
         self.passes += 3  # a forward and a backward
         with _seeded(self.seed):
             outs = _floats(run(self.program, leaves, self.buffers, self.inputs,
-                               constants=self.constants, eps_zero=self.eps))
+                               constants=self.constants, eps_zero=self.eps, promote=torch.float64))
         gen = torch.Generator(device="cpu").manual_seed(self.seed + 3)
-        loss = sum((y * torch.randn(y.shape, generator=gen, dtype=y.dtype).to(y.device)).sum()
-                   for y in outs if y.requires_grad)
+        weights = [torch.randn(y.shape, generator=gen, dtype=y.dtype).to(y.device) for y in outs]
+        loss = sum((y * w).sum() for y, w in zip(outs, weights) if y.requires_grad)
+        # |L| ≤ Σ‖y‖‖w‖: the natural size of any log-scale derivative of L
+        loss_scale = sum(float(y.detach().norm() * w.norm()) for y, w in zip(outs, weights))
         names = [k for k, v in leaves.items() if v.requires_grad]
         if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
             return [0.0] * len(claims)
@@ -173,14 +182,16 @@ class _Context:
             theta = leaves[k].detach()
             dots[k] = 0.0 if g is None else float((g * theta).sum())
             norms[k] = 0.0 if g is None else float(g.norm() * theta.norm())
-        total = sum(norms.values()) or 1.0
+        floor = EULER_FLOOR * loss_scale
         out = []
         for claim in claims:
             e = sum(s * dots.get(k, 0.0) for k, s in claim.exponents.items())
             scale = sum(abs(s) * norms.get(k, 0.0) for k, s in claim.exponents.items())
-            residual = abs(e) / scale if scale > 0 else 0.0
+            # a group whose own gradient is round-off (a norm over two values makes everything
+            # upstream piecewise constant) is measured against the size of the loss instead
+            residual = abs(e) / max(scale, floor) if scale > 0 else 0.0
             for k in claim.redraw:  # no effect: the gradient itself must vanish
-                residual = max(residual, norms.get(k, 0.0) / total)
+                residual = max(residual, norms.get(k, 0.0) / max(loss_scale, 1e-300))
             out.append(residual)
         return out
 

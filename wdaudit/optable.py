@@ -220,8 +220,16 @@ _SPEC: list[tuple[Callable, str]] = [
 ]
 
 
-def _bind_names(entry_sig, target) -> tuple[str, ...] | None:
-    return entry_sig
+_UNARY = {"neg", "pos", "invert", "not_", "abs", "index"}
+
+
+def _method_signature(name: str) -> tuple[str, ...]:
+    """``x.name(*args)`` binds like ``aten.name(self, *args)``; ``x.__op__(y)`` like a binary op."""
+    if name.startswith("__"):
+        return ("input", "other")
+    packet = getattr(aten, name, None)
+    sig = _aten_signature(packet) if packet is not None else None
+    return sig or ("input", "*args")
 
 
 def _aten_signature(packet) -> tuple[str, ...] | None:
@@ -280,31 +288,47 @@ def _build() -> Lookup:
     functions: dict[Any, Entry] = {}
     methods: dict[str, Entry] = {}
     packets: dict[Any, Entry] = {}
-    namespaces = {"torch": torch, "F": F, "op": operator, "builtin": __import__("builtins")}
+    namespaces = {"torch": torch, "F": F, "builtin": __import__("builtins")}
     for rule, spec in _SPEC:
-        for line in spec.strip().splitlines():
-            if not line.strip():
-                continue
-            ns, _, names = line.partition(":")
-            ns = ns.strip()
-            for name in names.split():
-                if ns == "method":
-                    methods[name] = Entry(name, rule, _SIGNATURES.get(name))
-                    methods.setdefault(name + "_", Entry(name, rule, _SIGNATURES.get(name), True))
-                elif ns == "aten":
-                    packet = getattr(aten, name, None)
-                    if packet is not None:
-                        packets[packet] = Entry(name, rule, _aten_signature(packet))
-                    inplace = getattr(aten, name + "_", None)
-                    if inplace is not None and inplace not in packets:
-                        packets[inplace] = Entry(name, rule, _aten_signature(inplace), True)
-                else:
-                    fn = getattr(namespaces[ns], name, None)
-                    if fn is not None and fn not in functions:
-                        functions[fn] = Entry(name, rule, _SIGNATURES.get(name) or _signature(fn))
+        for ns, name in _parse(spec):
+            if ns == "method":
+                sig = _SIGNATURES.get(name) or _method_signature(name)
+                methods[name] = Entry(name, rule, sig)
+                methods.setdefault(name + "_", Entry(name, rule, sig, True))
+            elif ns == "aten":
+                packet = getattr(aten, name, None)
+                if packet is not None:
+                    packets[packet] = Entry(name, rule, _aten_signature(packet))
+                inplace = getattr(aten, name + "_", None)
+                if inplace is not None and inplace not in packets:
+                    packets[inplace] = Entry(name, rule, _aten_signature(inplace), True)
+            elif ns == "op":
+                sig = _SIGNATURES.get(name) or (("input",) if name in _UNARY else ("input", "other"))
+                # operator.iadd & co. mutate a tensor in place
+                functions[getattr(operator, name)] = Entry(name, rule, sig, name.startswith("i"))
+            else:
+                fn = getattr(namespaces[ns], name, None)
+                if fn is not None and fn not in functions:
+                    functions[fn] = Entry(name, rule, _SIGNATURES.get(name) or _signature(fn))
     functions[operator.setitem] = Entry("setitem", T.scatter, _SIGNATURES["setitem"], True)
     functions[getattr] = Entry("getattr", _getattr_rule, _SIGNATURES["getattr"])
     return Lookup(functions, methods, packets)
+
+
+_NAMESPACES = ("torch", "F", "method", "aten", "op", "builtin")
+
+
+def _parse(spec: str):
+    """Yield (namespace, name) from "ns: a b c" lines; indented lines continue the last ns."""
+    ns = None
+    for line in spec.strip().splitlines():
+        head, sep, rest = line.partition(":")
+        if sep and head.strip() in _NAMESPACES:
+            ns, line = head.strip(), rest
+        if ns is None:
+            raise ValueError(f"op table line without a namespace: {line!r}")
+        for name in line.split():
+            yield ns, name
 
 
 def _signature(fn) -> tuple[str, ...] | None:
@@ -315,7 +339,7 @@ def _signature(fn) -> tuple[str, ...] | None:
         return _aten_signature(packet) if packet is not None else None
     names = []
     for p in params:
-        names.append(("*" + p.name) if p.kind is p.VAR_POSITIONAL else p.name)
+        names.append(("*" + p.name) if p.kind is p.VAR_POSITIONAL else _rename(p.name))
     return tuple(names)
 
 

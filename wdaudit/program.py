@@ -59,8 +59,10 @@ class EpsSite:
 class Runner(fx.Interpreter):
     """Runs the traced program reading parameters, buffers and constants from our dicts."""
 
-    def __init__(self, program: Program, params, buffers, constants=None, eps_zero=(), record=None):
+    def __init__(self, program: Program, params, buffers, constants=None, eps_zero=(), record=None,
+                 promote: torch.dtype | None = None):
         super().__init__(program.gm, garbage_collect_values=True)
+        self.promote = promote
         self.program = program
         self.params = params
         self.buffers = buffers
@@ -105,9 +107,14 @@ class Runner(fx.Interpreter):
             result = self._leaf_value(n.name, iter(()))
         elif n.op == "call_module":
             result = self._call_leaf(n)
-        elif n.name in self._eps and n.op in ("call_function", "call_method"):
+        elif n.op in ("call_function", "call_method") and (n.name in self._eps or self.promote):
+            if self.promote and n.target in _DTYPE_ASSERTS:
+                return None
             args, kwargs = self.fetch_args_kwargs_from_env(n)
-            args, kwargs = _with_tiny_eps(list(args), dict(kwargs), self._eps[n.name])
+            args, kwargs = _with_tiny_eps(list(args), dict(kwargs), self._eps.get(n.name, ()))
+            if self.promote:
+                # the trace baked the model's float dtype into casts: run them at check precision
+                args, kwargs = _promote(args, self.promote), _promote(kwargs, self.promote)
             result = getattr(self, n.op)(n.target, tuple(args), kwargs)
         else:
             result = super().run_node(n)
@@ -141,6 +148,19 @@ def _with_tiny_eps(args: list, kwargs: dict, sites) -> tuple[list, dict]:
     return args, kwargs
 
 
+_DTYPE_ASSERTS = {torch.ops.aten._assert_tensor_metadata.default}
+
+
+def _promote(value: Any, dtype: torch.dtype) -> Any:
+    if isinstance(value, torch.dtype):
+        return dtype if value.is_floating_point else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_promote(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _promote(v, dtype) for k, v in value.items()}
+    return value
+
+
 def _meta(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return (tuple(value.shape), value.dtype)
@@ -160,10 +180,11 @@ def _flat_tensors(values) -> list[torch.Tensor]:
 
 
 def run(program: Program, params, buffers, inputs, *, constants=None, eps_zero=(),
-        record=None) -> tuple:
-    """Run the traced program on our own tensors (buffers are copied: BatchNorm writes them)."""
+        record=None, promote: torch.dtype | None = None) -> tuple:
+    """Run the traced program on our own tensors (buffers are copied: BatchNorm writes them).
+    ``promote`` runs every baked floating-point cast at that dtype instead."""
     fresh = {k: v.clone() for k, v in buffers.items()}
-    runner = Runner(program, params, fresh, constants, tuple(eps_zero), record)
+    runner = Runner(program, params, fresh, constants, tuple(eps_zero), record, promote)
     return runner.run_program(tuple(inputs))
 
 

@@ -26,13 +26,24 @@ class TraceError(RuntimeError):
     """Neither tracer produced a faithful program; the message says where and what to do."""
 
 
+class InputError(ValueError):
+    """The model does not run on the example inputs (the model's own error is attached)."""
+
+
 def trace(model: nn.Module, inputs: tuple) -> Program:
     copy = structural_copy(model)
     set_training_semantics(copy)
     root = _flattened(copy, len(inputs))
     canon = {id(p): n for n, p in model.named_parameters()}
     runnable = not any(t.is_meta for t in list(model.parameters()) + list(model.buffers()))
-    reference = _reference(root, canon, inputs) if runnable else None
+    reference = None
+    if runnable:
+        try:
+            reference = _reference(root, canon, inputs)
+        except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the input
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise InputError(f"the model raised {type(exc).__name__} on the example inputs: "
+                             f"{first}") from exc
 
     attempts: list[tuple[str, Exception]] = []
     fx_prog = None

@@ -78,9 +78,11 @@ class Call:
 
     def same(self, values: Sequence[Deg | None], why: str) -> Deg:
         """All summands of a sum must share one degree; returns that degree."""
-        live = [v for v in values if v is not None and not v.zero]
+        present = [v for v in values if v is not None]
+        live = [v for v in present if not v.zero]
         if not live:
-            return ZERO
+            # identically zero only if every summand provably is; nothing seen is not "zero"
+            return ZERO if present else CONST
         for v in live[1:]:
             self.require_equal(live[0], v, why)
         return Deg(live[0].form, nonneg=all(v.nonneg for v in live))

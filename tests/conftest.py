@@ -1,0 +1,18 @@
+"""Test configuration: strict mode for the whole suite (an unknown op raises instead of being
+treated conservatively), few threads (CI has 2 cores), quiet third-party warnings."""
+
+import os
+import sys
+import warnings
+
+os.environ["WDAUDIT_STRICT"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module="torch")
