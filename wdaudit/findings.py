@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import linecache
+import re
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -69,14 +71,17 @@ Locate = Callable[[Sequence[str]], Location]
 
 
 def find(parameters: Mapping[str, ParameterReport], groups: Sequence[Group],
-         decay: DecaySettings, locate: Locate) -> tuple[Finding, ...]:
+         decay: DecaySettings, locate: Locate,
+         skip: Callable[[str], bool] = lambda name: False) -> tuple[Finding, ...]:
+    """The findings for these verdicts and decay settings; parameters for which ``skip`` is
+    true (``ignore-parameters``) are never reported, though they still count as decayed."""
     out: list[Finding] = []
     for g in groups:
         holding = [n for n in g.names
                    if parameters[n].verdict == "ineffective" and g.id in parameters[n].groups]
         if not holding:
             continue
-        decayed = [n for n in holding if n in decay.decayed]
+        decayed = [n for n in holding if n in decay.decayed and not skip(n)]
         if not decayed:
             continue
         assumed = f" (decay assumed: --assume-decay {decay.assumed})" if decay.assumed else ""
@@ -105,12 +110,15 @@ def find(parameters: Mapping[str, ParameterReport], groups: Sequence[Group],
                 f"{_short(undecayed)} not; the undecayed members can grow to compensate",
                 tuple(g.names), locate(tuple(decayed))))
     for c in decay.coupled:
+        members = tuple(n for n in c.parameters if not skip(n))
+        if not members:
+            continue
         out.append(Finding(
             "WD002", RULES["WD002"].severity,
             f"{c.optimizer} applies weight_decay={c.weight_decay:g} as coupled L2 to "
-            f"{len(c.parameters)} parameter(s): the adaptive step divides it by each weight's "
+            f"{len(members)} parameter(s): the adaptive step divides it by each weight's "
             f"gradient scale. Use AdamW (decoupled decay) unless this is intended",
-            c.parameters, locate(c.parameters[:1])))
+            members, locate(members[:1])))
     return tuple(out)
 
 
@@ -119,3 +127,40 @@ def _short(names, limit: int = 3) -> str:
     quoted = [f"'{n}'" for n in names[:limit]]
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(quoted) + more
+
+
+# --- what the user asked not to see --------------------------------------------------------
+
+_NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?",
+                   re.IGNORECASE)
+
+
+def noqa_codes(line: str) -> frozenset[str]:
+    """The codes a ``# noqa: WD001, WD003`` comment on ``line`` names.  A bare ``# noqa``
+    names none: it is meant for other linters and suppresses nothing here."""
+    codes: set[str] = set()
+    for m in _NOQA.finditer(line):
+        if m.group("codes"):
+            codes.update(c.upper() for c in re.split(r"[,\s]+", m.group("codes")))
+    return frozenset(codes)
+
+
+def source_line(path: str, line: int) -> str:
+    linecache.checkcache(path)
+    return linecache.getline(path, line)
+
+
+def suppress(found: Sequence[Finding], codes: frozenset[str],
+             read_line: Callable[[str, int], str] = source_line
+             ) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
+    """The findings whose code is in ``codes``, split into (kept, silenced): silenced when the
+    line a finding points to carries a ``# noqa`` naming its code."""
+    kept, silenced = [], []
+    for f in found:
+        if f.code not in codes:
+            continue
+        where = f.location
+        noqa = where.path is not None and where.line is not None and \
+            f.code in noqa_codes(read_line(where.path, where.line))
+        (silenced if noqa else kept).append(f)
+    return tuple(kept), tuple(silenced)

@@ -7,6 +7,7 @@ prints them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -58,3 +59,29 @@ SEVERITIES = ("info", "warning", "error")
 
 def at_least(severity: str, level: str) -> bool:
     return SEVERITIES.index(severity) >= SEVERITIES.index(level)
+
+
+class UnknownRuleError(ValueError):
+    """A rule selector (in ``select``/``ignore``, a flag or the config) that names no rule."""
+
+    def __init__(self, selector: str):
+        super().__init__(selector)
+        self.selector = selector
+
+
+def expand(selectors: Iterable[str]) -> frozenset[str]:
+    """The rule codes named by ``selectors``: exact codes, code prefixes (``WD00``) or ``ALL``."""
+    codes: set[str] = set()
+    for selector in selectors:
+        key = selector.strip().upper()
+        matched = [c for c in RULES if key == "ALL" or c.startswith(key)] if key else []
+        if not matched:
+            raise UnknownRuleError(selector)
+        codes.update(matched)
+    return frozenset(codes)
+
+
+def enabled(select: Iterable[str] | None, ignore: Iterable[str] = ()) -> frozenset[str]:
+    """The codes to report: everything (or ``select``), minus ``ignore``."""
+    chosen = frozenset(RULES) if select is None else expand(select)
+    return chosen - expand(ignore)

@@ -1,0 +1,313 @@
+"""``wdaudit TARGET``: the command line and CI lint step.
+
+Exit status: 0 when nothing is found at or above ``--fail-on``, 1 when something is, 2 when
+the audit could not be made (usage, loading, tracing, configuration, internal error) — a crash
+in the user's code is 2, never 1.  ``--exit-zero`` turns 1 into 0 and leaves 2 alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import shutil
+import sys
+import textwrap
+import traceback
+from dataclasses import replace
+from typing import Any, Iterable
+
+import click
+import torch
+
+from . import __version__, config as config_mod, findings as findings_mod
+from .audit import AnalysisDefect, audit
+from .config import ConfigError, Config, unknown_rule_message
+from .degrees import UnsupportedOpError
+from .findings import ASSUME_CHOICES
+from .formats import FORMATS, Context, render
+from .load import InputSpec, LoadError, Loaded, load, parse_dtype, parse_range, parse_shape, \
+    parse_target
+from .locations import locator
+from .report import Location, Report
+from .rules import RULES, SEVERITIES, UnknownRuleError, at_least, enabled, expand
+from .trace import InputError, TraceError
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class Failure(Exception):
+    """The audit could not be made: exit status 2 with this one-paragraph message."""
+
+
+# --- option parsing ------------------------------------------------------------------------
+
+
+def _split(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(part.strip() for v in values for part in v.split(",") if part.strip())
+
+
+def _rule_codes(ctx, param, values) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    selectors = _split(values)
+    try:
+        expand(selectors)
+    except UnknownRuleError as exc:
+        raise click.BadParameter(unknown_rule_message(exc.selector, f"--{param.name}")) from exc
+    return selectors
+
+
+def _patterns(ctx, param, values) -> tuple[str, ...] | None:
+    return _split(values) or None
+
+
+def _converted(parse):
+    def callback(ctx, param, value):
+        if value is None or value == ():
+            return None
+        try:
+            return tuple(parse(v) for v in value) if isinstance(value, tuple) else parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return callback
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("target", required=False)
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format (default: text, or `format` from [tool.wdaudit]).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report to this file instead of standard output.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES),
+              help="Lowest severity that makes the exit status 1 (default: warning).")
+@click.option("--exit-zero", is_flag=True,
+              help="Exit 0 even when there are findings (errors still exit 2).")
+@click.option("--select", multiple=True, callback=_rule_codes, metavar="CODES",
+              help="Report only these rules: codes or prefixes, comma-separated (default: all).")
+@click.option("--ignore", multiple=True, callback=_rule_codes, metavar="CODES",
+              help="Do not report these rules.")
+@click.option("--ignore-parameters", multiple=True, callback=_patterns, metavar="GLOBS",
+              help="Do not report these parameters (glob patterns on names, e.g. '*.bn*.*').")
+@click.option("--assume-decay", type=click.Choice(ASSUME_CHOICES),
+              help="Without an optimizer: which parameters count as decayed (default: all).")
+@click.option("--device", help="Device for the numerical confirmation: cpu (default) or cuda.")
+@click.option("--input-shape", multiple=True, callback=_converted(parse_shape), metavar="SHAPE",
+              help="Make example inputs of this shape, e.g. 2,3,224,224 (repeat for several "
+                   "inputs); overrides the file's example_inputs.")
+@click.option("--input-dtype", callback=_converted(parse_dtype), metavar="DTYPE",
+              help="dtype of the --input-shape inputs (default float32; long for token ids).")
+@click.option("--input-range", callback=_converted(parse_range), metavar="LOW,HIGH",
+              help="Draw --input-shape inputs from [LOW, HIGH), e.g. 0,1000 for token ids.")
+@click.option("--no-confirm", is_flag=True,
+              help="Skip the numerical confirmation of each claim (faster, static only).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on standard error.")
+@click.option("--debug", is_flag=True, help="Show the traceback when something fails.")
+@click.option("--list-rules", is_flag=True, help="Describe every rule (what, why, example), exit.")
+@click.version_option(__version__, prog_name="wdaudit")
+@click.pass_context
+def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero, select,
+         ignore, ignore_parameters, assume_decay, device, input_shape, input_dtype, input_range,
+         no_confirm, quiet, debug, list_rules) -> None:
+    """Find the weight-decay terms of a PyTorch model that cannot regularise anything.
+
+    TARGET is path/to/file.py, path/to/file.py:factory or package.module:factory.  Without
+    :factory, wdaudit looks for build_model, get_model or model in the file; example inputs
+    come from example_inputs (or --input-shape), the optimizer from build_optimizer(model) or
+    configure_optimizers(model).  Settings are read from [tool.wdaudit] in the nearest
+    pyproject.toml; flags win.
+    """
+    if list_rules:
+        click.echo(rules_text(), nl=False)
+        ctx.exit(EXIT_CLEAN)
+    if target is None:
+        raise click.UsageError("missing TARGET: give the Python file that builds the model "
+                               "(or package.module:factory), e.g. wdaudit model.py")
+    if (input_dtype is not None or input_range is not None) and not input_shape:
+        raise click.UsageError("--input-dtype and --input-range describe the inputs that "
+                               "--input-shape makes: give --input-shape too")
+    spec = InputSpec(input_shape, input_dtype or torch.float32, input_range) if input_shape \
+        else None
+    flags = Config(select=select, ignore=ignore or (), ignore_parameters=ignore_parameters or (),
+                   format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
+    progress = _Progress(enabled=not quiet and _is_terminal(sys.stderr))
+    try:
+        status = _run(target, spec, flags, ignore is not None,
+                      ignore_parameters is not None, output, no_confirm, progress)
+    except Failure as exc:
+        if debug:
+            click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
+        click.echo(f"wdaudit: error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    ctx.exit(EXIT_CLEAN if exit_zero else status)
+
+
+def _run(target_text: str, spec: InputSpec | None, flags: Config, ignore_given: bool,
+         ignore_parameters_given: bool, output: str | None, no_confirm: bool,
+         progress: _Progress) -> int:
+    target = parse_target(target_text)
+    with _user_output_to_stderr():
+        with progress.step(f"loading {target}"):
+            loaded = _load(target, spec)
+        settings = _settings(flags, loaded, ignore_given, ignore_parameters_given)
+        with progress.step(f"auditing {type(loaded.model).__name__}: tracing, analysis, "
+                           "numerical confirmation"):
+            report = _audit(loaded, settings, no_confirm)
+    progress.done(report)
+    kept, silenced = findings_mod.suppress(report.findings,
+                                           enabled(settings.select, settings.ignore))
+    report = replace(report, findings=kept)
+    context = Context(target_text, loaded.path, loaded.origin,
+                      type(loaded.optimizer).__name__ if loaded.optimizer else None,
+                      len(silenced))
+    fmt = settings.format or "text"
+    if output:
+        text = render(fmt, report, context)
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        stdout = click.get_text_stream("stdout")
+        terminal = _is_terminal(stdout)
+        color = terminal and not os.environ.get("NO_COLOR")
+        width = shutil.get_terminal_size().columns if terminal else None
+        click.echo(render(fmt, report, context, color=color, width=width), nl=False, color=color)
+    fail_on = settings.fail_on or "warning"
+    failing = any(at_least(f.severity, fail_on) for f in report.findings)
+    return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _load(target, spec) -> Loaded:
+    try:
+        return load(target, spec)
+    except LoadError as exc:
+        raise Failure(str(exc)) from exc
+
+
+def _settings(flags: Config, loaded: Loaded, ignore_given: bool,
+              ignore_parameters_given: bool) -> Config:
+    """The configuration file's settings with the command line's on top, key by key."""
+    try:
+        found = config_mod.load(loaded.path or os.getcwd())
+    except ConfigError as exc:
+        raise Failure(str(exc)) from exc
+    return Config(
+        path=found.path,
+        select=flags.select if flags.select is not None else found.select,
+        ignore=flags.ignore if ignore_given else found.ignore,
+        ignore_parameters=(flags.ignore_parameters if ignore_parameters_given
+                           else found.ignore_parameters),
+        format=flags.format or found.format,
+        fail_on=flags.fail_on or found.fail_on,
+        device=flags.device or found.device,
+        assume_decay=flags.assume_decay or found.assume_decay)
+
+
+def _audit(loaded: Loaded, settings: Config, no_confirm: bool) -> Report:
+    model, name = loaded.model, type(loaded.model).__name__
+    device = _device(settings.device)
+    locate = _locate_or_target(locator(model), loaded.path)
+    assume = settings.assume_decay or "all"
+    try:
+        report = audit(model, loaded.example_inputs, optimizer=loaded.optimizer, device=device,
+                       confirm=not no_confirm, assume_decay=assume, locate=locate)
+    except InputError as exc:
+        raise Failure(f"{name} does not run on the example inputs from "
+                      f"{loaded.origin['inputs']}: {exc}. Give inputs that forward() accepts: "
+                      f"fix example_inputs, or pass --input-shape (and --input-dtype long "
+                      f"--input-range 0,VOCAB for token ids).") from exc
+    except TraceError as exc:
+        raise Failure(f"{name} cannot be audited: {exc}") from exc
+    except UnsupportedOpError as exc:
+        raise Failure(f"{name} uses an op wdaudit does not know, and strict mode is on "
+                      f"(WDAUDIT_STRICT): {exc}. Unset WDAUDIT_STRICT to treat it "
+                      "conservatively, and please report the op.") from exc
+    except AnalysisDefect as exc:
+        raise Failure(f"internal error: a claim about {name} failed its numerical check "
+                      f"({exc}). This is a bug in wdaudit: please report it with the model "
+                      "(--debug shows the traceback).") from exc
+    except Exception as exc:  # noqa: BLE001 - the user's forward() runs in here too
+        raise Failure(f"auditing {name} failed with {type(exc).__name__}: {exc}. If the "
+                      "traceback (--debug) ends in your code, fix it there; otherwise this is a "
+                      "bug in wdaudit: please report it.") from exc
+    ignored = settings.ignore_parameters
+    if ignored:
+        skip = lambda n: any(fnmatch.fnmatchcase(n, p) for p in ignored)  # noqa: E731
+        decay = findings_mod.decay_settings(dict(model.named_parameters()), loaded.optimizer,
+                                            assume)
+        report = replace(report, findings=findings_mod.find(report.parameters, report.groups,
+                                                            decay, locate, skip))
+    return report
+
+
+def _device(name: str | None) -> str | None:
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise Failure(f"'{name}' is not a device: use cpu, cuda or cuda:N.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise Failure(f"--device {name} was asked for, but CUDA is not available here: leave "
+                      "the device out (CPU is the default) or run where a GPU is.")
+    return name
+
+
+def _locate_or_target(locate, path: str | None):
+    """Findings with no construction site point at the target file (code scanning needs a
+    file for every result)."""
+    def wrapped(names) -> Location:
+        where = locate(names)
+        return where if where.path is not None or path is None else Location(path, None)
+    return wrapped
+
+
+# --- user code, progress, terminals --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _user_output_to_stderr():
+    """What the user's code prints must not end up inside the JSON or SARIF on stdout."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Progress:
+    """A spinner with the current step on stderr, when stderr is a terminal and not --quiet."""
+
+    def __init__(self, enabled: bool):
+        self.console = None
+        if enabled:
+            from rich.console import Console
+
+            self.console = Console(stderr=True, highlight=False, markup=False)
+
+    @contextlib.contextmanager
+    def step(self, text: str):
+        if self.console is None:
+            yield
+            return
+        with self.console.status(text + " …"):
+            yield
+
+    def done(self, report: Report) -> None:
+        if self.console is None:
+            return
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
+        self.console.print(f"audited {report.model} ({times})", style="dim")
+
+
+def rules_text() -> str:
+    """``--list-rules``: every rule with what it flags, why, and an example."""
+    blocks = []
+    for rule in RULES.values():
+        fields = [("What", rule.summary), ("Why", rule.why), ("Example", rule.example)]
+        body = "".join(textwrap.fill(text, 96, initial_indent=f"  {label + ':':<9}",
+                                     subsequent_indent=" " * 11) + "\n"
+                       for label, text in fields)
+        blocks.append(f"{rule.code} {rule.name} ({rule.severity})\n{body}")
+    return "\n".join(blocks)
