@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import io
+import logging
 import os
 import shutil
 import sys
@@ -26,8 +28,8 @@ from .config import ConfigError, Config, unknown_rule_message
 from .degrees import UnsupportedOpError
 from .findings import ASSUME_CHOICES
 from .formats import FORMATS, Context, render
-from .load import InputSpec, LoadError, Loaded, load, parse_dtype, parse_range, parse_shape, \
-    parse_target
+from .load import InputSpec, LoadError, Loaded, load, one_line, parse_dtype, parse_range, \
+    parse_shape, parse_target, user_site
 from .locations import locator
 from .report import Location, Report
 from .rules import RULES, SEVERITIES, UnknownRuleError, at_least, enabled, expand
@@ -131,27 +133,36 @@ def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero
     flags = Config(select=select, ignore=ignore or (), ignore_parameters=ignore_parameters or (),
                    format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
     progress = _Progress(enabled=not quiet and _is_terminal(sys.stderr))
+    engine_noise = io.StringIO()
     try:
         status = _run(target, spec, flags, ignore is not None,
-                      ignore_parameters is not None, output, no_confirm, progress)
+                      ignore_parameters is not None, output, no_confirm, progress, engine_noise)
     except Failure as exc:
         if debug:
+            _echo_noise(engine_noise)
             click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
         click.echo(f"wdaudit: error: {exc}", err=True)
         ctx.exit(EXIT_ERROR)
+    if debug:
+        _echo_noise(engine_noise)
     ctx.exit(EXIT_CLEAN if exit_zero else status)
+
+
+def _echo_noise(noise: io.StringIO) -> None:
+    if noise.getvalue().strip():
+        click.echo(noise.getvalue().rstrip("\n"), err=True)
 
 
 def _run(target_text: str, spec: InputSpec | None, flags: Config, ignore_given: bool,
          ignore_parameters_given: bool, output: str | None, no_confirm: bool,
-         progress: _Progress) -> int:
+         progress: _Progress, engine_noise: io.StringIO) -> int:
     target = parse_target(target_text)
     with _user_output_to_stderr():
         with progress.step(f"loading {target}"):
             loaded = _load(target, spec)
         settings = _settings(flags, loaded, ignore_given, ignore_parameters_given)
         with progress.step(f"auditing {type(loaded.model).__name__}: tracing, analysis, "
-                           "numerical confirmation"):
+                           "numerical confirmation"), _captured(engine_noise):
             report = _audit(loaded, settings, no_confirm)
     progress.done(report)
     kept, silenced = findings_mod.suppress(report.findings,
@@ -166,7 +177,7 @@ def _run(target_text: str, spec: InputSpec | None, flags: Config, ignore_given: 
         with open(output, "w", encoding="utf-8") as f:
             f.write(text)
     else:
-        stdout = click.get_text_stream("stdout")
+        stdout = sys.stdout
         terminal = _is_terminal(stdout)
         color = terminal and not os.environ.get("NO_COLOR")
         width = shutil.get_terminal_size().columns if terminal else None
@@ -211,10 +222,12 @@ def _audit(loaded: Loaded, settings: Config, no_confirm: bool) -> Report:
         report = audit(model, loaded.example_inputs, optimizer=loaded.optimizer, device=device,
                        confirm=not no_confirm, assume_decay=assume, locate=locate)
     except InputError as exc:
-        raise Failure(f"{name} does not run on the example inputs from "
-                      f"{loaded.origin['inputs']}: {exc}. Give inputs that forward() accepts: "
-                      f"fix example_inputs, or pass --input-shape (and --input-dtype long "
-                      f"--input-range 0,VOCAB for token ids).") from exc
+        own = exc.__cause__
+        error = f"{one_line(own)}{user_site(own)}" if own is not None else str(exc)
+        raise Failure(f"{name} does not run on the example inputs ({loaded.origin['inputs']}): "
+                      f"it raised {error}. Give inputs that forward() accepts: fix "
+                      "example_inputs, or pass --input-shape (with --input-dtype long "
+                      "--input-range 0,VOCAB for token ids).") from exc
     except TraceError as exc:
         raise Failure(f"{name} cannot be audited: {exc}") from exc
     except UnsupportedOpError as exc:
@@ -271,6 +284,23 @@ def _user_output_to_stderr():
         yield
 
 
+@contextlib.contextmanager
+def _captured(sink: io.StringIO):
+    """torch.export prints partial graphs and logs warnings while the tracer tries it; the
+    report says what matters, ``--debug`` shows the rest."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == "torch" or name.startswith("torch.")]
+    levels = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        for lg, level in levels:
+            lg.setLevel(level)
+
+
 def _is_terminal(stream: Any) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
@@ -284,7 +314,7 @@ class _Progress:
         if enabled:
             from rich.console import Console
 
-            self.console = Console(stderr=True, highlight=False, markup=False)
+            self.console = Console(file=sys.stderr, highlight=False, markup=False)
 
     @contextlib.contextmanager
     def step(self, text: str):

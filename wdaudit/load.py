@@ -236,14 +236,14 @@ def _import_failure(exc: BaseException, source: str) -> LoadError:
     if isinstance(exc, ImportError):
         missing = f" (no module '{exc.name}' in this environment)" \
             if isinstance(exc, ModuleNotFoundError) and exc.name else ""
-        return LoadError(f"{source} could not be imported: {_one_line(exc)}{missing}"
-                         f"{_at(exc)}. Install what it imports into the environment wdaudit "
+        return LoadError(f"{source} could not be imported: {one_line(exc)}{missing}"
+                         f"{user_site(exc)}. Install what it imports into the environment wdaudit "
                          "runs in (the same virtualenv), or fix the import.")
     if isinstance(exc, SystemExit):
         return LoadError(f"{source} called sys.exit({exc.code!r}) while being imported"
-                         f"{_at(exc)}. Put the script part of the file under "
+                         f"{user_site(exc)}. Put the script part of the file under "
                          "`if __name__ == \"__main__\":` so that importing it only defines things.")
-    return LoadError(f"{source} raised {_one_line(exc)} while being imported{_at(exc)}. Fix "
+    return LoadError(f"{source} raised {one_line(exc)} while being imported{user_site(exc)}. Fix "
                      "the error (run with --debug for the traceback); if that code trains or "
                      "downloads something, put it under `if __name__ == \"__main__\":`.")
 
@@ -293,7 +293,7 @@ def _call(obj: Any, name: str, where: str, args: tuple) -> Any:
     try:
         return obj(*args)
     except Exception as exc:  # noqa: BLE001 - whatever the user's factory raises
-        raise LoadError(f"{call} in {where} raised {_one_line(exc)}{_at(exc)}. Fix it so "
+        raise LoadError(f"{call} in {where} raised {one_line(exc)}{user_site(exc)}. Fix it so "
                         f"that {call} runs on its own (--debug shows the traceback).") from exc
 
 
@@ -399,12 +399,13 @@ def _one_optimizer(value: Any, origin: str) -> torch.optim.Optimizer | None:
 # --- messages ------------------------------------------------------------------------------
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``."""
     text = (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _at(exc: BaseException) -> str:
+def user_site(exc: BaseException) -> str:
     """`` at file:line`` of the innermost frame in the user's code, when there is one."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_user_file(f.filename)]
     if isinstance(exc, SyntaxError) or not frames:
