@@ -130,13 +130,12 @@ def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero
                                "--input-shape makes: give --input-shape too")
     spec = InputSpec(input_shape, input_dtype or torch.float32, input_range) if input_shape \
         else None
-    flags = Config(select=select, ignore=ignore or (), ignore_parameters=ignore_parameters or (),
+    flags = Config(select=select, ignore=ignore, ignore_parameters=ignore_parameters,
                    format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
     progress = _Progress(enabled=not quiet and _is_terminal(sys.stderr))
     engine_noise = io.StringIO()
     try:
-        status = _run(target, spec, flags, ignore is not None,
-                      ignore_parameters is not None, output, no_confirm, progress, engine_noise)
+        status = _run(target, spec, flags, output, no_confirm, progress, engine_noise)
     except Failure as exc:
         if debug:
             _echo_noise(engine_noise)
@@ -153,20 +152,19 @@ def _echo_noise(noise: io.StringIO) -> None:
         click.echo(noise.getvalue().rstrip("\n"), err=True)
 
 
-def _run(target_text: str, spec: InputSpec | None, flags: Config, ignore_given: bool,
-         ignore_parameters_given: bool, output: str | None, no_confirm: bool,
-         progress: _Progress, engine_noise: io.StringIO) -> int:
+def _run(target_text: str, spec: InputSpec | None, flags: Config, output: str | None,
+         no_confirm: bool, progress: _Progress, engine_noise: io.StringIO) -> int:
     target = parse_target(target_text)
     with _user_output_to_stderr():
         with progress.step(f"loading {target}"):
             loaded = _load(target, spec)
-        settings = _settings(flags, loaded, ignore_given, ignore_parameters_given)
+        settings = _settings(flags, loaded)
         with progress.step(f"auditing {type(loaded.model).__name__}: tracing, analysis, "
                            "numerical confirmation"), _captured(engine_noise):
             report = _audit(loaded, settings, no_confirm)
     progress.done(report)
     kept, silenced = findings_mod.suppress(report.findings,
-                                           enabled(settings.select, settings.ignore))
+                                           enabled(settings.select, settings.ignore or ()))
     report = replace(report, findings=kept)
     context = Context(target_text, loaded.path, loaded.origin,
                       type(loaded.optimizer).__name__ if loaded.optimizer else None,
@@ -194,23 +192,13 @@ def _load(target, spec) -> Loaded:
         raise Failure(str(exc)) from exc
 
 
-def _settings(flags: Config, loaded: Loaded, ignore_given: bool,
-              ignore_parameters_given: bool) -> Config:
-    """The configuration file's settings with the command line's on top, key by key."""
+def _settings(flags: Config, loaded: Loaded) -> Config:
+    """The nearest pyproject.toml's [tool.wdaudit] with the command line's flags on top."""
     try:
         found = config_mod.load(loaded.path or os.getcwd())
     except ConfigError as exc:
         raise Failure(str(exc)) from exc
-    return Config(
-        path=found.path,
-        select=flags.select if flags.select is not None else found.select,
-        ignore=flags.ignore if ignore_given else found.ignore,
-        ignore_parameters=(flags.ignore_parameters if ignore_parameters_given
-                           else found.ignore_parameters),
-        format=flags.format or found.format,
-        fail_on=flags.fail_on or found.fail_on,
-        device=flags.device or found.device,
-        assume_decay=flags.assume_decay or found.assume_decay)
+    return config_mod.merged(flags, found)
 
 
 def _audit(loaded: Loaded, settings: Config, no_confirm: bool) -> Report:

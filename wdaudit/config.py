@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,9 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Config:
     path: str | None = None
-    select: tuple[str, ...] | None = None
-    ignore: tuple[str, ...] = ()
-    ignore_parameters: tuple[str, ...] = ()
+    select: tuple[str, ...] | None = None  # None: not set (all rules, unless set elsewhere)
+    ignore: tuple[str, ...] | None = None
+    ignore_parameters: tuple[str, ...] | None = None
     format: str | None = None
     fail_on: str | None = None
     device: str | None = None
@@ -90,18 +90,24 @@ def _parse(table: dict[str, Any], path: str) -> Config:
             raise ConfigError(f"{path}: unknown key '{key}' in [tool.wdaudit].{hint} The keys "
                               f"wdaudit reads are: {', '.join(_KEYS)}.")
     select = _strings(table, "select", path)
-    ignore = _strings(table, "ignore", path) or ()
-    for key, selectors in (("select", select or ()), ("ignore", ignore)):
+    ignore = _strings(table, "ignore", path)
+    for key, selectors in (("select", select or ()), ("ignore", ignore or ())):
         try:
             expand(selectors)
         except UnknownRuleError as exc:
             raise ConfigError(unknown_rule_message(exc.selector, f"{key} in {path}")) from exc
     return Config(path=path, select=select, ignore=ignore,
-                  ignore_parameters=_strings(table, "ignore-parameters", path) or (),
+                  ignore_parameters=_strings(table, "ignore-parameters", path),
                   format=_choice(table, "format", FORMATS, path),
                   fail_on=_choice(table, "fail-on", SEVERITIES, path),
                   device=_string(table, "device", path),
                   assume_decay=_choice(table, "assume-decay", ASSUME_CHOICES, path))
+
+
+def merged(flags: Config, found: Config) -> Config:
+    """``found`` (from pyproject.toml) with every setting the command line gives on top."""
+    given = {f.name: getattr(flags, f.name) for f in fields(Config) if f.name != "path"}
+    return replace(found, **{k: v for k, v in given.items() if v is not None})
 
 
 def unknown_rule_message(selector: str, where: str) -> str:
