@@ -10,6 +10,7 @@ import io
 from itertools import groupby
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from ..rules import RULES, SEVERITIES
@@ -31,13 +32,25 @@ def render(report, context, *, color: bool = False, width: int | None = None) ->
         console.print()
         console.print(Text.assemble((code, "bold"), " ", (rule.severity, _STYLE[rule.severity]),
                                     "  ", rule.name, ("  ×" + str(len(group)), "dim")))
-        for f in group:
-            console.print(Text.assemble("  ", (_where(f), "cyan"), "  ", f.message))
+        console.print(_findings(group, wrapped=color))
     console.print()
     for note in _notes(report, context):
         console.print(Text(note, style="dim"))
     console.print(_counts(report, context))
     return out.getvalue()
+
+
+def _findings(group, wrapped: bool):
+    """One line per finding; on a terminal, long messages wrap under themselves."""
+    if not wrapped:
+        return Text("\n").join(Text.assemble("  ", (_where(f), "cyan"), "  ", f.message)
+                               for f in group)
+    grid = Table.grid(padding=(0, 2), pad_edge=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for f in group:
+        grid.add_row(Text(_where(f), style="cyan"), f.message)
+    return grid
 
 
 def _header(report, context) -> Text:
