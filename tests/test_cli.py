@@ -6,6 +6,7 @@ or from the Python API on the same model, never pasted from a previous run.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -288,6 +289,35 @@ def test_sarif_fingerprints_are_stable_across_runs():
     assert prints[0] == prints[1]
 
 
+def test_sarif_for_files_outside_the_checkout_and_modules_built_out_of_sight(tmp_path):
+    write(tmp_path, "hidden.py", "import copy\nimport torch\nfrom torch import nn\n\n"
+          "# deepcopy does not call __init__: no construction site is recorded\n"
+          "model = copy.deepcopy(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8)))\n"
+          "example_inputs = torch.randn(6, 4)\n")
+    result = run(tmp_path / "hidden.py", "--format", "sarif")  # run from the repository root
+    doc = json.loads(result.stdout)
+    jsonschema.Draft4Validator(SARIF_SCHEMA).validate(doc)
+    results = doc["runs"][0]["results"]
+    assert results
+    for r in results:  # no construction site was seen: the result points at the target file
+        location = r["locations"][0]["physicalLocation"]
+        assert location["artifactLocation"] == {"uri": (tmp_path / "hidden.py").as_uri()}
+        assert location["region"]["startLine"] == 1
+
+
+def test_parameters_built_by_the_standard_library_point_at_the_users_line():
+    from wdaudit.locations import recording
+
+    class Raw(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(3, 3))
+
+    with recording():
+        model = copy.deepcopy(Raw()); line = sys._getframe().f_lineno  # noqa: E702
+    assert locator(model)(["w"]) == wdaudit.Location(__file__, line)
+
+
 def test_output_file(tiny):
     result = run(tiny, "--format", "sarif", "-o", "out.sarif")
     assert result.exit_code == 1 and result.stdout == ""
@@ -371,7 +401,8 @@ def audit_me():
 
 def test_lightning_style_module_with_scheduler_dict(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    source = TINY.replace("example_inputs = torch.randn(6, 4)", "").replace("def build_model", "def _")
+    source = TINY.replace("example_inputs = torch.randn(6, 4)", "")
+    source = source.replace("def build_model", "def _not_the_model")
     write(tmp_path, "lit.py", source + '''
 
 class Lit(Tiny):
@@ -467,11 +498,18 @@ def test_config_table(tiny, table, check):
 
 def test_config_format_and_fail_on_and_flags_win(tiny):
     write(tiny.parent, "pyproject.toml",
-          '[tool.wdaudit]\nformat = "json"\nfail-on = "error"\nselect = ["WD003"]\ndevice = "cpu"\n')
+          '[tool.wdaudit]\nformat = "json"\nfail-on = "error"\nselect = ["WD003"]\n'
+          'device = "cpu"\n')
     from_config = run(tiny)
     assert from_config.exit_code == 0 and json.loads(from_config.stdout)["findings"]
     flags = run(tiny, "--format", "text", "--fail-on", "warning", "--select", "WD001")
     assert flags.exit_code == 1 and "WD001" in flags.stdout and "WD003" not in flags.stdout
+
+
+def test_ignore_parameters_flag_rewords_the_findings(tiny):
+    doc = json.loads(run(tiny, "--ignore-parameters", "*.bias", "--format", "json").stdout)
+    assert codes_by_parameter(doc) == {"stem.weight": {"WD001"}}
+    assert all("bias" not in f["message"] for f in doc["findings"])
 
 
 def test_nearest_pyproject_above_the_target_wins(tmp_path, monkeypatch):
@@ -524,14 +562,16 @@ def test_missing_target_is_a_usage_error():
     ("def build_model():\n    raise ValueError('no weights here')\n",
      ("build_model() in bad.py raised ValueError: no weights here", "bad.py:2")),
     ("def build_model(width):\n    pass\n", ("needs arguments (width)",)),
-    ("import torch\ndef build_model():\n    return torch.zeros(3)\n", ("a Tensor, not a torch.nn.Module",)),
+    ("import torch\ndef build_model():\n    return torch.zeros(3)\n",
+     ("a Tensor, not a torch.nn.Module",)),
     ("import torch\ndef build_model():\n    return {'model': torch.nn.Linear(2, 2), 'inputs': 1}\n",
      ("unknown keys inputs",)),
     ("import torch\nmodel = torch.nn.Linear(2, 2)\n", ("no example inputs", "--input-shape")),
     ("import torch\nmodel = torch.nn.Linear(2, 2)\nexample_inputs = {'x': torch.zeros(2)}\n",
      ("are a dict",)),
     ("import torch\nmodel = torch.nn.Linear(2, 2)\nexample_inputs = torch.zeros(1, 2)\n"
-     "def build_optimizer(model):\n    return torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1)\n",
+     "def build_optimizer(model):\n"
+     "    return torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1)\n",
      ("holds none of the model's parameters",)),
 ])
 def test_bad_user_files(tmp_path, monkeypatch, source, needles):

@@ -99,8 +99,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
     parts = [p.strip() for p in re.split(r"[,x×]", body)] if body else []
     if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"'{text}' is not a shape: give the sizes of one input as positive "
-                         "integers separated by commas, batch first, e.g. --input-shape 2,3,224,224 "
-                         "(repeat the option for a model that takes several inputs)")
+                         "integers separated by commas, batch first, e.g. --input-shape "
+                         "2,3,224,224 (repeat the option for a model that takes several inputs)")
     return tuple(int(p) for p in parts)
 
 
@@ -156,8 +156,8 @@ def load(target: Target, inputs: InputSpec | None = None) -> Loaded:
             produced, extra = _unpack(produced, name, where)
         if not isinstance(produced, nn.Module):
             raise LoadError(
-                f"{name} in {where} gave {_kind(produced)}, not a torch.nn.Module. Return the model "
-                "itself, or a dict with the keys 'model', 'example_inputs' and (optionally) "
+                f"{name} in {where} gave {_kind(produced)}, not a torch.nn.Module. Return the "
+                "model itself, or a dict with the keys 'model', 'example_inputs' and (optionally) "
                 "'optimizer'.")
         model = produced
         example, inputs_from = _example_inputs(inputs, extra, module, model, name, where)
@@ -204,7 +204,8 @@ def _module_name(path: Path) -> str:
     """The file's stem, as ``python -m`` would name it, unless another module has that name."""
     stem = path.stem
     existing = sys.modules.get(stem)
-    if stem.isidentifier() and (existing is None or getattr(existing, "__file__", None) == str(path)):
+    same = existing is not None and getattr(existing, "__file__", None) == str(path)
+    if stem.isidentifier() and (existing is None or same):
         return stem
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
     return "wdaudit_target_" + re.sub(r"\W", "_", stem) + "_" + digest
