@@ -25,7 +25,8 @@ from .report import Location
 # library code is never "the user's code": torch, wdaudit itself, installed packages (timm …),
 # the standard library (copy.deepcopy builds parameters too)
 _SKIP = tuple({os.path.dirname(torch.__file__), os.path.dirname(__file__),
-               *(sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib"))})
+               *(sysconfig.get_paths()[k]
+                 for k in ("purelib", "platlib", "stdlib", "platstdlib"))})
 _sites: dict[int, tuple[weakref.ref, str, int]] = {}
 
 
