@@ -13,6 +13,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+# CI has 2 cores; a developer running beside other jobs sets OMP_NUM_THREADS=1 (oversubscribed
+# OpenMP threads spin and slow everything by an order of magnitude)
+if "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(2)
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning, module="torch")

@@ -2,9 +2,15 @@
 
 At several generic float64 weight draws (one of them large, so that saturation shows) and
 input draws, take the derivative of every output with respect to the log-scale of every
-parameter tensor: column ``J[:, p] = d/dt f(θ_p · e^t)`` at ``t = 0``.  Symmetries are the
-null space of J; parameter p is ineffective iff ``min ‖J s‖₁ over s ≥ 0, s_p = 1`` is (relatively)
-zero — one LP per parameter.  Every witness is then re-checked with a finite rescaling.
+parameter tensor: column ``J[:, p] = d/dt f(θ_p · e^t)`` at ``t = 0`` (reverse-mode AD).
+Draws are added until they stop adding rank.  Symmetries are the null space of J; parameter p
+is ineffective iff some ``s ≥ 0`` in that null space has ``s_p > 0`` — one LP over null-space
+coordinates gives the largest such support.  Every witness is re-checked with a finite
+rescaling.
+
+The check works in the eps → 0 limit, like the claims it tests: every normalisation epsilon
+held as a module attribute is set to ~0 on the oracle's own copy, so that exact symmetries sit
+at round-off (a clean gap in the singular values) instead of at eps/var.
 
 Deliberately independent of the product's analysis: it shares only the plumbing that runs a
 model under training semantics.
@@ -22,8 +28,11 @@ from torch.func import functional_call, jacfwd, jacrev
 
 from wdaudit.workcopy import flatten_outputs, set_training_semantics, structural_copy
 
-TOL = 1e-3  # relative residual below which a direction counts as a symmetry (eps effects)
-FINITE_TOL = 1e-2
+RANK_TOL = 1e-7  # singular values below this (relative, unit columns) span the null space
+TOL = 1e-6  # residual ‖J s‖ / ‖J‖|s| below which a claimed direction is a symmetry
+FINITE_TOL = 1e-6
+EPS_TINY = 1e-12  # far below any healthy variance; keeps dead channels (var = 0) finite
+_EPS_ATTRS = ("eps", "variance_epsilon", "epsilon", "layer_norm_eps", "norm_eps")
 
 
 @dataclass(frozen=True)
@@ -37,9 +46,7 @@ class Oracle:
     def residual_of(self, exponents: dict[str, float]) -> float:
         """Relative size of J s for a claimed symmetry s."""
         s = np.array([float(exponents.get(n, 0.0)) for n in self.names])
-        num = np.abs(self.jacobian @ s).sum()
-        den = (np.abs(self.jacobian).sum(axis=0) * np.abs(s)).sum()
-        return float(num / den) if den > 0 else 0.0
+        return _residual(self.jacobian, s)
 
 
 def check(model: torch.nn.Module, inputs, *, draws: int | None = None, seed: int = 0,
@@ -47,6 +54,7 @@ def check(model: torch.nn.Module, inputs, *, draws: int | None = None, seed: int
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     copy = structural_copy(model)
     set_training_semantics(copy)
+    _zero_eps(copy)
     names = tuple(n for n, p in model.named_parameters() if p.is_floating_point())
     buffers = {n: (b.detach().double() if b.is_floating_point() else b.detach())
                for n, b in copy.named_buffers()}
@@ -60,10 +68,7 @@ def check(model: torch.nn.Module, inputs, *, draws: int | None = None, seed: int
         blocks.append(_jacobian(copy, theta, buffers, x, names))
         points.append((theta, x))
         k += 1
-        # stop once a draw adds nothing to the rank (J has all its rows, in effect)
-        stacked = np.concatenate(blocks, axis=0)
-        stacked = stacked[np.isfinite(stacked).all(axis=1)]
-        new_rank = int(np.linalg.matrix_rank(stacked, tol=1e-4 * max(np.abs(stacked).max(initial=0), 1e-300)))
+        new_rank = _rank(_stack(blocks))[0]
         saturated = new_rank == rank or new_rank == len(names)
         rank = new_rank
         if draws is not None:
@@ -71,30 +76,76 @@ def check(model: torch.nn.Module, inputs, *, draws: int | None = None, seed: int
                 break
         elif (saturated and k >= 3) or k >= 40:
             break
-    J = np.concatenate(blocks, axis=0)
-    J = J[np.isfinite(J).all(axis=1)]
-    residual, witness = {}, {}
-    colnorm = np.linalg.norm(J, axis=0)
-    live = colnorm > 1e-12 * max(colnorm.max(initial=0.0), 1e-300)
-    R = np.linalg.qr(J[:, live] / colnorm[live], mode="r")
-    live_idx = np.flatnonzero(live)
-    for j, name in enumerate(names):
-        if not live[j]:  # no effect at all
-            residual[name] = 0.0
-            witness[name] = {name: 1.0}
-            continue
-        r, s_live = _min_l1(R, int(np.searchsorted(live_idx, j)))
-        residual[name] = r
-        if r <= TOL:
-            s = np.zeros(len(names))
-            s[live_idx] = s_live / colnorm[live_idx]
-            s = s / s[j]
-            witness[name] = {names[i]: float(v) for i, v in enumerate(s) if v > 1e-9}
+    J = _stack(blocks)
+    support, witness = _max_support(J)
+    residual = {}
+    verified: dict[bytes, bool] = {}  # one finite re-check per distinct witness direction
     ineffective = set()
-    for name, s in witness.items():
-        if _finite_ok(copy, points[0], buffers, s):
+    for j, name in enumerate(names):
+        s = witness.get(j)
+        if s is None:
+            residual[name] = float("inf")
+            continue
+        residual[name] = _residual(J, s)
+        key = (s > 1e-9).tobytes()
+        if key not in verified:
+            exps = {names[i]: float(v) for i, v in enumerate(s) if v > 1e-9}
+            verified[key] = _finite_ok(copy, points[0], buffers, exps)
+        if verified[key]:
             ineffective.add(name)
-    return Oracle(names, frozenset(ineffective), residual, witness, J)
+    return Oracle(names, frozenset(ineffective), residual,
+                  {names[j]: {names[i]: float(v) for i, v in enumerate(s) if v > 1e-9}
+                   for j, s in witness.items()}, J)
+
+
+def _zero_eps(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        for attr in _EPS_ATTRS:
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, EPS_TINY)
+
+
+def _stack(blocks) -> np.ndarray:
+    J = np.concatenate(blocks, axis=0)
+    return J[np.isfinite(J).all(axis=1)]
+
+
+def _rank(J: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Numerical rank of J with unit-norm columns; also the null-space basis (columns)."""
+    norms = np.linalg.norm(J, axis=0)
+    live = norms > 1e-12 * max(norms.max(initial=0.0), 1e-300)
+    Jn = np.where(live, J / np.where(live, norms, 1.0), 0.0)
+    _, S, Vt = np.linalg.svd(Jn, full_matrices=True)
+    r = int((S > RANK_TOL * max(S.max(initial=0.0), 1e-300)).sum())
+    return r, Vt[r:].T, norms
+
+
+def _max_support(J: np.ndarray) -> tuple[set[int], dict[int, np.ndarray]]:
+    """Largest support of a non-negative null vector, and per parameter a witness in it."""
+    n = J.shape[1]
+    _, N, norms = _rank(J)
+    d = N.shape[1]
+    if d == 0:
+        return set(), {}
+    # maximise Σt subject to t ≤ N c, 0 ≤ t ≤ 1 (c free): support of the cone {N c ≥ 0}
+    c = np.concatenate([np.zeros(d), -np.ones(n)])
+    a_ub = np.hstack([-N, np.eye(n)])
+    res = linprog(c, A_ub=a_ub, b_ub=np.zeros(n), bounds=[(None, None)] * d + [(0, 1)] * n,
+                  method="highs")
+    if res.status != 0:
+        return set(), {}
+    support = {j for j in range(n) if res.x[d + j] > 0.5}
+    s_unit = N @ res.x[:d]  # in unit-column coordinates; one vector covers the whole support
+    s = np.where(norms > 0, s_unit / np.where(norms > 0, norms, 1.0), s_unit)
+    s = np.clip(s, 0.0, None)
+    s = s / s.max() if s.max() > 0 else s  # exponents in (0, 1]: a^s stays finite
+    return support, {j: s for j in support}
+
+
+def _residual(J: np.ndarray, s: np.ndarray) -> float:
+    """‖J s‖ against the largest column, per unit of |s|: ~round-off for a true symmetry."""
+    scale = np.linalg.norm(J, axis=0).max(initial=0.0) * np.abs(s).sum()
+    return float(np.linalg.norm(J @ s) / scale) if scale > 0 else 0.0
 
 
 def _draw(model, names, gen, large: bool) -> dict[str, torch.Tensor]:
@@ -152,22 +203,6 @@ def _jacobian(copy, theta, buffers, x, names) -> np.ndarray:
     except Exception:  # noqa: BLE001 - some ops lack a reverse-mode batching rule
         J = jacfwd(f)(t0)
     return J.detach().numpy()
-
-
-def _min_l1(R: np.ndarray, j: int) -> tuple[float, np.ndarray]:
-    """min ‖R s‖₁ over s ≥ 0 with s_j = 1, where R (from a QR of J with unit columns) has
-    the same null space as J: a true symmetry gives ~0, anything else a residual of order
-    the angle between column j and the cone of the others."""
-    m, n = R.shape
-    c = np.concatenate([np.zeros(n), np.ones(m)])
-    eye = np.eye(m)
-    a_ub = np.block([[R, -eye], [-R, -eye]])
-    bounds = [(0, None)] * (n + m)
-    bounds[j] = (1, 1)
-    res = linprog(c, A_ub=a_ub, b_ub=np.zeros(2 * m), bounds=bounds, method="highs")
-    if res.status != 0:
-        return float("inf"), np.zeros(n)
-    return float(res.fun), res.x[:n]
 
 
 def _finite_ok(copy, point, buffers, s: dict[str, float]) -> bool:
