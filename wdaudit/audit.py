@@ -4,9 +4,10 @@ findings → Report.  Each stage is a pure function of the previous stages' froz
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -20,21 +21,24 @@ from . import symmetries as symmetries_stage
 from . import verdicts as verdicts_stage
 from .locations import locator
 from .report import ConfirmationSummary, Coverage, Report, UnknownOpInfo
-from .trace import InputError, trace
+from .trace import trace
 from .workcopy import tensors_to
 
 
 def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optimizer | None = None,
           device: str | torch.device | None = None, confirm: bool = True,
           assume_decay: str = "all", strict: bool | None = None, seed: int = 0,
-          locate: Callable | None = None) -> Report:
+          locate: Callable | None = None, ignore_parameters: Sequence[str] = (),
+          progress: Callable[[str], None] | None = None) -> Report:
     """Audit ``model``: which weight-decay terms cannot regularise anything.
 
     ``example_inputs`` is a tensor or a tuple of positional arguments.  With an ``optimizer``,
     verdicts carry each parameter's actual ``weight_decay``; without one, ``assume_decay``
     (``"all"``, ``"matrices"`` or ``"none"``) says which parameters count as decayed.
     ``strict`` (default: the ``WDAUDIT_STRICT`` environment variable) makes an unknown op an
-    error instead of a conservatively-handled, counted event.
+    error instead of a conservatively-handled, counted event.  ``ignore_parameters`` are glob
+    patterns of parameter names never named in findings (their verdicts are still reported).
+    ``progress`` is called with ``"trace"``, ``"analysis"`` and ``"confirm"`` as each starts.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"audit() needs an nn.Module, got {type(model).__name__}")
@@ -42,19 +46,28 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     if strict is None:
         strict = os.environ.get("WDAUDIT_STRICT", "") not in ("", "0")
     timings: dict[str, float] = {}
+    step = progress or (lambda stage: None)
+    skip = _matcher(ignore_parameters)
     with _untouched_rng(), _timer(timings, "trace"):
+        step("trace")
         params = dict(model.named_parameters())
         decay = findings_stage.decay_settings(params, optimizer, assume_decay)
         program = trace(model, inputs)
     with _untouched_rng():
         report = _analyse(model, program, params, decay, inputs, device, confirm, strict, seed,
-                          locate or locator(model), timings)
+                          locate or locator(model), timings, step, skip)
     return report
 
 
+def _matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
+    patterns = tuple(patterns)
+    return lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
 def _analyse(model, program, params, decay, inputs, device, confirm, strict, seed, locate,
-             timings) -> Report:
+             timings, step, skip) -> Report:
     names = tuple(params)
+    step("analysis")
     with _timer(timings, "analysis"):
         graph = graph_stage.build(program)
         influence = influence_stage.analyse(program, graph, names)
@@ -63,13 +76,15 @@ def _analyse(model, program, params, decay, inputs, device, confirm, strict, see
         symmetries = symmetries_stage.solve(degrees, candidates)
         claims = verdicts_stage.claims_for(influence, symmetries)
     target = _device(model, device)
+    if claims.claims and confirm:
+        step("confirm")
     summary, checks, cannot = _confirm(program, claims, degrees, model, inputs, target, confirm,
                                        seed, strict, timings)
     parameters, groups, rescalings = verdicts_stage.decide(
         params, program, graph, degrees, influence, symmetries, claims, checks, cannot)
     if decay.assumed is None:
         parameters = {n: _with_decay(p, decay.weight_decay.get(n)) for n, p in parameters.items()}
-    found = findings_stage.find(parameters, groups, decay, locate)
+    found = findings_stage.find(parameters, groups, decay, locate, skip)
     coverage = Coverage(program.method, len(graph.order),
                         tuple(UnknownOpInfo(u.node, u.op, u.module) for u in degrees.unknown_ops),
                         symmetries.rows, program.notes)

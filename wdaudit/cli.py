@@ -8,7 +8,6 @@ in the user's code is 2, never 1.  ``--exit-zero`` turns 1 into 0 and leaves 2 a
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import io
 import logging
 import os
@@ -159,9 +158,8 @@ def _run(target_text: str, spec: InputSpec | None, flags: Config, output: str | 
         with progress.step(f"loading {target}"):
             loaded = _load(target, spec)
         settings = _settings(flags, loaded)
-        with progress.step(f"auditing {type(loaded.model).__name__}: tracing, analysis, "
-                           "numerical confirmation"), _captured(engine_noise):
-            report = _audit(loaded, settings, no_confirm)
+        with progress.step(f"auditing {type(loaded.model).__name__}"), _captured(engine_noise):
+            report = _audit(loaded, settings, no_confirm, progress.stage)
     progress.done(report)
     kept, silenced = findings_mod.suppress(report.findings,
                                            enabled(settings.select, settings.ignore or ()))
@@ -201,14 +199,15 @@ def _settings(flags: Config, loaded: Loaded) -> Config:
     return config_mod.merged(flags, found)
 
 
-def _audit(loaded: Loaded, settings: Config, no_confirm: bool) -> Report:
+def _audit(loaded: Loaded, settings: Config, no_confirm: bool, stage=None) -> Report:
     model, name = loaded.model, type(loaded.model).__name__
     device = _device(settings.device)
     locate = _locate_or_target(locator(model), loaded.path)
     assume = settings.assume_decay or "all"
     try:
-        report = audit(model, loaded.example_inputs, optimizer=loaded.optimizer, device=device,
-                       confirm=not no_confirm, assume_decay=assume, locate=locate)
+        return audit(model, loaded.example_inputs, optimizer=loaded.optimizer, device=device,
+                     confirm=not no_confirm, assume_decay=assume, locate=locate,
+                     ignore_parameters=settings.ignore_parameters or (), progress=stage)
     except InputError as exc:
         own = exc.__cause__
         error = f"{one_line(own)}{user_site(own)}" if own is not None else str(exc)
@@ -230,14 +229,6 @@ def _audit(loaded: Loaded, settings: Config, no_confirm: bool) -> Report:
         raise Failure(f"auditing {name} failed with {type(exc).__name__}: {exc}. If the "
                       "traceback (--debug) ends in your code, fix it there; otherwise this is a "
                       "bug in wdaudit: please report it.") from exc
-    ignored = settings.ignore_parameters
-    if ignored:
-        skip = lambda n: any(fnmatch.fnmatchcase(n, p) for p in ignored)  # noqa: E731
-        decay = findings_mod.decay_settings(dict(model.named_parameters()), loaded.optimizer,
-                                            assume)
-        report = replace(report, findings=findings_mod.find(report.parameters, report.groups,
-                                                            decay, locate, skip))
-    return report
 
 
 def _device(name: str | None) -> str | None:
@@ -304,13 +295,27 @@ class _Progress:
 
             self.console = Console(file=sys.stderr, highlight=False, markup=False)
 
+    _STAGES = {"trace": "tracing", "analysis": "static analysis",
+               "confirm": "numerical confirmation"}
+
     @contextlib.contextmanager
     def step(self, text: str):
         if self.console is None:
             yield
             return
-        with self.console.status(text + " …"):
-            yield
+        self._text = text
+        with self.console.status(text + " …") as status:
+            self._status = status
+            try:
+                yield
+            finally:
+                self._status = None
+
+    def stage(self, name: str) -> None:
+        """The engine's progress hook: which stage of the audit is running."""
+        status = getattr(self, "_status", None)
+        if status is not None:
+            status.update(f"{self._text}: {self._STAGES.get(name, name)} …")
 
     def done(self, report: Report) -> None:
         if self.console is None:

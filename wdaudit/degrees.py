@@ -165,6 +165,13 @@ class _Walker:
         return out
 
     def _unknown(self, node: fx.Node) -> None:
+        operands = fx.node.map_arg((node.args, node.kwargs), self._value)
+        leaf = self.program.leaves.get(node.name)
+        if not leaf or not leaf.params:
+            if all(d.zero or d.form.is_zero for d in T.iter_degs(operands)):
+                # whatever it computes, it computes from constants: the result is a constant
+                self.values[node.name] = CONST
+                return
         op = describe(node, self.program)
         module = self.program.module_paths.get(node.name, "")
         if self.strict:
@@ -173,12 +180,10 @@ class _Walker:
                 f"unknown op {op} at node '{node.name}'{where}: add it to wdaudit's op table "
                 "(strict mode refuses to treat it conservatively)")
         self.unknown.append(UnknownOp(node.name, op, module))
-        operands = fx.node.map_arg((node.args, node.kwargs), self._value)
         for d in T.iter_degs(operands):
             if not d.zero and not d.form.is_zero:
                 self.constraints.append(Constraint(d.form, node.name, f"unknown op {op}", True))
         if node.op == "call_module":
-            leaf = self.program.leaves.get(node.name)
             for canon in (leaf.params.values() if leaf else ()):
                 d = self.param(canon)
                 if not d.zero:

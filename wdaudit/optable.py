@@ -89,9 +89,15 @@ _SPEC: list[tuple[Callable, str]] = [
     """),
     (T.threshold, "aten: threshold\n torch: threshold\n F: threshold"),
     (T.scale_invariant, """
-        aten: sign sgn argmax argmin isnan isinf isfinite signbit heaviside
-        torch: sign sgn argmax argmin isnan isinf isfinite signbit
-        method: sign sgn argmax argmin bool isnan isinf isfinite signbit
+        aten: sign sgn argmax argmin isnan isinf isfinite signbit heaviside logical_not
+              logical_and logical_or logical_xor bitwise_not bitwise_and bitwise_or
+              bitwise_xor
+        torch: sign sgn argmax argmin isnan isinf isfinite signbit logical_not logical_and
+               logical_or logical_xor bitwise_not bitwise_and bitwise_or bitwise_xor
+        method: sign sgn argmax argmin bool isnan isinf isfinite signbit logical_not
+                logical_and logical_or logical_xor bitwise_not __invert__ __and__ __or__
+                __xor__
+        op: invert and_ or_ xor not_
     """),
     (T.compare, """
         aten: eq ne lt gt le ge

@@ -9,6 +9,8 @@ Every candidate is run once against the real model before it is accepted.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 from dataclasses import replace
 import traceback
 from typing import Any
@@ -207,10 +209,10 @@ def _export(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
     from torch.export import export
     from torch.export.graph_signature import InputKind, OutputKind
 
-    with _same_randomness():
+    with _same_randomness(), _quiet():
         ep = export(root, tuple(inputs), strict=False)
-    output_paths = tuple(root.output_paths)
-    ep = ep.run_decompositions({})  # functionalise: no in-place ops, no aliasing left
+        output_paths = tuple(root.output_paths)
+        ep = ep.run_decompositions({})  # functionalise: no in-place ops, no aliasing left
     gm = ep.graph_module
     buffer_names = {id(b): n for n, b in root.named_buffers()}
     params, buffers, constants, user_inputs = {}, {}, {}, []
@@ -240,6 +242,23 @@ def _export(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.export prints partial graphs to stderr and logs warnings while it tries; what
+    matters reaches the user through our own exceptions and notes."""
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+               if n == "torch" or n.startswith("torch.")]
+    levels = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for lg, level in levels:
+            lg.setLevel(level)
 
 
 def _unknown_ops(prog: Program) -> list[str]:

@@ -547,7 +547,7 @@ def layer_norm(c: Call) -> Any:
 def batch_norm(c: Call) -> Any:
     x = c.deg("input")
     training = c.raw("training", "use_input_stats", default=True)
-    rm, rv = c.raw("running_mean"), c.raw("running_var")
+    rm, _ = c.raw("running_mean"), c.raw("running_var")
     c.raw("momentum", "cudnn_enabled")
     if not training and rm is not None:
         # eval mode: an affine map with constant shift; the input must not scale
