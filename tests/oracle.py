@@ -103,6 +103,9 @@ def _zero_eps(model: torch.nn.Module) -> None:
         for attr in _EPS_ATTRS:
             if isinstance(getattr(m, attr, None), float):
                 setattr(m, attr, EPS_TINY)
+        if isinstance(m, torch.nn.Embedding):
+            # both only change the gradient: J must be the derivative of the forward function
+            m.padding_idx, m.scale_grad_by_freq = None, False
 
 
 def _stack(blocks) -> np.ndarray:

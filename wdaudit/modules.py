@@ -103,15 +103,6 @@ def _const_pad(m, args, kwargs):
     return {**_input(m, args, kwargs), "value": m.value}
 
 
-def _pad(c: T.Call) -> Any:
-    value = c.raw("value", default=0)
-    x = c.deg("input")
-    if T.is_number(value) and value != 0:
-        c.require_zero(x, f"pads with the constant {value:g}")
-        return T.CONST
-    return x
-
-
 def _max_pool(m, args, kwargs):
     return {**_input(m, args, kwargs), "return_indices": getattr(m, "return_indices", False)}
 
@@ -207,9 +198,9 @@ MODULE_RULES.update({
     nn.Hardtanh: ModuleRule("Hardtanh", T.clamp, _hardtanh),  # ReLU6 subclasses it: listed above
     nn.Threshold: ModuleRule("Threshold", T.threshold, _threshold),
     nn.PReLU: ModuleRule("PReLU", T.prelu, _prelu),
-    nn.ConstantPad1d: ModuleRule("ConstantPad1d", _pad, _const_pad),
-    nn.ConstantPad2d: ModuleRule("ConstantPad2d", _pad, _const_pad),
-    nn.ConstantPad3d: ModuleRule("ConstantPad3d", _pad, _const_pad),
+    nn.ConstantPad1d: ModuleRule("ConstantPad1d", T.pad, _const_pad),
+    nn.ConstantPad2d: ModuleRule("ConstantPad2d", T.pad, _const_pad),
+    nn.ConstantPad3d: ModuleRule("ConstantPad3d", T.pad, _const_pad),
     nn.Linear: ModuleRule("Linear", T.linear, _linear),
     nn.Bilinear: ModuleRule("Bilinear", T.linear, _bilinear),
     nn.modules.conv._ConvNd: ModuleRule("Conv", T.linear, _linear),

@@ -144,6 +144,7 @@ _SPEC: list[tuple[Callable, str]] = [
                 scatter_reduce
     """),
     (T.copy, "aten: copy"),
+    (T.pad, "aten: pad constant_pad_nd\n torch: constant_pad_nd\n F: pad"),
     (T.cat, "aten: cat stack hstack vstack dstack concat concatenate column_stack\n torch: cat stack hstack vstack dstack concat concatenate column_stack"),
     (T.convert, "aten: _to_copy to type_as _autocast_to_reduced_precision\n method: to type type_as long int short bool byte char"),
     (T.variance, "aten: var\n torch: var\n method: var"),
@@ -388,13 +389,21 @@ def entry_for(node: torch.fx.Node, module: nn.Module | None = None) -> Entry | M
     return None
 
 
+_FORWARDS = ("forward", "_conv_forward")
+
+
 def module_rule(module: nn.Module | None) -> ModuleRule | None:
+    """The rule for a leaf module, found along its class's MRO — but only if the subclass still
+    computes what the base class does: timm's LayerNorm2d subclasses nn.LayerNorm and permutes
+    to channels-last in its own forward(), so it must be traced through, not taken as one."""
     if module is None:
         return None
-    for cls in type(module).__mro__:
+    kind = type(module)
+    for cls in kind.__mro__:
         rule = MODULE_RULES.get(cls)
         if rule is not None:
-            return rule
+            same = all(getattr(kind, f, None) is getattr(cls, f, None) for f in _FORWARDS)
+            return rule if same else None
     return None
 
 

@@ -446,6 +446,17 @@ def scatter(c: Call) -> Deg:
     return c.same([c.deg("input"), src], "scattered values must scale like the target")
 
 
+def pad(c: Call) -> Deg | None:
+    """Padding is homogeneous unless it pads with a non-zero constant."""
+    c.raw("pad", "mode")
+    value = c.raw("value", default=0)
+    x = c.deg("input")
+    if is_number(value) and value != 0 and c.raw("mode", default="constant") == "constant":
+        c.require_zero(x, f"pads with the constant {value:g}")
+        return CONST
+    return x
+
+
 def copy(c: Call) -> Deg | None:
     c.raw("input")
     return c.deg("src")
