@@ -48,13 +48,14 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     timings: dict[str, float] = {}
     step = progress or (lambda stage: None)
     skip = _matcher(ignore_parameters)
-    with _untouched_rng(), _timer(timings, "trace"):
+    target = _device(model, device)
+    with _untouched_rng(target), _timer(timings, "trace"):
         step("trace")
         params = dict(model.named_parameters())
         decay = findings_stage.decay_settings(params, optimizer, assume_decay)
         program = trace(model, inputs)
-    with _untouched_rng():
-        report = _analyse(model, program, params, decay, inputs, device, confirm, strict, seed,
+    with _untouched_rng(target):
+        report = _analyse(model, program, params, decay, inputs, target, confirm, strict, seed,
                           locate or locator(model), timings, step, skip)
     return report
 
@@ -64,7 +65,7 @@ def _matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
     return lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _analyse(model, program, params, decay, inputs, device, confirm, strict, seed, locate,
+def _analyse(model, program, params, decay, inputs, target, confirm, strict, seed, locate,
              timings, step, skip) -> Report:
     names = tuple(params)
     step("analysis")
@@ -75,7 +76,6 @@ def _analyse(model, program, params, decay, inputs, device, confirm, strict, see
         candidates = [n for n in names if n in graph.used_params and n not in influence.no_effect]
         symmetries = symmetries_stage.solve(degrees, candidates)
         claims = verdicts_stage.claims_for(influence, symmetries)
-    target = _device(model, device)
     if claims.claims and confirm:
         step("confirm")
     summary, checks, cannot = _confirm(program, claims, degrees, model, inputs, target, confirm,
@@ -145,8 +145,30 @@ def _timer(timings: dict, key: str):
 
 
 @contextlib.contextmanager
-def _untouched_rng():
-    """The global RNG state (CPU and every initialised CUDA device) is as we found it."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        yield
+def _untouched_rng(target: torch.device):
+    """The global RNG state is as we found it: the CPU generator, every started CUDA device and
+    the one we are about to use, and the seeds that ``torch.manual_seed`` queues for backends
+    not yet started (each would reseed its device when the user first starts it)."""
+    devices = set(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else set()
+    if target.type == "cuda":
+        devices.add(target.index if target.index is not None else torch.cuda.current_device())
+    queued = _queued_seeds()
+    try:
+        with torch.random.fork_rng(devices=sorted(devices)):
+            yield
+    finally:
+        for tracker, state in queued:
+            tracker.__dict__.update(state)
+
+
+_LAZY_BACKENDS = ("cuda", "xpu", "mtia")
+
+
+def _queued_seeds() -> list[tuple[Any, dict]]:
+    saved = []
+    for name in _LAZY_BACKENDS:
+        tracker = getattr(getattr(torch, name, None), "_lazy_seed_tracker", None)
+        if tracker is not None and hasattr(tracker, "__dict__"):
+            saved.append((tracker, {k: (list(v) if isinstance(v, list) else v)
+                                    for k, v in vars(tracker).items()}))
+    return saved

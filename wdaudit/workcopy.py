@@ -1,9 +1,11 @@
 """A structural copy of the user's model that the audit may configure freely.
 
-The copy shares every parameter and buffer tensor with the user's model (no memory cost) but
-owns its module objects, so train/eval flags, epsilons and attributes can be set on it
+The copy shares every parameter tensor with the user's model (no memory cost) but owns its
+module objects and its buffers, so train/eval flags, epsilons and attributes can be set on it
 without touching the user's modules.  Every run through it swaps in our own tensors with
-``torch.func.functional_call``; the shared tensors are only ever read.
+``torch.func.functional_call``; the shared parameters are only ever read.  Buffers are cloned
+because a forward may write to them outside any run we control: ``symbolic_trace`` executes
+``self.calls += 1`` on the real buffer while it traces.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from torch import nn
 
 
 def structural_copy(model: nn.Module) -> nn.Module:
-    """Deep-copy the module tree while sharing parameter and buffer tensors."""
+    """Deep-copy the module tree sharing the parameter tensors; buffers are cloned."""
     memo: dict[int, Any] = {}
-    for t in list(model.parameters()) + list(model.buffers()):
-        memo[id(t)] = t
+    for p in model.parameters():
+        memo[id(p)] = p
+    with torch.no_grad():
+        for b in model.buffers():
+            memo[id(b)] = b.clone()
     try:
         return copy.deepcopy(model, memo)
     except Exception as exc:  # noqa: BLE001 - any failure means we cannot copy safely

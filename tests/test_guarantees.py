@@ -1,0 +1,263 @@
+"""Nothing lost: after ``wdaudit.audit`` returns or raises, the user's model and torch's global
+state are exactly as before (DESIGN.md §4), and the audit is deterministic.
+
+``fingerprint(model)`` records everything the audit could disturb; ``changes(a, b)`` lists
+what differs, so a failure names the damage instead of printing two blobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+_BACKENDS = ("cuda", "xpu", "mtia")  # torch.manual_seed queues a lazy seed on each of these
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    tensors: dict[str, tuple]  # "param:name" / "buffer:name" / "attr:path.name" -> state
+    modules: dict[str, tuple]  # path -> (type, id, training, plain attributes, hooks, slots)
+    rng: tuple
+    globals: tuple
+
+
+def fingerprint(model: nn.Module) -> Fingerprint:
+    tensors: dict[str, tuple] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        tensors["param:" + name] = _tensor_state(p) + (_grad_state(p.grad),)
+    for name, b in model.named_buffers(remove_duplicate=False):
+        tensors["buffer:" + name] = _tensor_state(b)
+    modules = {}
+    for path, m in model.named_modules(remove_duplicate=False):
+        plain = {}
+        for k, v in vars(m).items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"attr:{path}.{k}"] = _tensor_state(v)
+            elif _is_plain(v):
+                plain[k] = v
+        hooks = tuple(len(getattr(m, h)) for h in ("_forward_hooks", "_forward_pre_hooks",
+                                                    "_backward_hooks", "_state_dict_hooks"))
+        slots = (tuple(m._parameters), tuple(m._buffers), tuple(m._modules),
+                 tuple(sorted(m._non_persistent_buffers_set)))
+        modules[path] = (type(m), id(m), m.training, tuple(sorted(plain.items())), hooks, slots)
+    return Fingerprint(tensors, modules, _rng_state(), _global_state())
+
+
+def changes(before: Fingerprint, after: Fingerprint) -> list[str]:
+    """Human-readable differences, empty when nothing changed."""
+    out = []
+    for field in ("tensors", "modules"):
+        a, b = getattr(before, field), getattr(after, field)
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                out.append(f"{field}: {key!r} {'appeared' if key not in a else 'disappeared'}")
+            elif a[key] != b[key]:
+                out.append(f"{field}: {key!r} changed: {_first_difference(a[key], b[key])}")
+    for i, (a, b) in enumerate(zip(before.rng, after.rng)):
+        if a != b:
+            out.append(f"RNG state changed: {_rng_label(a, i)}")
+    if before.globals != after.globals:
+        out.append(f"torch global state changed: {before.globals} -> {after.globals}")
+    return out
+
+
+def _tensor_state(t: torch.Tensor) -> tuple:
+    """Identity, metadata, version counter (any in-place write bumps it) and the exact bits."""
+    meta = (id(t), t.dtype, str(t.device), tuple(t.shape), t.requires_grad, t._version,
+            type(t).__name__)
+    if t.is_meta:
+        return meta + (None,)
+    return meta + (_bits(t),)
+
+
+def _grad_state(g: torch.Tensor | None) -> tuple | None:
+    return None if g is None else _tensor_state(g)
+
+
+def _bits(t: torch.Tensor) -> bytes:
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+
+
+def _is_plain(v: Any) -> bool:
+    if isinstance(v, (bool, int, float, str, type(None), torch.dtype, torch.device)):
+        return True
+    return isinstance(v, tuple) and all(_is_plain(x) for x in v)
+
+
+def _rng_state() -> tuple:
+    state: list[Any] = [_bits(torch.get_rng_state())]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state += [_bits(s) for s in torch.cuda.get_rng_state_all()]
+    for backend in _BACKENDS:
+        mod = getattr(torch, backend, None)
+        tracker = getattr(mod, "_lazy_seed_tracker", None)
+        if tracker is not None:  # a queued seed would reseed the device when it first starts
+            state.append((backend, tuple(id(c) for c in tracker.get_calls())))
+    return tuple(state)
+
+
+def _rng_label(entry: Any, i: int) -> str:
+    if isinstance(entry, tuple):
+        return f"a seed is queued for {entry[0]} (applied when it starts)"
+    return "CPU generator" if i == 0 else f"cuda:{i - 1} generator"
+
+
+def _global_state() -> tuple:
+    return (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+            torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
+            len(nn.modules.module._global_forward_hooks),
+            len(nn.modules.module._global_forward_pre_hooks))
+
+
+def _first_difference(a: tuple, b: tuple) -> str:
+    labels = ("id", "dtype", "device", "shape", "requires_grad", "version", "type", "bits",
+              "grad")
+    if len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                label = labels[i] if i < len(labels) else str(i)
+                return label if label in ("bits", "grad") else f"{label}: {x!r} -> {y!r}"
+    return f"{a!r:.120} -> {b!r:.120}"
+
+
+# --- the fingerprint itself must see every kind of damage ----------------------------------
+
+import pytest  # noqa: E402
+
+import wdaudit  # noqa: E402
+
+
+class Tiny(nn.Module):
+    """A bit of everything the audit could disturb: BatchNorm statistics, dropout, a frozen
+    head, a weight_norm parametrization, a submodule left in eval mode by its owner."""
+
+    def __init__(self, d: int = 6):
+        super().__init__()
+        self.fc1 = nn.Linear(4, d)
+        self.bn = nn.BatchNorm1d(d)
+        self.fc2 = nn.Linear(d, d)
+        self.ln = nn.LayerNorm(d)
+        self.drop = nn.Dropout(0.5)
+        self.wn = nn.utils.parametrizations.weight_norm(nn.Linear(d, d))
+        self.head = nn.Linear(d, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.fc1(x)))
+        h = self.drop(self.ln(self.fc2(h)))
+        return self.head(torch.relu(self.wn(h)))
+
+
+def tiny(dtype=torch.float32) -> tuple[nn.Module, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Tiny().to(dtype)
+    model.fc1.weight.grad = torch.randn(model.fc1.weight.shape, generator=gen).to(dtype)
+    model.head.requires_grad_(False)
+    model.ln.eval()
+    with torch.no_grad():  # running statistics that are not the defaults
+        model.bn.running_mean.add_(0.25)
+        model.bn.num_batches_tracked.fill_(7)
+    return model, torch.randn(5, 4, generator=gen).to(dtype)
+
+
+_DAMAGE = {
+    "parameter bits": lambda m: m.fc2.weight.data.view(-1)[0:1].add_(1e-3),
+    "parameter rewritten in place with the same value": lambda m: _no_grad(m.fc2.bias.mul_, 1.0),
+    "BatchNorm running mean": lambda m: m.bn.running_mean.add_(1.0),
+    "num_batches_tracked": lambda m: m.bn.num_batches_tracked.add_(1),
+    "requires_grad": lambda m: m.head.weight.requires_grad_(True),
+    "a new .grad": lambda m: setattr(m.fc2.weight, "grad", torch.zeros_like(m.fc2.weight)),
+    "an existing .grad": lambda m: m.fc1.weight.grad.data.view(-1)[0:1].add_(1.0),
+    "train flag": lambda m: m.ln.train(),
+    "eps": lambda m: setattr(m.ln, "eps", 0.0),
+    "a parameter object replaced": lambda m: setattr(m.fc2, "weight",
+                                                      nn.Parameter(m.fc2.weight.detach().clone())),
+    "dtype": lambda m: m.head.double(),
+    "global RNG": lambda m: torch.rand(1),
+    "a seed queued for CUDA": lambda m: torch.cuda.manual_seed_all(0),
+    "grad mode": lambda m: torch.set_grad_enabled(False),
+}
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGE))
+def test_fingerprint_sees_every_kind_of_damage(damage):
+    model, _ = tiny()
+    before = fingerprint(model)
+    with torch.random.fork_rng(devices=[]):
+        cuda_queue = _queued_seed_states()
+        grad_mode = torch.is_grad_enabled()
+        try:
+            _DAMAGE[damage](model)
+            found = changes(before, fingerprint(model))
+        finally:
+            torch.set_grad_enabled(grad_mode)
+            _restore_queued_seed_states(cuda_queue)
+    assert found, f"the fingerprint missed: {damage}"
+    assert not changes(before, before)
+
+
+def _no_grad(fn, *args):
+    with torch.no_grad():
+        fn(*args)
+
+
+def _queued_seed_states() -> list:
+    trackers = [getattr(getattr(torch, b, None), "_lazy_seed_tracker", None) for b in _BACKENDS]
+    return [(t, dict(vars(t))) for t in trackers if t is not None]
+
+
+def _restore_queued_seed_states(saved: list) -> None:
+    for tracker, state in saved:
+        tracker.__dict__.update(state)
+
+
+# --- on success ------------------------------------------------------------------------------
+
+
+class Branchy(Tiny):
+    """A shape-dependent branch: symbolic_trace fails, so the torch.export path runs."""
+
+    def forward(self, x):
+        if x.shape[0] > 1:
+            x = x * 2.0
+        return super().forward(x)
+
+
+class Counting(Tiny):
+    """Mutates its own state in forward: a call counter buffer and a plain attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.seen = 0
+
+    def forward(self, x):
+        self.calls += 1
+        self.seen += 1
+        return super().forward(x)
+
+
+class Noisy(Tiny):
+    """Draws from the global RNG inside forward."""
+
+    def forward(self, x):
+        return super().forward(x + 0.01 * torch.randn_like(x))
+
+
+@pytest.mark.parametrize("cls", [Tiny, Branchy, Counting, Noisy], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_audit_leaves_model_and_torch_untouched(cls, dtype):
+    model, x = tiny(dtype)
+    model.__class__ = cls
+    if cls is Counting:
+        model.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        model.seen = 0
+    before = fingerprint(model)
+    report = wdaudit.audit(model, x)
+    assert changes(before, fingerprint(model)) == []
+    assert report.confirmation.performed and report.ineffective
