@@ -36,7 +36,7 @@ class Entry:
 # method (Tensor.X), aten (every overload of aten.X), op (operator.X), builtin (builtins.X).
 _SPEC: list[tuple[Callable, str]] = [
     (T.preserve, """
-        aten: view reshape _unsafe_view permute transpose t unsqueeze squeeze expand expand_as
+        aten: view reshape _unsafe_view permute transpose t unsqueeze squeeze expand
               flatten unflatten contiguous clone alias detach lift_fresh_copy slice select index
               index_select gather narrow flip roll repeat tile movedim swapaxes diagonal tril triu
               pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle as_strided unfold
@@ -63,8 +63,7 @@ _SPEC: list[tuple[Callable, str]] = [
            adaptive_avg_pool2d adaptive_avg_pool3d interpolate upsample upsample_nearest
            upsample_bilinear pixel_shuffle pixel_unshuffle unfold fold lp_pool1d lp_pool2d
            lp_pool3d channel_shuffle
-        method: view view_as reshape reshape_as permute transpose t unsqueeze squeeze expand
-                expand_as flatten unflatten contiguous clone detach narrow select index_select
+        method: view reshape permute transpose t unsqueeze squeeze expand flatten unflatten contiguous clone detach narrow select index_select
                 gather flip roll repeat tile movedim swapaxes diagonal tril triu mean sum nansum
                 amax amin cumsum unfold to_dense float double half bfloat16 cpu cuda
                 requires_grad_ mT mH conj masked_select take repeat_interleave
@@ -146,7 +145,13 @@ _SPEC: list[tuple[Callable, str]] = [
     (T.copy, "aten: copy"),
     (T.pad, "aten: pad constant_pad_nd\n torch: constant_pad_nd\n F: pad"),
     (T.cat, "aten: cat stack hstack vstack dstack concat concatenate column_stack\n torch: cat stack hstack vstack dstack concat concatenate column_stack"),
-    (T.convert, "aten: _to_copy to type_as _autocast_to_reduced_precision\n method: to type type_as long int short bool byte char"),
+    (T.convert, "aten: _to_copy to _autocast_to_reduced_precision\n method: to type long int short bool byte char"),
+    (T.like, "aten: expand_as type_as view_as reshape_as\n method: view_as reshape_as expand_as type_as"),
+    (T.first_value, """
+        aten: scalar_tensor _local_scalar_dense
+        torch: tensor as_tensor scalar_tensor
+        method: item tolist
+    """),
     (T.variance, "aten: var\n torch: var\n method: var"),
     (T.var_mean, "aten: var_mean\n torch: var_mean"),
     (T.norm, """
@@ -189,27 +194,27 @@ _SPEC: list[tuple[Callable, str]] = [
               log1p sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh erf erfc erfinv
               round floor ceil trunc frac logit sinc lgamma digamma xlogy special_xlog1py
               local_response_norm logaddexp logaddexp2 hypot relu6 prod cumprod logcumsumexp
-              nan_to_num fake_quantize_per_tensor_affine
+              nan_to_num fake_quantize_per_tensor_affine bernoulli poisson multinomial
         torch: sigmoid tanh exp expm1 exp2 log log2 log10 log1p sin cos tan asin acos atan atan2
                sinh cosh erf erfc erfinv round floor ceil trunc frac logit sinc lgamma digamma
-               prod cumprod logaddexp hypot nan_to_num celu selu
+               prod cumprod logaddexp hypot nan_to_num celu selu bernoulli poisson
+               multinomial
         F: gelu silu mish sigmoid tanh hardswish hardsigmoid softplus elu selu celu logsigmoid
            glu hardshrink softshrink tanhshrink softsign relu6 local_response_norm
         method: sigmoid tanh exp expm1 log log2 log10 log1p sin cos tan asin acos atan sinh cosh
                 erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num
     """),
     (T.constant, """
-        aten: ones ones_like full_like arange linspace logspace eye scalar_tensor tensor rand
-              randn randint rand_like randn_like randint_like randperm bernoulli empty
-              empty_like empty_strided new_ones new_empty one_hot _local_scalar_dense
-              triu_indices tril_indices ones_like meshgrid
-        torch: ones ones_like arange linspace logspace eye tensor as_tensor scalar_tensor rand
-               randn randint rand_like randn_like randint_like randperm bernoulli empty
-               empty_like full_like meshgrid triu_indices tril_indices
+        aten: ones ones_like arange linspace logspace eye rand randn randint rand_like
+              randn_like randint_like randperm empty empty_like empty_strided new_ones new_empty
+              one_hot triu_indices tril_indices meshgrid
+        torch: ones ones_like arange linspace logspace eye rand randn randint rand_like
+               randn_like randint_like randperm empty empty_like meshgrid triu_indices
+               tril_indices
         F: one_hot
         method: new_ones new_empty new_tensor
     """),
-    (T.full, "aten: full new_full\n torch: full\n method: new_full"),
+    (T.full, "aten: full new_full full_like\n torch: full full_like\n method: new_full"),
     (T.zeros, "aten: zeros zeros_like new_zeros\n torch: zeros zeros_like\n method: new_zeros zero_"),
     (T.no_value, """
         aten: _assert_tensor_metadata _assert_async _assert_scalar sym_constrain_range
@@ -223,7 +228,7 @@ _SPEC: list[tuple[Callable, str]] = [
                 is_contiguous data_ptr get_device
         builtin: len isinstance
     """),
-    (T.preserve, "method: item tolist data __getitem__\n op: getitem"),
+    (T.preserve, "method: data __getitem__\n op: getitem"),
 ]
 
 

@@ -62,9 +62,10 @@ class Runner(fx.Interpreter):
     """Runs the traced program reading parameters, buffers and constants from our dicts."""
 
     def __init__(self, program: Program, params, buffers, constants=None, eps_zero=(), record=None,
-                 promote: torch.dtype | None = None):
+                 promote: torch.dtype | None = None, eps_value: float = EPS_TINY):
         super().__init__(program.gm, garbage_collect_values=True)
         self.promote = promote
+        self.eps_value = eps_value
         self.program = program
         self.params = params
         self.buffers = buffers
@@ -113,7 +114,8 @@ class Runner(fx.Interpreter):
             if self.promote and n.target in _DTYPE_ASSERTS:
                 return None
             args, kwargs = self.fetch_args_kwargs_from_env(n)
-            args, kwargs = _with_tiny_eps(list(args), dict(kwargs), self._eps.get(n.name, ()))
+            args, kwargs = _with_tiny_eps(list(args), dict(kwargs), self._eps.get(n.name, ()),
+                                          self.eps_value)
             if self.promote:
                 # the trace baked the model's float dtype into casts: run them at check precision
                 args, kwargs = _promote(args, self.promote), _promote(kwargs, self.promote)
@@ -140,7 +142,7 @@ class Runner(fx.Interpreter):
         tensors = {local: self.params[canon] for local, canon in leaf.params.items()}
         tensors.update({local: self.buffers[b] for local, b in leaf.buffers.items()})
         sites = self._eps.get(n.name, ())
-        overrides = {s.key: EPS_TINY for s in sites}
+        overrides = {s.key: self.eps_value for s in sites}
         if isinstance(module, nn.Embedding):
             overrides.update(padding_idx=None, scale_grad_by_freq=False)
         saved = {k: getattr(module, k) for k in overrides}
@@ -153,12 +155,12 @@ class Runner(fx.Interpreter):
                 setattr(module, k, v)
 
 
-def _with_tiny_eps(args: list, kwargs: dict, sites) -> tuple[list, dict]:
+def _with_tiny_eps(args: list, kwargs: dict, sites, value: float) -> tuple[list, dict]:
     for site in sites:
         if site.kind == "arg":
-            args[site.key] = EPS_TINY
+            args[site.key] = value
         else:
-            kwargs[site.key] = EPS_TINY
+            kwargs[site.key] = value
     return args, kwargs
 
 
@@ -216,11 +218,13 @@ def _flat_tensors(values) -> list[torch.Tensor]:
 
 
 def run(program: Program, params, buffers, inputs, *, constants=None, eps_zero=(),
-        record=None, promote: torch.dtype | None = None) -> tuple:
+        record=None, promote: torch.dtype | None = None, eps_value: float = EPS_TINY) -> tuple:
     """Run the traced program on our own tensors (buffers are copied: BatchNorm writes them).
-    ``promote`` runs every baked floating-point cast at that dtype instead."""
+    ``promote`` runs every baked floating-point cast at that dtype instead; the eps sites in
+    ``eps_zero`` take ``eps_value``."""
     fresh = {k: v.clone() for k, v in buffers.items()}
-    runner = Runner(program, params, fresh, constants, tuple(eps_zero), record, promote)
+    runner = Runner(program, params, fresh, constants, tuple(eps_zero), record, promote,
+                    eps_value)
     return runner.run_program(tuple(inputs))
 
 

@@ -181,9 +181,10 @@ def nonlinear(c: Call) -> Deg:
 
 
 def constant(c: Call) -> Deg:
-    """A tensor made from constants (ones, arange, full with a non-zero value …)."""
+    """A tensor made from constants (ones, arange, ones_like, rand_like …): tensor operands
+    only lend their shape, dtype or device."""
     for name in list(c.args):
-        c.require_zero(c.raw(name), f"{c.op} builds a constant")
+        c.raw(name)
     return CONST
 
 
@@ -194,10 +195,29 @@ def zeros(c: Call) -> Deg:
 
 
 def full(c: Call) -> Deg:
+    """full / full_like / new_full: the result scales like the fill value."""
     value = c.raw("fill_value", "value")
-    if is_number(value) and value == 0:
-        return ZERO
-    return constant(c)
+    for name in list(c.args):
+        c.raw(name)
+    if is_number(value):
+        return ZERO if value == 0 else CONST
+    d = as_deg(value)
+    return CONST if d is None else Deg(d.form, d.zero, d.nonneg)
+
+
+def first_value(c: Call) -> Deg | None:
+    """torch.tensor(v), scalar_tensor(v), .item(): a new tensor (or number) holding the values
+    of its first argument, which keep their scale."""
+    names = list(c.args)
+    for name in names[1:]:
+        c.raw(name)
+    return c.deg(names[0]) if names else None
+
+
+def like(c: Call) -> Deg | None:
+    """view_as / reshape_as / expand_as / type_as: ``other`` lends only its shape or dtype."""
+    c.raw("other")
+    return c.deg("input")
 
 
 def no_value(c: Call) -> None:
