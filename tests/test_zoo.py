@@ -1,0 +1,23 @@
+"""Differential tests on real architectures nobody here wrote (issue 2, point 4): every
+parameter's verdict must match the brute-force oracle, and every group must be a verified
+null direction of the oracle's Jacobian.  Models come from tests/zoo.py (tiny configs, random
+weights, nothing downloaded)."""
+
+import pytest
+import torch
+
+import zoo
+from helpers import differential
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("name", sorted(zoo.ZOO))
+def test_architecture_matches_oracle(name):
+    torch.manual_seed(0)
+    model, inputs, int_high = zoo.ZOO[name]()
+    report, truth = differential(model, inputs, int_high=int_high)
+    # the audit never counts an op it does not know on these models (strict mode would raise)
+    assert not report.coverage.unknown_ops
+    assert report.confirmation.performed and not report.confirmation.defects
+    # the oracle's verdicts are not vacuous: it sees effective parameters in every model
+    assert set(truth.names) - truth.ineffective
