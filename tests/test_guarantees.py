@@ -261,3 +261,216 @@ def test_audit_leaves_model_and_torch_untouched(cls, dtype):
     report = wdaudit.audit(model, x)
     assert changes(before, fingerprint(model)) == []
     assert report.confirmation.performed and report.ineffective
+
+
+# --- on every failure path -------------------------------------------------------------------
+
+
+class Flaky(Tiny):
+    """Raises ``Flaky.error`` on the ``Flaky.fail_at``-th call of its forward, counted across
+    every copy the audit makes (the counter lives on the class, which copies share)."""
+
+    calls = 0
+    fail_at = 0
+    error: type[BaseException] = RuntimeError
+
+    def forward(self, x):
+        type(self).calls += 1
+        if type(self).calls == type(self).fail_at:
+            raise type(self).error("injected failure")
+        return super().forward(x)
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    model, x = tiny()
+    model.__class__ = Flaky
+    monkeypatch.setattr(Flaky, "calls", 0)
+    monkeypatch.setattr(Flaky, "fail_at", 0)
+    return model, x
+
+
+def _forward_calls(model, x) -> tuple[int, int]:
+    """How many forward calls a successful audit makes, and how many precede confirmation."""
+    before_confirm = []
+    Flaky.calls = 0
+    wdaudit.audit(model, x, progress=lambda s: s == "confirm" and before_confirm.append(Flaky.calls))
+    return Flaky.calls, before_confirm[0]
+
+
+def test_model_raising_on_any_call_leaves_it_untouched(flaky):
+    model, x = flaky
+    total, before_confirm = _forward_calls(model, x)
+    assert total > before_confirm > 0  # the failure below lands in every stage
+    for n in range(1, total + 1):
+        Flaky.calls, Flaky.fail_at = 0, n
+        before = fingerprint(model)
+        if n <= before_confirm:  # while tracing: an error, or the other tracer took over
+            try:
+                wdaudit.audit(model, x)
+            except (wdaudit.InputError, wdaudit.TraceError) as exc:
+                assert "injected failure" in str(exc) + str(exc.__cause__), exc
+        else:  # while confirming: a report that says so, and no claim survives
+            report = wdaudit.audit(model, x)
+            assert not report.confirmation.performed
+            assert "injected failure" in report.confirmation.reason
+            assert not report.ineffective and report.unknown
+        assert changes(before, fingerprint(model)) == [], f"failure at forward call {n}"
+
+
+def test_interrupt_during_confirmation_leaves_model_untouched(flaky):
+    model, x = flaky
+    total, before_confirm = _forward_calls(model, x)
+    Flaky.calls, Flaky.fail_at, Flaky.error = 0, before_confirm + 1, KeyboardInterrupt
+    before = fingerprint(model)
+    with pytest.raises(KeyboardInterrupt):
+        wdaudit.audit(model, x)
+    assert changes(before, fingerprint(model)) == []
+
+
+class _FailAfter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Raises at the n-th float64 op: the confirmation's arithmetic, forward and backward."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.count = n, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if any(isinstance(a, torch.Tensor) and a.dtype == torch.float64
+               for a in torch.utils._pytree.tree_leaves((args, kwargs))):
+            self.count += 1
+            if self.count == self.n:
+                raise RuntimeError(f"injected failure in {func}")
+        return func(*args, **(kwargs or {}))
+
+
+def test_failure_inside_any_confirmation_op_leaves_model_untouched():
+    model, x = tiny()
+    with _FailAfter(0) as counter:
+        wdaudit.audit(model, x)
+    total = counter.count
+    assert total > 100
+    for n in sorted({1, 2, total // 2, total - 1, total, *range(3, total, max(1, total // 25))}):
+        before = fingerprint(model)
+        try:
+            with _FailAfter(n):
+                wdaudit.audit(model, x)
+        except RuntimeError as exc:
+            assert "injected failure" in str(exc) + str(exc.__cause__)
+        assert changes(before, fingerprint(model)) == [], f"failure at float64 op {n}"
+
+
+class Unsupported(Tiny):
+    def forward(self, x):
+        return torch.special.i0(super().forward(x))
+
+
+class DataDependent(Tiny):
+    def forward(self, x):
+        h = super().forward(x)
+        return h * 2 if h.sum() > 0 else h
+
+
+def _defect(monkeypatch):
+    monkeypatch.setattr(wdaudit.confirm, "TOL_EXACT", -1.0)  # every claim fails its check
+
+
+_FAILURES = {
+    "bad inputs": (Tiny, {}, lambda m, x: (x[:, :3],), wdaudit.InputError, None),
+    "untraceable": (DataDependent, {}, lambda m, x: (x,), wdaudit.TraceError, None),
+    "unknown op, strict": (Unsupported, {"strict": True}, lambda m, x: (x,),
+                           wdaudit.UnsupportedOpError, None),
+    "claim refuted, strict": (Tiny, {"strict": True}, lambda m, x: (x,), wdaudit.AnalysisDefect,
+                              _defect),
+    "bad assume_decay": (Tiny, {"assume_decay": "some"}, lambda m, x: (x,), ValueError, None),
+}
+
+
+@pytest.mark.parametrize("case", list(_FAILURES))
+def test_errors_leave_model_untouched(case, monkeypatch):
+    cls, kwargs, inputs, error, setup = _FAILURES[case]
+    model, x = tiny()
+    model.__class__ = cls
+    if setup:
+        setup(monkeypatch)
+    before = fingerprint(model)
+    with pytest.raises(error):
+        wdaudit.audit(model, inputs(model, x), **kwargs)
+    assert changes(before, fingerprint(model)) == []
+
+
+# --- memory: one float64 copy of the parameters during confirmation --------------------------
+
+
+class _MallocPeak(torch.utils._python_dispatch.TorchDispatchMode):
+    """Peak bytes in use (glibc's count, which includes every CPU tensor) after each op,
+    measured from ``reset()``."""
+
+    def __init__(self, libc):
+        super().__init__()
+        self.libc = libc
+        self.reset()
+
+    def used(self) -> int:
+        info = self.libc.mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    def reset(self) -> None:
+        self.base = self.peak = self.used()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.peak = max(self.peak, self.used())
+        return out
+
+
+def _glibc():
+    import ctypes
+    import ctypes.util
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+class TwoWide(nn.Module):
+    """Parameters dominate: two 512x512 layers, each scale-free before a norm; activations of
+    a batch of 4 are tiny beside them."""
+
+    def __init__(self, d: int = 512):
+        super().__init__()
+        self.a = nn.Linear(d, d)
+        self.ln1 = nn.LayerNorm(d, elementwise_affine=False)
+        self.b = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):
+        return self.head(self.ln2(self.b(self.ln1(self.a(x)))))
+
+
+def test_confirmation_holds_one_float64_copy_of_the_parameters():
+    libc = _glibc()
+    if libc is None:
+        pytest.skip("needs glibc's mallinfo2 to count CPU allocations")
+    torch.manual_seed(0)
+    model, x = TwoWide(), torch.randn(4, 512)
+    wdaudit.audit(model, x)  # first-call allocations (kernels, autograd engine) are not ours
+    with _MallocPeak(libc) as meter:
+        report = wdaudit.audit(model, x, progress=lambda s: s == "confirm" and meter.reset())
+    assert report.confirmation.performed and {"a.weight", "b.weight"} <= report.ineffective
+    numels = [p.numel() for p in model.parameters()]
+    float64 = 8 * sum(numels)
+    one_gradient = 8 * max(numels)  # the backward pass drops each gradient once folded
+    activations = 0.1 * float64
+    extra = meter.peak - meter.base
+    assert extra <= float64 + one_gradient + activations, \
+        f"peak {extra / float64:.2f} float64 copies of the parameters"

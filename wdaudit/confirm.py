@@ -11,6 +11,11 @@ effect are redrawn.  Only when the joint pass fails do we bisect.  A claim is co
 
 The real model's own change under the scaling is measured and reported; above
 ``EPS_MATTERS`` the claim is flagged eps-limited (true only in the eps → 0 limit).
+
+Memory: one float64 copy of the parameters lives at a time (the generic point, scaled and
+redrawn in place, then the saturating point), plus activations and one parameter's gradient.
+When the model cannot be run or measured at the check point, nothing is confirmed and the
+reason says why ("cannot confirm: ...").
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ class Confirmation:
     defects: tuple[str, ...] = ()
 
 
-class _NotFinite(RuntimeError):
+class _CannotConfirm(RuntimeError):
     pass
 
 
@@ -70,18 +75,18 @@ def confirm(program: Program, claims: Sequence[Claim], eps_sites: Sequence[EpsSi
     if not claims:
         return Confirmation(True, (), str(device), 0)
     ctx = _Context(program, tuple(eps_sites), params, buffers, inputs, device, seed)
+    rng = random.Random(seed)
+    factors = [rng.choice((0.5, 2.0)) for _ in claims]
+    results: dict[int, Check] = {}
     try:
         ctx.baseline()
-    except _NotFinite as exc:
+        ctx.bisect(list(range(len(claims))), claims, factors, results)
+        euler = ctx.euler(claims)
+    except _CannotConfirm as exc:
         reason = f"cannot confirm: {exc}"
         return Confirmation(False, tuple(Check(False, float("nan"), float("nan"), float("nan"),
                                                False, reason) for _ in claims),
                             str(device), ctx.passes, reason)
-    rng = random.Random(seed)
-    factors = [rng.choice((0.5, 2.0)) for _ in claims]
-    results: dict[int, Check] = {}
-    ctx.bisect(list(range(len(claims))), claims, factors, results)
-    euler = ctx.euler(claims)
     checks, defects = [], []
     for i, claim in enumerate(claims):
         check = results[i]
@@ -100,9 +105,9 @@ class _Context:
         self.program = program
         self.eps = eps_sites
         self.device = device
-        dtype = torch.float64
-        self.params = generic.draw(params, device=device, dtype=dtype, seed=seed)
-        self.large = generic.draw(params, device=device, dtype=dtype, seed=seed + 1, spread=3.0)
+        self.source = params  # the user's tensors: only read, for shapes and centres
+        self.params = generic.draw(params, device=device, dtype=torch.float64, seed=seed)
+        self.large: generic.Point | None = None  # drawn when the generic point is done with
         self.buffers = {k: _cast(v, device) for k, v in buffers.items()}
         self.constants = {k: _cast(v, device) for k, v in program.constants.items()}
         self.inputs = tuple(_cast(x, device) for x in inputs)
@@ -112,26 +117,25 @@ class _Context:
     # -- runs -------------------------------------------------------------------------
     def _program(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
         self.passes += 1
-        with torch.no_grad(), _seeded(self.seed):
+        with torch.no_grad(), _seeded(self.seed, self.device), _running("the traced program"):
             return _floats(run(self.program, params, self.buffers, self.inputs,
                                constants=self.constants, eps_zero=self.eps if eps_zero else (),
                                promote=torch.float64, eps_value=eps_value))
 
     def _real(self, params) -> list[torch.Tensor]:
         self.passes += 1
-        with torch.no_grad(), _seeded(self.seed):
+        with torch.no_grad(), _seeded(self.seed, self.device), _running("the model"):
             return _floats(run_model(self.program.root, params, self.buffers, self.inputs))
 
     def baseline(self) -> None:
         self.real0 = self._real(self.params)
-        if not self.real0:
-            raise _NotFinite("the model has no floating-point output to measure")
-        self.traced0 = self._program(self.params, eps_zero=False)
+        if not any(y.numel() for y in self.real0):
+            raise _CannotConfirm("the model has no floating-point output to measure")
         self.exact0 = self._program(self.params, eps_zero=True)
         for y in self.real0 + self.exact0:
             if not torch.isfinite(y).all():
-                raise _NotFinite("the model's output is NaN or Inf at the check point")
-        self.fidelity0 = _relative(self.traced0, self.real0)
+                raise _CannotConfirm("the model's output is NaN or Inf at the check point")
+        self.fidelity0 = _relative(self._program(self.params, eps_zero=False), self.real0)
 
     # -- the joint test and bisection -----------------------------------------------------
     def bisect(self, idx: list[int], claims, factors, results: dict[int, Check]) -> None:
@@ -145,17 +149,18 @@ class _Context:
         self.bisect(idx[half:], claims, factors, results)
 
     def _test(self, claims, factors) -> Check:
+        # each output is reduced to a number as soon as it exists: outputs can be large
         with _applied(self.params, claims, factors, self.seed):
             real_a = self._real(self.params)
-            traced_a = self._program(self.params, eps_zero=False)
-            exact_a = self._program(self.params, eps_zero=True)
+            real = _relative(real_a, self.real0)
+            traced = _relative(self._program(self.params, eps_zero=False), real_a)
+            del real_a
+            exact = _relative(self._program(self.params, eps_zero=True), self.exact0)
         with _applied(self.params, claims, [1.0 / f for f in factors], self.seed + 7):
-            exact_b = self._program(self.params, eps_zero=True)
-        exact = max(_relative(exact_a, self.exact0), _relative(exact_b, self.exact0))
+            exact = max(exact, _relative(self._program(self.params, eps_zero=True), self.exact0))
         if TOL_EXACT < exact <= PLAUSIBLY_EPS:
             exact = self._finer_limit(claims, factors, exact)
-        real = _relative(real_a, self.real0)
-        faithful = max(self.fidelity0, _relative(traced_a, real_a))
+        faithful = max(self.fidelity0, traced)
         ok = exact <= TOL_EXACT and faithful <= TOL_FAITHFUL
         note = ""
         if faithful > TOL_FAITHFUL:
@@ -190,14 +195,25 @@ class _Context:
                 residuals[i] = r
         return residuals
 
+    def _saturating_point(self) -> generic.Point:
+        if self.large is None:
+            self.params = None  # the generic point is done with: one float64 copy at a time
+            self.large = generic.draw(self.source, device=self.device, dtype=torch.float64,
+                                      seed=self.seed + 1, spread=3.0)
+            for v in self.large.values():
+                v.requires_grad_(v.is_floating_point())
+        return self.large
+
     def _euler(self, claims, eps_value: float) -> list[float]:
-        leaves = {k: v.detach().clone().requires_grad_(v.is_floating_point())
-                  for k, v in self.large.items()}
+        leaves = self._saturating_point()
         self.passes += 3  # a forward and a backward
-        with _seeded(self.seed):
+        with _seeded(self.seed, self.device), _running("the traced program"):
             outs = _floats(run(self.program, leaves, self.buffers, self.inputs,
                                constants=self.constants, eps_zero=self.eps, promote=torch.float64,
                                eps_value=eps_value))
+        for y in outs:
+            if not torch.isfinite(y).all():
+                raise _CannotConfirm("the model's output is NaN or Inf at the saturating point")
         gen = torch.Generator(device="cpu").manual_seed(self.seed + 3)
         weights = [torch.randn(y.shape, generator=gen, dtype=y.dtype).to(y.device) for y in outs]
         loss = sum((y * w).sum() for y, w in zip(outs, weights) if y.requires_grad)
@@ -206,12 +222,7 @@ class _Context:
         names = [k for k, v in leaves.items() if v.requires_grad]
         if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
             return [0.0] * len(claims)
-        grads = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
-        dots, norms = {}, {}
-        for k, g in zip(names, grads):
-            theta = leaves[k].detach()
-            dots[k] = 0.0 if g is None else float((g * theta).sum())
-            norms[k] = 0.0 if g is None else float(g.norm() * theta.norm())
+        dots, norms = _gradient_products(loss, {k: leaves[k] for k in names})
         floor = EULER_FLOOR * loss_scale
         out = []
         for claim in claims:
@@ -227,21 +238,45 @@ class _Context:
         return out
 
 
+def _gradient_products(loss: torch.Tensor, leaves: Mapping[str, torch.Tensor]):
+    """``⟨∇_p L, θ_p⟩`` and ``‖∇_p L‖‖θ_p‖`` for every leaf, from one backward pass.  Each
+    gradient is folded into two numbers and dropped as soon as it is complete, so the pass
+    never holds a second copy of the parameters."""
+    dots: dict[str, float] = {}
+    norms: dict[str, float] = {}
+
+    def fold(name):
+        def hook(p: torch.Tensor) -> None:
+            g, theta = p.grad.reshape(-1), p.detach().reshape(-1)
+            dots[name] = float(torch.dot(g, theta))
+            norms[name] = float(g.norm() * theta.norm())
+            p.grad = None
+        return hook
+
+    handles = [v.register_post_accumulate_grad_hook(fold(k)) for k, v in leaves.items()]
+    try:
+        with _running("the backward pass through the traced program"):
+            loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return dots, norms
+
+
 @contextlib.contextmanager
-def _applied(params: dict, claims, factors, seed: int):
+def _applied(params: generic.Point, claims, factors, seed: int):
     """Scale group members in place (exact for powers of two) and redraw no-effect members;
-    restore on exit, so only one float64 copy of the parameters ever exists."""
+    on exit divide back and redraw the generic values exactly, so only one float64 copy of
+    the parameters ever exists."""
     scales: dict[str, float] = {}
     for claim, a in zip(claims, factors):
         for name, s in claim.exponents.items():
             scales[name] = scales.get(name, 1.0) * a ** float(s)
-    saved = {}
+    redrawn = [name for claim in claims for name in claim.redraw]
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    for claim in claims:
-        for name in claim.redraw:
-            saved[name] = params[name].clone()
-            noise = torch.randn(params[name].shape, generator=gen, dtype=torch.float64)
-            params[name].copy_(noise.to(params[name]) * (params[name].abs().mean() + 1.0))
+    for name in redrawn:
+        noise = torch.randn(params[name].shape, generator=gen, dtype=torch.float64)
+        params[name] = noise.to(params[name]) * (params[name].abs().mean() + 1.0)
     for name, f in scales.items():
         params[name].mul_(f)
     try:
@@ -249,15 +284,36 @@ def _applied(params: dict, claims, factors, seed: int):
     finally:
         for name, f in scales.items():
             params[name].div_(f)
-        for name, value in saved.items():
-            params[name].copy_(value)
+        for name in redrawn:
+            params[name] = params.fresh(name)
 
 
 @contextlib.contextmanager
-def _seeded(seed: int):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+def _seeded(seed: int, device: torch.device):
+    """Random ops in the model draw the same numbers in every run.  Only the generators a run
+    uses are seeded: ``torch.manual_seed`` would also queue a seed for every backend not yet
+    started, reseeding it behind the user's back when it starts."""
+    cuda = []
+    if device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for i in cuda:
+            torch.cuda.default_generators[i].manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def _running(what: str):
+    """An error raised while running the user's code means the point cannot be measured."""
+    try:
+        yield
+    except _CannotConfirm:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, we cannot measure
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise _CannotConfirm(f"{what} raised {type(exc).__name__} at the check point: "
+                             f"{first}") from exc
 
 
 def _cast(x, device):

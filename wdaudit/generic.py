@@ -10,29 +10,50 @@ tokens, position tables with a leading 1) of order one around their current mean
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Mapping
 
 import torch
 
 
+class Point(dict):
+    """A generic point: parameter name -> tensor.  Every entry comes from its own seeded
+    generator, so any one of them can be redrawn exactly (``fresh``) instead of being saved."""
+
+    def __init__(self, source: Mapping[str, torch.Tensor], device: torch.device,
+                 dtype: torch.dtype, seed: int, spread: float):
+        super().__init__()
+        self._recipe = (source, device, dtype, seed, spread)
+
+    def fresh(self, name: str) -> torch.Tensor:
+        source, device, dtype, seed, spread = self._recipe
+        return _value(name, source[name], device, dtype, seed, spread)
+
+
 def draw(params: Mapping[str, torch.Tensor], *, device: torch.device, dtype: torch.dtype,
-         seed: int, spread: float = 0.5) -> dict[str, torch.Tensor]:
+         seed: int, spread: float = 0.5) -> Point:
     """``spread`` sets the size of vector-like entries; a large spread saturates clamps."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    out: dict[str, torch.Tensor] = {}
-    for name, p in params.items():
-        if not p.is_floating_point():
-            out[name] = p.detach().to(device)
-            continue
-        noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-        if _matrix_like(p):
-            fan_in = p[0].numel()
-            value = noise * math.sqrt(2.0 / fan_in)
-        else:
-            center = _center(p)
-            value = center + spread * noise
-        out[name] = value.to(device=device, dtype=dtype)
-    return out
+    point = Point(params, device, dtype, seed, spread)
+    for name in params:
+        point[name] = point.fresh(name)
+    return point
+
+
+def _value(name: str, p: torch.Tensor, device, dtype, seed: int, spread: float) -> torch.Tensor:
+    if not p.is_floating_point():
+        return p.detach().to(device)
+    gen = torch.Generator(device="cpu").manual_seed(_seed_for(seed, name))
+    noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+    if _matrix_like(p):
+        value = noise.mul_(math.sqrt(2.0 / p[0].numel()))
+    else:
+        value = noise.mul_(spread).add_(_center(p))
+    return value.to(device=device, dtype=dtype)
+
+
+def _seed_for(seed: int, name: str) -> int:
+    """Per-parameter seeds: stable under renaming or reordering the other parameters."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (1 << 63)
 
 
 def _matrix_like(p: torch.Tensor) -> bool:

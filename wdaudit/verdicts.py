@@ -80,9 +80,10 @@ def _verdict(name, tensor, program, graph, degrees, influence, symmetries, group
              unconfirmed: bool, cannot_measure: str) -> ParameterReport:
     base = dict(name=name, shape=tuple(tensor.shape), requires_grad=tensor.requires_grad,
                 module=name.rpartition(".")[0])
-    if cannot_measure:
-        return ParameterReport(verdict=UNKNOWN, reason=cannot_measure, **base)
     mine = [g for g in groups if name in g.names]
+    if cannot_measure and mine:  # a claim nobody could check; static "effective" stands
+        return ParameterReport(verdict=UNKNOWN, reason=cannot_measure,
+                               groups=tuple(g.id for g in mine), **base)
     holding = [g for g in mine if g.confirmed or unconfirmed]
     if holding:
         g = holding[0]
