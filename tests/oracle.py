@@ -225,7 +225,12 @@ def _inputs(inputs, gen, k, int_high):
 def _outputs(copy, theta, buffers, x) -> list[torch.Tensor]:
     state = dict(theta)
     state.update({k: v.clone() for k, v in buffers.items()})
-    out = functional_call(copy, state, x, strict=False, tie_weights=True)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # tensors the model makes without a dtype
+    try:
+        out = functional_call(copy, state, x, strict=False, tie_weights=True)
+    finally:
+        torch.set_default_dtype(previous)
     return [y for y in flatten_outputs(out, "out", []) if y.is_floating_point()]
 
 

@@ -117,14 +117,14 @@ class _Context:
     # -- runs -------------------------------------------------------------------------
     def _program(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
         self.passes += 1
-        with torch.no_grad(), _seeded(self.seed, self.device), _running("the traced program"):
+        with torch.no_grad(), _seeded(self.seed, self.device), _float64_default(), _running("the traced program"):
             return _floats(run(self.program, params, self.buffers, self.inputs,
                                constants=self.constants, eps_zero=self.eps if eps_zero else (),
                                promote=torch.float64, eps_value=eps_value))
 
     def _real(self, params) -> list[torch.Tensor]:
         self.passes += 1
-        with torch.no_grad(), _seeded(self.seed, self.device), _running("the model"):
+        with torch.no_grad(), _seeded(self.seed, self.device), _float64_default(), _running("the model"):
             return _floats(run_model(self.program.root, params, self.buffers, self.inputs))
 
     def baseline(self) -> None:
@@ -207,7 +207,7 @@ class _Context:
     def _euler(self, claims, eps_value: float) -> list[float]:
         leaves = self._saturating_point()
         self.passes += 3  # a forward and a backward
-        with _seeded(self.seed, self.device), _running("the traced program"):
+        with _seeded(self.seed, self.device), _float64_default(), _running("the traced program"):
             outs = _floats(run(self.program, leaves, self.buffers, self.inputs,
                                constants=self.constants, eps_zero=self.eps, promote=torch.float64,
                                eps_value=eps_value))
@@ -301,6 +301,18 @@ def _seeded(seed: int, device: torch.device):
         for i in cuda:
             torch.cuda.default_generators[i].manual_seed(seed)
         yield
+
+
+@contextlib.contextmanager
+def _float64_default():
+    """Tensors the model creates without a dtype (``torch.zeros(n, d)``) are made at check
+    precision too, so that they mix with our float64 parameters; restored afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 @contextlib.contextmanager

@@ -70,6 +70,10 @@ def analyse(program: Program, graph: ModelGraph, params: tuple[str, ...]) -> Inf
     for node in program.gm.graph.nodes:
         if node.name in graph.relevant and node.op != "output":
             walker.visit(node)
+            for alias in graph.mutations.get(node.name, ()):
+                # later readers of the mutated storage see what the in-place op wrote
+                walker.info[alias] = Info(_deps(walker.info.get(alias))
+                                          | _deps(walker.info[node.name]))
     reaching: set[str] = set()
     for name in graph.outputs:
         reaching |= _deps(walker.info.get(name))

@@ -133,6 +133,11 @@ class Runner(fx.Interpreter):
             target = _RESHAPE
         elif target is _EMBEDDING or target is F.embedding:
             args, kwargs = _honest_embedding(target, list(args), dict(kwargs))
+        elif target is _COPY:
+            # functional copy (what export makes of ``x[i] = v``) has no derivative formula;
+            # these are its values, differentiably
+            dst, src = args[0], args[1]
+            return src.to(dtype=dst.dtype, device=dst.device).expand_as(dst).clone()
         return super().call_function(target, args, kwargs)
 
     def _call_leaf(self, n: fx.Node) -> Any:
@@ -167,6 +172,7 @@ def _with_tiny_eps(args: list, kwargs: dict, sites, value: float) -> tuple[list,
 _DTYPE_ASSERTS = {torch.ops.aten._assert_tensor_metadata.default}
 _VIEW, _RESHAPE = torch.ops.aten.view.default, torch.ops.aten.reshape.default
 _EMBEDDING = torch.ops.aten.embedding.default
+_COPY = torch.ops.aten.copy.default
 
 
 def _honest_embedding(target, args: list, kwargs: dict) -> tuple[list, dict]:

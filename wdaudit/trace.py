@@ -63,7 +63,7 @@ def trace(model: nn.Module, inputs: tuple) -> Program:
         if fx_prog is not None:
             return fx_prog
         raise TraceError(_explain(attempts, root)) from exc
-    if fx_prog is not None and len(_unknown_ops(fx_prog)) < len(_unknown_ops(ex_prog)):
+    if fx_prog is not None and len(_unknown_ops(fx_prog)) <= len(_unknown_ops(ex_prog)):
         return fx_prog
     notes = tuple(f"{name} was not used: {_short(exc)}" for name, exc in attempts)
     if fx_prog is not None:

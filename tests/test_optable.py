@@ -1,0 +1,220 @@
+"""The op table and its transfer rules: every spelling binds, each family does what DESIGN.md
+§3 says, unknown ops are conservative, counted, and refused in strict mode."""
+
+import operator
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import wdaudit
+from helpers import differential
+from wdaudit import optable
+from wdaudit import transfer as T
+from wdaudit.forms import CONST, ZERO, Deg, Form
+
+aten = torch.ops.aten
+
+
+def call(rule, **args):
+    c = T.Call("n", getattr(rule, "__name__", "op"), dict(args))
+    return rule(c), c
+
+
+def var(i, nonneg=False):
+    return Deg(Form.var(i), nonneg=nonneg)
+
+
+# -- the table itself ------------------------------------------------------------------------
+
+
+def test_every_entry_binds_its_first_operand_by_name():
+    entries = list(optable.LOOKUP.functions.values()) + list(optable.LOOKUP.methods.values()) \
+        + list(optable.LOOKUP.packets.values())
+    assert len(entries) > 900
+    for entry in entries:
+        assert entry.signature, entry.name
+        bound, _ = optable.bind(entry, ("X", "Y"), {})
+        # the first positional operand always lands on a named parameter, never on _arg0
+        assert "_arg0" not in bound, (entry.name, entry.signature)
+
+
+@pytest.mark.parametrize("spelling", [torch.relu, F.relu, aten.relu.default])
+def test_spellings_of_one_op_share_a_rule(spelling):
+    node = torch.fx.Node(torch.fx.Graph(), "n", "call_function", spelling, (), {})
+    assert optable.entry_for(node).rule is T.relu
+
+
+def test_operators_bind_left_and_right_operands():
+    entry = optable.LOOKUP.functions[operator.add]
+    bound, where = optable.bind(entry, ("a", "b"), {})
+    assert bound == {"input": "a", "other": "b"} and where["other"] == ("arg", 1)
+
+
+def test_subclass_with_its_own_forward_is_not_taken_as_the_base_layer():
+    class ChannelsFirstLN(nn.LayerNorm):  # like timm's LayerNorm2d
+        def forward(self, x):
+            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    assert optable.module_rule(nn.LayerNorm(4)) is not None
+    assert optable.module_rule(ChannelsFirstLN(4)) is None
+
+
+# -- transfer rules: one family each ---------------------------------------------------------
+
+
+def test_additions_equate_degrees_and_zero_is_any_degree():
+    out, c = call(T.add, input=var(0), other=var(1))
+    assert out.form == Form.var(0) and [k.form for k in c.constraints] == [Form.var(0) - Form.var(1)]
+    out, c = call(T.add, input=var(0), other=ZERO)
+    assert out.form == Form.var(0) and not c.constraints
+
+
+def test_a_constant_offset_pins_the_degree_but_an_epsilon_on_a_square_does_not():
+    _, c = call(T.add, input=var(0), other=1.0)
+    assert [k.form for k in c.constraints] == [Form.var(0)]
+    out, c = call(T.add, input=var(0, nonneg=True), other=1e-6)
+    assert out.form == Form.var(0) and not c.constraints and c.eps_args == ["other"]
+    _, c = call(T.add, input=var(0), other=1e-6)  # not known to be non-negative
+    assert c.constraints
+
+
+def test_products_add_degrees_and_powers_scale_them():
+    out, _ = call(T.matmul, input=var(0), other=var(1))
+    assert out.form == Form.var(0) + Form.var(1)
+    out, _ = call(T.power, input=var(0), exponent=2)
+    assert out.form == Form.var(0).scale(2) and out.nonneg
+    out, _ = call(T.rsqrt, input=var(0).with_form(Form.var(0).scale(2)))
+    assert out.form == -Form.var(0)
+
+
+def test_saturating_ops_pin_their_input_relu_like_ones_do_not():
+    out, c = call(T.clamp, input=var(0), min=0.0, max=None)
+    assert out.form == Form.var(0) and not c.constraints
+    out, c = call(T.clamp, input=var(0), min=0.0, max=6.0)
+    assert out == CONST and [k.form for k in c.constraints] == [Form.var(0)]
+
+
+def test_comparisons_with_zero_are_scale_invariant():
+    out, c = call(T.compare, input=var(0), other=0)
+    assert out.form.is_zero and not c.constraints
+    _, c = call(T.compare, input=var(0), other=0.5)
+    assert c.constraints
+
+
+def test_normalisers_reset_the_degree_and_tie_weight_to_bias():
+    out, c = call(T.layer_norm, input=var(0), normalized_shape=(4,), weight=var(1), bias=var(2),
+                  eps=1e-5)
+    assert out.form == Form.var(1)
+    assert [k.form for k in c.constraints] == [Form.var(1) - Form.var(2)]
+    assert c.eps_args == ["eps"]
+
+
+def test_attention_logits_must_not_scale():
+    out, c = call(T.attention, query=var(0), key=var(1), value=var(2))
+    assert out.form == Form.var(2) and [k.form for k in c.constraints] == [Form.var(0) + Form.var(1)]
+
+
+def test_shape_only_operands_carry_no_constraint():
+    out, c = call(T.like, input=var(0), other=var(1))
+    assert out.form == Form.var(0) and not c.constraints
+    out, c = call(T.constant, input=var(0), dtype=None)
+    assert out == CONST and not c.constraints
+
+
+# -- unknown ops -----------------------------------------------------------------------------
+
+
+class Exotic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.ln = nn.LayerNorm(4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(torch.special.i0(self.ln(self.fc(x))))
+
+
+def test_unknown_op_raises_in_strict_mode():
+    with pytest.raises(wdaudit.UnsupportedOpError, match="i0"):
+        wdaudit.audit(Exotic(), torch.randn(3, 4), strict=True)
+
+
+def test_unknown_op_is_counted_and_what_it_hides_is_unknown():
+    torch.manual_seed(0)
+    report = wdaudit.audit(Exotic(), torch.randn(3, 4), strict=False)
+    assert len(report.coverage.unknown_ops) == 1 and "i0" in report.coverage.unknown_ops[0].op
+    assert report.summary()["unknown_ops"] == 1
+    # the LN affine could be scale-free if i0 were homogeneous: the analysis cannot tell
+    assert {"ln.weight", "ln.bias"} <= report.unknown
+    # fc feeds the LN: provably scale-free whatever i0 does
+    assert {"fc.weight", "fc.bias"} <= report.ineffective
+
+
+def test_unknown_op_on_constants_only_is_just_a_constant():
+    class MaskedByBuffer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.register_buffer("freq", torch.arange(4.0))
+
+        def forward(self, x):
+            return self.fc(x) * torch.special.i0(self.freq)
+
+    report = wdaudit.audit(MaskedByBuffer(), torch.randn(3, 4), strict=True)
+    assert not report.coverage.unknown_ops
+
+
+def test_in_place_ops_keep_their_target_degree():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.gamma = nn.Parameter(torch.ones(4))
+            self.ln = nn.LayerNorm(4)
+
+        def forward(self, x):
+            h = self.fc(x)
+            h.mul_(self.gamma)  # no user in the graph: only later readers of h see it
+            return self.ln(h) + h.sum(-1, keepdim=True)
+
+    torch.manual_seed(0)
+    report, _ = differential(InPlace(), torch.randn(5, 4))
+    assert report.parameters["gamma"].verdict == "effective"
+
+
+def test_mutation_through_a_view_reaches_later_readers_of_the_base():
+    class ViewMutation(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.gamma = nn.Parameter(torch.ones(2))
+            self.ln = nn.LayerNorm(4)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.fc(x)
+            h[:, :2].mul_(self.gamma)  # writes into h through a view
+            return self.head(self.ln(h))
+
+    torch.manual_seed(0)
+    report, _ = differential(ViewMutation(), torch.randn(5, 4))
+    assert "gamma" not in report.ineffective
+
+
+def test_setitem_into_a_buffer_of_zeros():
+    class Scatter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.ln = nn.LayerNorm(5)
+
+        def forward(self, x):
+            out = torch.zeros(x.shape[0], 5)
+            out[:, 1:4] = self.fc(x)
+            return self.ln(out)
+
+    torch.manual_seed(0)
+    differential(Scatter(), torch.randn(5, 4))
