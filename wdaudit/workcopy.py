@@ -26,6 +26,12 @@ def structural_copy(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         for b in model.buffers():
             memo[id(b)] = b.clone()
+        for m in model.modules():
+            for v in vars(m).values():
+                # a tensor computed by a hook (the old weight_norm's ``weight``) refuses
+                # deepcopy; the hook recomputes it on every forward, a detached clone will do
+                if isinstance(v, torch.Tensor) and v.grad_fn is not None:
+                    memo[id(v)] = v.detach().clone()
     try:
         return copy.deepcopy(model, memo)
     except Exception as exc:  # noqa: BLE001 - any failure means we cannot copy safely
