@@ -149,10 +149,24 @@ def _normalising_nodes(program: Program, graph: ModelGraph, degrees: Degrees,
         for src in node.all_input_nodes:
             v = degrees.values.get(src.name)
             if isinstance(v, Deg) and not v.zero and abs(v.form.evaluate(s)) > 1e-12:
-                label = program.module_paths.get(name) or name
-                found.append(f"{label} ({describe(node, program)})")
+                found.append(_label(program, node))
                 break
     return tuple(dict.fromkeys(found))
+
+
+def _label(program: Program, node) -> str:
+    """'blocks.0.ln_1 (LayerNorm)': the owning module and what it is; the op when the module is
+    a container that merely calls it."""
+    path = program.module_paths.get(node.name)
+    kind = describe(node, program)
+    if path:
+        try:
+            module = program.root.model.get_submodule(path)
+        except AttributeError:
+            module = None
+        if module is not None and not list(module.children()):
+            kind = type(module).__name__
+    return f"{path or node.name} ({kind})"
 
 
 def _list(items: Sequence[str], limit: int = 4) -> str:
