@@ -197,7 +197,8 @@ class _Context:
 
     def _saturating_point(self) -> generic.Point:
         if self.large is None:
-            self.params = None  # the generic point is done with: one float64 copy at a time
+            # the generic point and its outputs are done with: one float64 copy at a time
+            self.params = self.real0 = self.exact0 = None
             self.large = generic.draw(self.source, device=self.device, dtype=torch.float64,
                                       seed=self.seed + 1, spread=3.0)
             for v in self.large.values():
@@ -220,6 +221,7 @@ class _Context:
         # |L| ≤ Σ‖y‖‖w‖: the natural size of any log-scale derivative of L
         loss_scale = sum(float(y.detach().norm() * w.norm()) for y, w in zip(outs, weights))
         names = [k for k, v in leaves.items() if v.requires_grad]
+        del outs, weights  # the graph keeps what the backward needs; outputs can be large
         if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
             return [0.0] * len(claims)
         dots, norms = _gradient_products(loss, {k: leaves[k] for k in names})
