@@ -99,6 +99,14 @@ class _Walker:
             return
         call, where = self._bind(node, entry, module)
         out = entry.rule(call)
+        if out is None and entry.rule is not T.no_value:
+            # the rule found no operand it knows: never let a tensor leave without a degree
+            if self.strict:
+                raise UnsupportedOpError(
+                    f"{describe(node, self.program)} at node '{node.name}': its operands did not "
+                    f"bind ({sorted(call.args)}); fix its signature in wdaudit's op table")
+            self._unknown(node)
+            return
         for name, value in call.args.items():
             if name not in call.used:
                 call.require_zero(value, f"operand '{name}' of {call.op} is not modelled")

@@ -58,8 +58,8 @@ _SPEC: list[tuple[Callable, str]] = [
                max_pool1d max_pool2d max_pool3d avg_pool1d adaptive_avg_pool1d dropout
                alpha_dropout feature_dropout clone detach diag take take_along_dim
                repeat_interleave masked_select
-        F: dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout max_pool1d
-           max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d
+        F: dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout
+           avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d
            adaptive_avg_pool2d adaptive_avg_pool3d interpolate upsample upsample_nearest
            upsample_bilinear pixel_shuffle pixel_unshuffle unfold fold lp_pool1d lp_pool2d
            lp_pool3d channel_shuffle
@@ -76,6 +76,10 @@ _SPEC: list[tuple[Callable, str]] = [
         method: split chunk unbind tensor_split
     """),
     (T.relu, "aten: relu\n torch: relu\n F: relu\n method: relu"),
+    (T.pool, """
+        F: max_pool1d max_pool2d max_pool3d adaptive_max_pool1d adaptive_max_pool2d
+           adaptive_max_pool3d fractional_max_pool2d fractional_max_pool3d
+    """),
     (T.preserve_nonneg, "aten: abs\n torch: abs\n method: abs"),
     (T.neg, "aten: neg\n torch: neg negative\n method: neg negative\n op: neg"),
     (T.leaky_relu, "aten: leaky_relu rrelu\n F: leaky_relu rrelu\n method: leaky_relu"),
@@ -344,10 +348,13 @@ def _parse(spec: str):
 
 
 def _signature(fn) -> tuple[str, ...] | None:
+    packet = getattr(aten, getattr(fn, "__name__", "") or "", None)
     try:
-        params = inspect.signature(fn).parameters.values()
+        params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        packet = getattr(aten, getattr(fn, "__name__", ""), None)
+        return _aten_signature(packet) if packet is not None else None
+    if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        # boolean_dispatch wrappers (F.max_pool1d & co.) hide their signature behind *args
         return _aten_signature(packet) if packet is not None else None
     names = []
     for p in params:

@@ -167,6 +167,17 @@ def element(container: Any, index: Any) -> Any:
     return None
 
 
+def pool(c: Call) -> Any:
+    """Max pooling: homogeneous; with return_indices it also yields scale-invariant indices."""
+    for name in list(c.args):
+        if name != "input":
+            c.raw(name)
+    d = c.deg("input")
+    if c.args.get("return_indices") is True:
+        return (d, Deg(nonneg=True))
+    return d
+
+
 def scale_invariant(c: Call) -> Deg:
     """sign, argmax, ``x > 0``, ``x != 0``, ``x.bool()``: unchanged by positive scaling."""
     c.raw("input")
