@@ -6,12 +6,10 @@ Linear's weight is claimed scale-free although it feeds the output directly.  Co
 caught the claim (an AnalysisDefect in strict mode).  Fixed: boolean-dispatch wrappers bind by
 their ATen schema, and a rule that binds no operand is an unknown op, never "no degree"."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import wdaudit
 from helpers import differential
 
 
