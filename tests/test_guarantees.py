@@ -474,3 +474,40 @@ def test_confirmation_holds_one_float64_copy_of_the_parameters():
     extra = meter.peak - meter.base
     assert extra <= float64 + one_gradient + activations, \
         f"peak {extra / float64:.2f} float64 copies of the parameters"
+
+
+# --- forwards that write to what they are given ------------------------------------------------
+
+
+class RenormEmbedding(nn.Module):
+    """``nn.Embedding(max_norm=...)`` renormalises rows of its own weight in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4, max_norm=1.0)
+        self.ln = nn.LayerNorm(4)
+        self.head = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.emb.weight.mul_(5.0)  # rows above max_norm: the forward would rewrite them
+
+    def forward(self, ids):
+        return self.head(self.ln(self.emb(ids)))
+
+
+def test_forward_writing_its_own_parameters_leaves_them_untouched():
+    torch.manual_seed(0)
+    model, ids = RenormEmbedding(), torch.tensor([[1, 2, 3], [3, 4, 5]])
+    before = fingerprint(model)
+    report = wdaudit.audit(model, ids)
+    assert changes(before, fingerprint(model)) == []
+    assert report.confirmation.performed
+
+
+def test_forward_writing_its_input_leaves_the_example_untouched():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(4, 4), nn.LayerNorm(4))
+    x = torch.randn(3, 4)
+    bits, version = _bits(x), x._version
+    report = wdaudit.audit(model, x)
+    assert (_bits(x), x._version) == (bits, version)
+    assert report.ineffective == {"1.weight", "1.bias"}

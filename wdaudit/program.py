@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
 
 EPS_TINY = 1e-16
 """What "eps → 0" means in a run: negligible beside any float64 variance we meet (1e-12
@@ -228,15 +229,83 @@ def run(program: Program, params, buffers, inputs, *, constants=None, eps_zero=(
     """Run the traced program on our own tensors (buffers are copied: BatchNorm writes them).
     ``promote`` runs every baked floating-point cast at that dtype instead; the eps sites in
     ``eps_zero`` take ``eps_value``."""
-    fresh = {k: v.clone() for k, v in buffers.items()}
-    runner = Runner(program, params, fresh, constants, tuple(eps_zero), record, promote,
-                    eps_value)
-    return runner.run_program(tuple(inputs))
+
+    def once(params, inputs):
+        fresh = {k: v.clone() for k, v in buffers.items()}
+        runner = Runner(program, params, fresh, constants, tuple(eps_zero), record, promote,
+                        eps_value)
+        return runner.run_program(tuple(inputs))
+
+    return _read_only(once, params, inputs)
 
 
 def run_model(root: nn.Module, params, buffers, inputs) -> tuple:
     """Run the real model (the working copy, wrapped) on our own tensors: the ground truth."""
-    state = {"model." + k: v for k, v in params.items()}
-    state.update({k: v.clone() for k, v in buffers.items()})
-    out = functional_call(root, state, tuple(inputs), strict=False, tie_weights=True)
-    return tuple(_flat_tensors(out))
+
+    def once(params, inputs):
+        state = {"model." + k: v for k, v in params.items()}
+        state.update({k: v.clone() for k, v in buffers.items()})
+        out = functional_call(root, state, tuple(inputs), strict=False, tie_weights=True)
+        return tuple(_flat_tensors(out))
+
+    return _read_only(once, params, inputs)
+
+
+def _read_only(run_once, params: Mapping[str, torch.Tensor], inputs) -> tuple:
+    """Run so that no parameter or input tensor is written: they may be the user's own.
+
+    A forward that writes in place to a parameter (``nn.Embedding(max_norm=...)`` renormalises
+    its weight) or to its input (``nn.ReLU(inplace=True)`` first) is stopped before the write
+    and run again on copies of exactly the tensors it writes to.
+    """
+    params, inputs = dict(params), list(inputs)
+    protected = list(params.values()) + inputs
+    while True:
+        guard = _WriteGuard(protected)
+        try:
+            with guard:
+                return run_once(params, tuple(inputs))
+        except _Written:
+            written = guard.written
+        # each round copies one more written tensor, so this ends
+        protected = [t for t in protected if _storage(t) != written]
+        params = {k: (v.clone() if _storage(v) == written else v) for k, v in params.items()}
+        inputs = [x.clone() if _storage(x) == written else x for x in inputs]
+
+
+class _Written(Exception):
+    """Raised from inside the dispatcher, before a write to a protected tensor happens."""
+
+
+class _WriteGuard(TorchDispatchMode):
+    def __init__(self, tensors):
+        super().__init__()
+        self.protected = {_storage(t) for t in tensors} - {None}
+        self.written = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.protected and func._schema.is_mutable:
+            for spec, value in _arguments(func._schema, args, kwargs):
+                info = spec.alias_info
+                if info is not None and info.is_write and _storage(value) in self.protected:
+                    self.written = _storage(value)
+                    raise _Written(str(func))
+        return func(*args, **kwargs)
+
+
+def _arguments(schema, args, kwargs):
+    for i, spec in enumerate(schema.arguments):
+        if i < len(args):
+            yield spec, args[i]
+        elif spec.name in kwargs:
+            yield spec, kwargs[spec.name]
+
+
+def _storage(t: Any) -> int | None:
+    if not isinstance(t, torch.Tensor) or t.is_meta or t.numel() == 0:
+        return None
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensor subclasses without real storage
+        return None
