@@ -72,7 +72,8 @@ def _analyse(model, program, params, decay, inputs, target, confirm, strict, see
     with _timer(timings, "analysis"):
         graph = graph_stage.build(program)
         influence = influence_stage.analyse(program, graph, names)
-        degrees = degrees_stage.propagate(program, graph, names, influence.no_effect, strict)
+        degrees = degrees_stage.propagate(program, graph, names, influence.no_effect, strict,
+                                          influence.dead_summands)
         candidates = [n for n in names if n in graph.used_params and n not in influence.no_effect]
         symmetries = symmetries_stage.solve(degrees, candidates)
         claims = verdicts_stage.claims_for(influence, symmetries)

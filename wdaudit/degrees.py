@@ -43,9 +43,12 @@ class Degrees:
 
 
 def propagate(program: Program, graph: ModelGraph, variables: tuple[str, ...],
-              no_effect: frozenset[str], strict: bool) -> Degrees:
+              no_effect: frozenset[str], strict: bool,
+              dead_summands: frozenset[tuple[str, str]] = frozenset()) -> Degrees:
+    """``no_effect`` parameters and ``dead_summands`` (constant summands that never reach an
+    output) are analysed at zero: the model computes the same function with them there."""
     index = {name: i for i, name in enumerate(variables)}
-    walker = _Walker(program, index, no_effect, strict)
+    walker = _Walker(program, index, no_effect, strict, dead_summands)
     for node in program.gm.graph.nodes:
         if node.name in graph.relevant:
             walker.visit(node)
@@ -59,8 +62,9 @@ def propagate(program: Program, graph: ModelGraph, variables: tuple[str, ...],
 
 class _Walker:
     def __init__(self, program: Program, index: dict[str, int], no_effect: frozenset[str],
-                 strict: bool):
+                 strict: bool, dead_summands: frozenset[tuple[str, str]] = frozenset()):
         self.program = program
+        self.dead = dead_summands
         self.index = index
         self.no_effect = no_effect
         self.strict = strict
@@ -129,10 +133,31 @@ class _Walker:
             raw, where = optable.bind(entry, tuple(node.args), dict(node.kwargs))
             bound = {k: fx.node.map_arg(v, self._value) if _has_node(v) else v
                      for k, v in raw.items()}
+            for role in ("input", "other"):
+                if (node.name, role) in self.dead and role in bound:
+                    bound[role] = 0
             sources = {k: v.name for k, v in raw.items() if isinstance(v, fx.Node)}
+        if entry.rule is not T.batch_norm:  # the one rule that takes a Split as it is
+            bound = {k: self._resolve(node, v) for k, v in bound.items()}
         shapes = {k: _shape(self.program, v) for k, v in sources.items()}
-        call = T.Call(node.name, entry.name, bound, sources, shapes)
+        call = T.Call(node.name, entry.name, bound, sources, shapes,
+                      out_shape=_shape(self.program, node.name))
         return call, where
+
+    def _resolve(self, node: fx.Node, value: Any) -> Any:
+        """A concatenation whose parts scale apart, used by anything but a per-channel norm:
+        its parts must scale alike after all."""
+        if isinstance(value, T.Split):
+            live = [p for p in value.parts if not p.zero]
+            for p in live[1:]:
+                diff = p.form - live[0].form
+                if not diff.is_zero:
+                    self.constraints.append(
+                        Constraint(diff, node.name, "concatenated tensors must scale alike"))
+            return live[0] if live else ZERO
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._resolve(node, v) for v in value)
+        return value
 
     def _own(self, node: fx.Node, value: Any) -> Any:
         if not isinstance(value, Tensor):
@@ -146,14 +171,15 @@ class _Walker:
         return self.values.get(n.name, CONST)
 
     def _getitem(self, node: fx.Node) -> Any:
-        container = self._value(node.args[0])
+        container = self._resolve(node, self._value(node.args[0]))
         index = node.args[1]
         if isinstance(container, Deg):  # tensor indexing
             return container
         item = T.element(container, index)
         if isinstance(item, Requires):
-            if not item.form.is_zero:
-                self.constraints.append(Constraint(item.form, node.name, item.why))
+            for form in item.forms:
+                if not form.is_zero:
+                    self.constraints.append(Constraint(form, node.name, item.why))
             return item.value
         return CONST if item is None else item
 
@@ -163,7 +189,7 @@ class _Walker:
         target = node.args[0] if node.args else None
         if not isinstance(target, fx.Node):
             return out
-        old = self._value(target)
+        old = self._resolve(node, self._value(target))
         if isinstance(old, Deg) and isinstance(out, Deg):
             old_nonzero = CONST if old.zero else old
             call.require_equal(old_nonzero, out, f"in-place {call.op} on {target.name}")

@@ -91,10 +91,10 @@ ZERO = Deg(zero=True, nonneg=True)
 
 @dataclass(frozen=True)
 class Requires:
-    """A tuple element that is only homogeneous if ``form == 0``, e.g. the updated running
-    statistics that a functional batch_norm returns.  The constraint is imposed when (and only
-    when) the element is actually read."""
+    """A tuple element that is only homogeneous if every form in ``forms`` is 0, e.g. the
+    updated running statistics that a functional batch_norm returns.  The constraints are
+    imposed when (and only when) the element is actually read."""
 
-    form: Form
+    forms: tuple[Form, ...]
     value: Deg
     why: str

@@ -63,6 +63,9 @@ class TupleInfo:
 class Influence:
     no_effect: frozenset[str]
     absorbed_at: Mapping[str, str]  # parameter -> node that removes it
+    # (add/sub node, operand) whose parameter-free summand is removed before every output:
+    # the model computes the same function with it at 0, so it pins no degree
+    dead_summands: frozenset[tuple[str, str]] = frozenset()
 
 
 def analyse(program: Program, graph: ModelGraph, params: tuple[str, ...]) -> Influence:
@@ -79,7 +82,8 @@ def analyse(program: Program, graph: ModelGraph, params: tuple[str, ...]) -> Inf
         reaching |= _deps(walker.info.get(name))
     no_effect = frozenset(p for p in params if p not in reaching)
     absorbed = {p: n for p, n in walker.absorbed.items() if p in no_effect}
-    return Influence(no_effect, absorbed)
+    dead = frozenset(site for pseudo, site in walker.summands.items() if pseudo not in reaching)
+    return Influence(no_effect, absorbed, dead)
 
 
 def _deps(info: Any) -> frozenset[str]:
@@ -98,6 +102,7 @@ class _Walker:
         self.program = program
         self.info: dict[str, Any] = {}
         self.absorbed: dict[str, str] = {}
+        self.summands: dict[str, tuple[str, str]] = {}  # pseudo-parameter -> (node, operand)
 
     def shape(self, value: Any) -> tuple[int, ...] | None:
         name = value.name if isinstance(value, fx.Node) else value
@@ -179,9 +184,9 @@ class _Walker:
         if op in ("add", "sub"):
             if node.op == "call_function" and _mean_of_same(node, x, args.get("other")):
                 return self._subtract_mean(node, x, args.get("other"), everything)
-            return self._add(node, x, args.get("other"), everything)
-        if op == "mul" and not self._of(args.get("other")).deps:
-            return self._scaled(node, x, args.get("other"), everything)
+            return self._add(node, args, everything)
+        if op == "mul":
+            return self._product(node, x, args.get("other"), everything)
         if op in _RESHAPE:
             return self._mapped(xinfo, everything,
                                 lambda a: ax.reshape(a, self.shape(x), self.shape(node)))
@@ -218,19 +223,31 @@ class _Walker:
     def _mapped(self, xinfo: Info, everything, fn) -> Info:
         return Info(everything, {p: fn(a) for p, a in xinfo.offsets.items()})
 
-    def _add(self, node, a, b, everything) -> Info:
+    def _add(self, node, args, everything) -> Info:
+        """A sum keeps the additive terms of both sides.  A parameter-free summand (a constant,
+        a buffer, the input) is followed as a term of its own, a pseudo-parameter: if it never
+        reaches an output, the model is the same function with it at zero."""
         out = self.shape(node)
         if out is None:
             return Info(everything)
         pieces = []
-        for operand in (a, b):
+        for role in ("input", "other"):
+            operand = args.get(role)
             if isinstance(operand, fx.Node):
-                info = self._of(operand)
-                shape = self.shape(operand)
+                info, shape = self._of(operand), self.shape(operand)
                 if shape is None:
                     return Info(everything)
-                pieces.append((info, {p: ax.broadcast(v, shape, out)
-                                      for p, v in info.offsets.items()}))
+            elif _is_number(operand) and operand != 0:
+                info, shape = Info(), ()
+            else:
+                continue
+            if not info.deps:
+                pseudo = f"@{node.name}:{role}"
+                self.summands[pseudo] = (node.name, role)
+                # a tensor is constant only along its size-1 axes (broadcast adds the rest)
+                flat = frozenset(i for i, n in enumerate(shape) if n == 1)
+                info = Info(frozenset({pseudo}), {pseudo: flat})
+            pieces.append((info, {p: ax.broadcast(v, shape, out) for p, v in info.offsets.items()}))
         offsets: dict[str, frozenset[int]] = {}
         blocked: set[str] = set()
         for info, _ in pieces:
@@ -240,18 +257,29 @@ class _Walker:
                 offsets[p] = offsets[p] & v if p in offsets else v
         for p in blocked:
             offsets.pop(p, None)
-        return Info(everything, offsets)
+        extra = frozenset().union(*(info.deps for info, _ in pieces)) if pieces else frozenset()
+        return Info(everything | extra, offsets)
 
-    def _scaled(self, node, x, c, everything) -> Info:
-        """x * c for a parameter-free tensor c: the term stays constant where c broadcasts."""
+    def _product(self, node, a, b, everything) -> Info:
+        """(f + h)·y = f·y + h·y: the term stays additive, constant where it was and where y
+        does not vary (a per-channel gain keeps it constant along the batch)."""
         out = self.shape(node)
-        cshape = self.shape(c) if isinstance(c, fx.Node) else ()
-        if out is None or cshape is None or not isinstance(x, fx.Node):
+        if out is None:
             return Info(everything)
-        flat = ax.broadcast(frozenset(), cshape, out)  # axes along which c does not vary
-        xs = self.shape(x)
-        return Info(everything, {p: ax.broadcast(v, xs, out) & flat
-                                 for p, v in self._of(x).offsets.items()})
+        offsets: dict[str, frozenset[int]] = {}
+        for u, v in ((a, b), (b, a)):
+            if not isinstance(u, fx.Node):
+                continue
+            ushape = self.shape(u)
+            vshape = self.shape(v) if isinstance(v, fx.Node) else ()
+            if ushape is None or vshape is None:
+                return Info(everything)
+            flat = ax.broadcast(frozenset(), vshape, out)  # axes along which v does not vary
+            uinfo, vinfo = self._of(u), self._of(v)
+            for p, a_ in uinfo.offsets.items():
+                if p not in vinfo.deps:
+                    offsets[p] = ax.broadcast(a_, ushape, out) & flat
+        return Info(everything, offsets)
 
     def _linear(self, node, op, args, everything) -> Info:
         """W(x + h) + b = Wx + Wh + b: Wh keeps x's constant axes except the one contracted

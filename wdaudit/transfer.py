@@ -41,6 +41,7 @@ class Call:
     args: dict[str, Any]
     sources: dict[str, str | None] = field(default_factory=dict)  # arg name -> producing node
     shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+    out_shape: tuple[int, ...] | None = None
     constraints: list[Constraint] = field(default_factory=list)
     eps_args: list[str] = field(default_factory=list)
     used: set[str] = field(default_factory=set)
@@ -108,6 +109,11 @@ def iter_degs(value: Any):
         yield value
     elif isinstance(value, Requires):
         yield value.value
+    elif isinstance(value, Split):
+        yield from value.parts
+    elif isinstance(value, Multi):
+        yield from iter_degs(value.first)
+        yield from iter_degs(value.rest)
     elif isinstance(value, (list, tuple)):
         for v in value:
             yield from iter_degs(v)
@@ -493,11 +499,26 @@ def copy(c: Call) -> Deg | None:
     return c.deg("src")
 
 
-def cat(c: Call) -> Deg:
+@dataclass(frozen=True)
+class Split:
+    """A concatenation along ``dim`` whose parts scale differently.  Only a normaliser that
+    treats each index of ``dim`` on its own (BatchNorm's channels) accepts it as is; the
+    engine makes every other consumer equate the parts first."""
+
+    dim: int
+    parts: tuple[Deg, ...]
+
+
+def cat(c: Call) -> Deg | Split:
     tensors = c.raw("tensors", "input")
-    c.raw("dim", "axis")
+    dim = c.raw("dim", "axis", default=0)
     items = tensors if isinstance(tensors, (list, tuple)) else [tensors]
-    return c.same([as_deg(t) for t in items], "concatenated tensors must scale alike")
+    parts = [as_deg(t) for t in items]
+    live = {p.form for p in parts if p is not None and not p.zero}
+    rank = len(c.out_shape) if c.out_shape else None
+    if len(live) > 1 and isinstance(dim, int) and rank and c.op == "cat" and None not in parts:
+        return Split(dim % rank, tuple(parts))
+    return c.same(parts, "concatenated tensors must scale alike")
 
 
 def convert(c: Call) -> Deg | None:
@@ -587,8 +608,19 @@ def layer_norm(c: Call) -> Any:
 
 
 def batch_norm(c: Call) -> Any:
-    x = c.deg("input")
     training = c.raw("training", "use_input_stats", default=True)
+    raw = c.raw("input")
+    if isinstance(raw, Split) and training and raw.dim == 1:
+        # per-channel statistics: each concatenated part is normalised on its own
+        c.raw("running_mean", "running_var", "momentum", "cudnn_enabled", "eps")
+        c.mark_eps("eps")
+        out = _affine(c, Deg())
+        if c.op.startswith("_native_batch_norm_legit") or c.op == "native_batch_norm":
+            equal = tuple(p.form - raw.parts[0].form for p in raw.parts[1:])
+            stats = Requires(equal, CONST, "per-channel statistics of parts that scale apart")
+            return Multi(out, stats)
+        return out
+    x = c.deg("input")
     rm, _ = c.raw("running_mean"), c.raw("running_var")
     c.raw("momentum", "cudnn_enabled")
     if not training and rm is not None:
@@ -604,8 +636,8 @@ def batch_norm(c: Call) -> Any:
         xf = (x or CONST).form
         stats = (Deg(xf), Deg(-xf, nonneg=True))
         if c.op.endswith("functional"):
-            updated = Requires(xf, CONST, "updated running statistics read as a tensor")
-            return (out, *stats, updated, Requires(xf.scale(2), CONST, "running variance"))
+            updated = Requires((xf,), CONST, "updated running statistics read as a tensor")
+            return (out, *stats, updated, Requires((xf.scale(2),), CONST, "running variance"))
         return (out, *stats)
     return out
 
