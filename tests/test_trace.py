@@ -135,16 +135,6 @@ def test_export_takes_over_when_control_flow_defeats_symbolic_trace():
     assert report.ineffective == {"fc.weight", "fc.bias"}
 
 
-class ValueBranch(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.inner = nn.Sequential(nn.Linear(4, 4))
-        self.gate = Gate()
-
-    def forward(self, x):
-        return self.gate(self.inner(x))
-
-
 class Gate(nn.Module):
     def forward(self, x):
         if x.sum() > 0:  # data-dependent: neither tracer can follow it
@@ -152,11 +142,39 @@ class Gate(nn.Module):
         return -x
 
 
-def test_untraceable_model_names_the_module_and_the_fix():
+class ValueBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.gate = Gate()
+
+    def forward(self, x):
+        h = self.gate(self.fc(x))
+        if h.mean() > 0:  # in the model's own forward: no part of it can be set aside
+            h = h * 2
+        return h
+
+
+def test_untraceable_model_says_why_and_what_to_do():
     with pytest.raises(wdaudit.TraceError) as info:
         wdaudit.audit(ValueBranch(), torch.randn(3, 4))
     message = str(info.value)
-    assert "'gate'" in message and "control flow" in message
+    assert "control flow" in message and "symbolic_trace" in message and "torch.export" in message
+
+
+def test_untraceable_submodule_becomes_an_opaque_op():
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.gate = Gate()
+
+        def forward(self, x):
+            return self.gate(self.fc(x))
+
+    report = wdaudit.audit(Outer(), torch.randn(3, 4), strict=False)
+    assert [u.module for u in report.coverage.unknown_ops] == ["gate"]
+    assert report.parameters["fc.weight"].verdict != "ineffective"
 
 
 def test_inputs_that_do_not_fit_show_the_models_own_error():

@@ -62,6 +62,9 @@ def trace(model: nn.Module, inputs: tuple) -> Program:
         attempts.append(("torch.export", exc))
         if fx_prog is not None:
             return fx_prog
+        opaque_prog = _with_opaque_parts(root, canon, reference, inputs, attempts)
+        if opaque_prog is not None:
+            return opaque_prog
         raise TraceError(_explain(attempts, root)) from exc
     if fx_prog is not None and len(_unknown_ops(fx_prog)) <= len(_unknown_ops(ex_prog)):
         return fx_prog
@@ -69,6 +72,27 @@ def trace(model: nn.Module, inputs: tuple) -> Program:
     if fx_prog is not None:
         notes += ("symbolic_trace left opaque calls; torch.export sees through them",)
     return _replace_notes(ex_prog, notes)
+
+
+def _with_opaque_parts(root, canon, reference, inputs, attempts) -> Program | None:
+    """Keep the submodules that defeat both tracers as opaque nodes: the rest of the model is
+    still analysed, and what crosses an opaque part is reported as unknown."""
+    opaque: set[str] = set()
+    exc = attempts[-1][1]
+    for _ in range(8):
+        where = _failing_module(exc, root) or _failing_module(attempts[0][1], root)
+        if not where or where in opaque:
+            return None
+        opaque.add(where)
+        try:
+            prog = _check(_symbolic(root, canon, frozenset(opaque)), reference, inputs)
+        except Exception as again:  # noqa: BLE001 - another part may defeat it too
+            exc = again
+            continue
+        notes = tuple(f"submodule '{p}' could not be traced (data-dependent control flow); it "
+                      "is an opaque op and what crosses it is unknown" for p in sorted(opaque))
+        return _replace_notes(prog, notes)
+    return None
 
 
 # --- the wrapper -------------------------------------------------------------------------
@@ -141,7 +165,13 @@ class _Tracer(fx.Tracer):
     ``weight_norm`` recomputes the weight in a pre-hook).
     """
 
+    def __init__(self, opaque: frozenset[str] = frozenset()):
+        super().__init__()
+        self.opaque = {"model." + p for p in opaque}
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if qualname in self.opaque:
+            return True
         if m._forward_hooks or m._forward_pre_hooks or parametrize.is_parametrized(m):
             return False
         if optable.module_rule(m) is not None:
@@ -154,10 +184,11 @@ class _Tracer(fx.Tracer):
         return in_torch and not owns_tensors
 
 
-def _symbolic(root: Flattened, canon: dict[int, str]) -> Program:
+def _symbolic(root: Flattened, canon: dict[int, str], opaque: frozenset[str] = frozenset()
+              ) -> Program:
     if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
         raise TraceError("global module hooks are installed; symbolic_trace cannot see them")
-    graph = _Tracer().trace(root)
+    graph = _Tracer(opaque).trace(root)
     gm = fx.GraphModule(root, graph)
     params, buffers, constants, leaves, paths = {}, {}, {}, {}, {}
     buffer_names = {id(b): n for n, b in root.named_buffers()}
