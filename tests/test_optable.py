@@ -11,14 +11,16 @@ from torch import nn
 import wdaudit
 from helpers import differential
 from wdaudit import optable
+from wdaudit import call as K
 from wdaudit import transfer as T
+from wdaudit import transfer_layers as L
 from wdaudit.forms import CONST, ZERO, Deg, Form
 
 aten = torch.ops.aten
 
 
 def call(rule, **args):
-    c = T.Call("n", getattr(rule, "__name__", "op"), dict(args))
+    c = K.Call("n", getattr(rule, "__name__", "op"), dict(args))
     return rule(c), c
 
 
@@ -81,7 +83,7 @@ def test_a_constant_offset_pins_the_degree_but_an_epsilon_on_a_square_does_not()
 
 
 def test_products_add_degrees_and_powers_scale_them():
-    out, _ = call(T.matmul, input=var(0), other=var(1))
+    out, _ = call(L.matmul, input=var(0), other=var(1))
     assert out.form == Form.var(0) + Form.var(1)
     out, _ = call(T.power, input=var(0), exponent=2)
     assert out.form == Form.var(0).scale(2) and out.nonneg
@@ -104,7 +106,7 @@ def test_comparisons_with_zero_are_scale_invariant():
 
 
 def test_normalisers_reset_the_degree_and_tie_weight_to_bias():
-    out, c = call(T.layer_norm, input=var(0), normalized_shape=(4,), weight=var(1), bias=var(2),
+    out, c = call(L.layer_norm, input=var(0), normalized_shape=(4,), weight=var(1), bias=var(2),
                   eps=1e-5)
     assert out.form == Form.var(1)
     assert [k.form for k in c.constraints] == [Form.var(1) - Form.var(2)]
@@ -112,7 +114,7 @@ def test_normalisers_reset_the_degree_and_tie_weight_to_bias():
 
 
 def test_attention_logits_must_not_scale():
-    out, c = call(T.attention, query=var(0), key=var(1), value=var(2))
+    out, c = call(L.attention, query=var(0), key=var(1), value=var(2))
     assert out.form == Form.var(2) and [k.form for k in c.constraints] == [Form.var(0) + Form.var(1)]
 
 

@@ -11,7 +11,7 @@ from helpers import differential
 from wdaudit.degrees import Degrees
 from wdaudit.forms import Form
 from wdaudit.symmetries import solve
-from wdaudit.transfer import Constraint
+from wdaudit.call import Constraint
 
 
 def system(names, *rows, unknown=()):

@@ -14,12 +14,14 @@ import torch
 from torch import fx
 
 from . import optable
+from . import call as K
 from . import transfer as T
+from . import transfer_layers as L
 from .forms import CONST, ZERO, Deg, Form, Requires
 from .graph import ModelGraph, describe
 from .modules import ModuleRule, Tensor
 from .program import EpsSite, Program
-from .transfer import Constraint
+from .call import Constraint
 
 
 class UnsupportedOpError(RuntimeError):
@@ -53,7 +55,7 @@ def propagate(program: Program, graph: ModelGraph, variables: tuple[str, ...],
         if node.name in graph.relevant:
             walker.visit(node)
     for name in graph.outputs:
-        for d in T.iter_degs(walker.values.get(name)):
+        for d in K.iter_degs(walker.values.get(name)):
             if not d.zero and not d.form.is_zero:
                 walker.constraints.append(Constraint(d.form, name, "model output"))
     return Degrees(variables, dict(walker.values), tuple(walker.constraints),
@@ -121,7 +123,7 @@ class _Walker:
             self.eps.append(_eps_site(node, entry, where, arg))
         self.values[node.name] = out
 
-    def _bind(self, node: fx.Node, entry, module) -> tuple[T.Call, dict]:
+    def _bind(self, node: fx.Node, entry, module) -> tuple[K.Call, dict]:
         if isinstance(entry, ModuleRule):
             args = fx.node.map_arg(node.args, self._value)
             kwargs = fx.node.map_arg(node.kwargs, self._value)
@@ -137,17 +139,17 @@ class _Walker:
                 if (node.name, role) in self.dead and role in bound:
                     bound[role] = 0
             sources = {k: v.name for k, v in raw.items() if isinstance(v, fx.Node)}
-        if entry.rule is not T.batch_norm:  # the one rule that takes a Split as it is
+        if entry.rule is not L.batch_norm:  # the one rule that takes a Split as it is
             bound = {k: self._resolve(node, v) for k, v in bound.items()}
         shapes = {k: _shape(self.program, v) for k, v in sources.items()}
-        call = T.Call(node.name, entry.name, bound, sources, shapes,
+        call = K.Call(node.name, entry.name, bound, sources, shapes,
                       out_shape=_shape(self.program, node.name))
         return call, where
 
     def _resolve(self, node: fx.Node, value: Any) -> Any:
         """A concatenation whose parts scale apart, used by anything but a per-channel norm:
         its parts must scale alike after all."""
-        if isinstance(value, T.Split):
+        if isinstance(value, K.Split):
             live = [p for p in value.parts if not p.zero]
             for p in live[1:]:
                 diff = p.form - live[0].form
@@ -175,7 +177,7 @@ class _Walker:
         index = node.args[1]
         if isinstance(container, Deg):  # tensor indexing
             return container
-        item = T.element(container, index)
+        item = K.element(container, index)
         if isinstance(item, Requires):
             for form in item.forms:
                 if not form.is_zero:
@@ -183,7 +185,7 @@ class _Walker:
             return item.value
         return CONST if item is None else item
 
-    def _inplace(self, node: fx.Node, call: T.Call, out: Any) -> Any:
+    def _inplace(self, node: fx.Node, call: K.Call, out: Any) -> Any:
         """An in-place op must leave its target's degree unchanged: other references
         (views, later uses of the same node) still see the old tensor object."""
         target = node.args[0] if node.args else None
@@ -202,7 +204,7 @@ class _Walker:
         operands = fx.node.map_arg((node.args, node.kwargs), self._value)
         leaf = self.program.leaves.get(node.name)
         if not leaf or not leaf.params:
-            if all(d.zero or d.form.is_zero for d in T.iter_degs(operands)):
+            if all(d.zero or d.form.is_zero for d in K.iter_degs(operands)):
                 # whatever it computes, it computes from constants: the result is a constant
                 self.values[node.name] = CONST
                 return
@@ -214,7 +216,7 @@ class _Walker:
                 f"unknown op {op} at node '{node.name}'{where}: add it to wdaudit's op table "
                 "(strict mode refuses to treat it conservatively)")
         self.unknown.append(UnknownOp(node.name, op, module))
-        for d in T.iter_degs(operands):
+        for d in K.iter_degs(operands):
             if not d.zero and not d.form.is_zero:
                 self.constraints.append(Constraint(d.form, node.name, f"unknown op {op}", True))
         if node.op == "call_module":

@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 from torch import nn
 
+from . import call as K
 from . import transfer as T
+from . import transfer_layers as L
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Tensor:
 @dataclass(frozen=True)
 class ModuleRule:
     name: str
-    rule: Callable[[T.Call], Any]
+    rule: Callable[[K.Call], Any]
     adapter: Callable[[nn.Module, tuple, dict], dict[str, Any]]
     eps_attr: str | None = None
     inplace: bool = False
@@ -107,7 +109,7 @@ def _max_pool(m, args, kwargs):
     return {**_input(m, args, kwargs), "return_indices": getattr(m, "return_indices", False)}
 
 
-def _pool_rule(c: T.Call) -> Any:
+def _pool_rule(c: K.Call) -> Any:
     d = c.deg("input")
     if c.raw("return_indices"):
         return (d, T.Deg(nonneg=True))
@@ -122,11 +124,11 @@ def _all_inputs(m, args, kwargs):
     return out
 
 
-def _rnn_rule(c: T.Call) -> Any:
+def _rnn_rule(c: K.Call) -> Any:
     """LSTM/GRU/RNN: gated by sigmoid/tanh, so nothing inside scales."""
     for name in list(c.args):
         c.require_zero(c.raw(name), "recurrent cell with saturating gates")
-    return T.Multi(T.CONST, T.Multi(T.CONST, T.CONST))
+    return K.Multi(T.CONST, K.Multi(T.CONST, T.CONST))
 
 
 def _mha(m: nn.MultiheadAttention, args, kwargs):
@@ -142,7 +144,7 @@ def _mha(m: nn.MultiheadAttention, args, kwargs):
     return out
 
 
-def _mha_rule(c: T.Call) -> Any:
+def _mha_rule(c: K.Call) -> Any:
     """nn.MultiheadAttention: q/k/v projections (one packed tensor or three), a softmax over
     q·kᵀ, the output projection."""
     packed = c.deg("in_proj_weight")
@@ -187,8 +189,8 @@ _ACT = {
     nn.Softsign: T.nonlinear, nn.Tanhshrink: T.nonlinear, nn.LogSigmoid: T.nonlinear,
     nn.GLU: T.nonlinear, nn.Hardshrink: T.nonlinear, nn.Softshrink: T.nonlinear,
     nn.LocalResponseNorm: T.nonlinear, nn.ReLU6: T.nonlinear,
-    nn.Softmax: T.softmax_like, nn.LogSoftmax: T.softmax_like, nn.Softmin: T.softmax_like,
-    nn.Softmax2d: T.softmax_like,
+    nn.Softmax: L.softmax_like, nn.LogSoftmax: L.softmax_like, nn.Softmin: L.softmax_like,
+    nn.Softmax2d: L.softmax_like,
 }
 
 MODULE_RULES: dict[type, ModuleRule] = {
@@ -201,18 +203,18 @@ MODULE_RULES.update({
     nn.ConstantPad1d: ModuleRule("ConstantPad1d", T.pad, _const_pad),
     nn.ConstantPad2d: ModuleRule("ConstantPad2d", T.pad, _const_pad),
     nn.ConstantPad3d: ModuleRule("ConstantPad3d", T.pad, _const_pad),
-    nn.Linear: ModuleRule("Linear", T.linear, _linear),
-    nn.Bilinear: ModuleRule("Bilinear", T.linear, _bilinear),
-    nn.modules.conv._ConvNd: ModuleRule("Conv", T.linear, _linear),
-    nn.LayerNorm: ModuleRule("LayerNorm", T.layer_norm, _layer_norm, eps_attr="eps"),
-    nn.GroupNorm: ModuleRule("GroupNorm", T.layer_norm, _group_norm, eps_attr="eps"),
+    nn.Linear: ModuleRule("Linear", L.linear, _linear),
+    nn.Bilinear: ModuleRule("Bilinear", L.linear, _bilinear),
+    nn.modules.conv._ConvNd: ModuleRule("Conv", L.linear, _linear),
+    nn.LayerNorm: ModuleRule("LayerNorm", L.layer_norm, _layer_norm, eps_attr="eps"),
+    nn.GroupNorm: ModuleRule("GroupNorm", L.layer_norm, _group_norm, eps_attr="eps"),
     nn.modules.instancenorm._InstanceNorm: ModuleRule(
-        "InstanceNorm", T.batch_norm, _instance_norm, eps_attr="eps"),
+        "InstanceNorm", L.batch_norm, _instance_norm, eps_attr="eps"),
     nn.modules.batchnorm._BatchNorm: ModuleRule(
-        "BatchNorm", T.batch_norm, _batch_norm, eps_attr="eps"),
-    nn.SyncBatchNorm: ModuleRule("SyncBatchNorm", T.batch_norm, _batch_norm, eps_attr="eps"),
-    nn.Embedding: ModuleRule("Embedding", T.embedding, _embedding),
-    nn.EmbeddingBag: ModuleRule("EmbeddingBag", T.embedding, _embedding),
+        "BatchNorm", L.batch_norm, _batch_norm, eps_attr="eps"),
+    nn.SyncBatchNorm: ModuleRule("SyncBatchNorm", L.batch_norm, _batch_norm, eps_attr="eps"),
+    nn.Embedding: ModuleRule("Embedding", L.embedding, _embedding),
+    nn.EmbeddingBag: ModuleRule("EmbeddingBag", L.embedding, _embedding),
     nn.MaxPool1d: ModuleRule("MaxPool1d", _pool_rule, _max_pool),
     nn.MaxPool2d: ModuleRule("MaxPool2d", _pool_rule, _max_pool),
     nn.MaxPool3d: ModuleRule("MaxPool3d", _pool_rule, _max_pool),
@@ -223,8 +225,8 @@ MODULE_RULES.update({
     nn.LSTM: ModuleRule("LSTM", _rnn_rule, _all_inputs),
     nn.GRU: ModuleRule("GRU", _rnn_rule, _all_inputs),
     nn.RNN: ModuleRule("RNN", _rnn_rule, _all_inputs),
-    nn.CosineSimilarity: ModuleRule("CosineSimilarity", T.normalize, lambda m, a, k: {
+    nn.CosineSimilarity: ModuleRule("CosineSimilarity", L.normalize, lambda m, a, k: {
         "input": a[0], "x2": a[1], "eps": m.eps}, eps_attr="eps"),
 })
 if hasattr(nn, "RMSNorm"):
-    MODULE_RULES[nn.RMSNorm] = ModuleRule("RMSNorm", T.rms_norm, _rms_norm, eps_attr="eps")
+    MODULE_RULES[nn.RMSNorm] = ModuleRule("RMSNorm", L.rms_norm, _rms_norm, eps_attr="eps")

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import call as K
 from . import transfer as T
+from . import transfer_layers as L
 from .modules import MODULE_RULES, ModuleRule
 
 aten = torch.ops.aten
@@ -27,7 +29,7 @@ aten = torch.ops.aten
 @dataclass(frozen=True)
 class Entry:
     name: str
-    rule: Callable[[T.Call], Any]
+    rule: Callable[[K.Call], Any]
     signature: tuple[str, ...] | None = None
     inplace: bool = False
 
@@ -118,10 +120,10 @@ _SPEC: list[tuple[Callable, str]] = [
     (T.square, "aten: square\n torch: square\n method: square"),
     (T.sqrt, "aten: sqrt\n torch: sqrt\n method: sqrt"),
     (T.rsqrt, "aten: rsqrt\n torch: rsqrt\n method: rsqrt"),
-    (T.matmul, "aten: mm bmm matmul mv dot vdot outer ger inner _convolution_mode\n torch: mm bmm matmul mv dot vdot outer ger inner\n method: mm bmm matmul mv dot outer __matmul__\n op: matmul"),
-    (T.addmm, "aten: addmm baddbmm addbmm addmv addr addcmul\n torch: addmm baddbmm addbmm addmv addr addcmul\n method: addmm baddbmm addmv addcmul"),
-    (T.einsum, "aten: einsum\n torch: einsum"),
-    (T.linear, """
+    (L.matmul, "aten: mm bmm matmul mv dot vdot outer ger inner _convolution_mode\n torch: mm bmm matmul mv dot vdot outer ger inner\n method: mm bmm matmul mv dot outer __matmul__\n op: matmul"),
+    (L.addmm, "aten: addmm baddbmm addbmm addmv addr addcmul\n torch: addmm baddbmm addbmm addmv addr addcmul\n method: addmm baddbmm addmv addcmul"),
+    (L.einsum, "aten: einsum\n torch: einsum"),
+    (L.linear, """
         aten: linear conv1d conv2d conv3d convolution conv_transpose1d conv_transpose2d
               conv_transpose3d _convolution bilinear conv_tbc
         torch: conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d bilinear
@@ -163,29 +165,29 @@ _SPEC: list[tuple[Callable, str]] = [
         torch: norm frobenius_norm std
         method: norm std
     """),
-    (T.layer_norm, """
+    (L.layer_norm, """
         aten: layer_norm native_layer_norm group_norm native_group_norm
         torch: layer_norm group_norm
         F: layer_norm group_norm
     """),
-    (T.batch_norm, """
+    (L.batch_norm, """
         aten: batch_norm _native_batch_norm_legit _native_batch_norm_legit_functional
               _native_batch_norm_legit_no_training native_batch_norm instance_norm
               _batch_norm_with_update _batch_norm_no_update
         torch: batch_norm instance_norm
         F: batch_norm instance_norm
     """),
-    (T.rms_norm, "aten: rms_norm _fused_rms_norm\n torch: rms_norm\n F: rms_norm"),
-    (T.normalize, "aten: cosine_similarity\n torch: cosine_similarity\n F: normalize cosine_similarity"),
-    (T.weight_norm, "aten: _weight_norm _weight_norm_interface\n torch: _weight_norm"),
-    (T.attention, """
+    (L.rms_norm, "aten: rms_norm _fused_rms_norm\n torch: rms_norm\n F: rms_norm"),
+    (L.normalize, "aten: cosine_similarity\n torch: cosine_similarity\n F: normalize cosine_similarity"),
+    (L.weight_norm, "aten: _weight_norm _weight_norm_interface\n torch: _weight_norm"),
+    (L.attention, """
         aten: scaled_dot_product_attention _scaled_dot_product_flash_attention_for_cpu
               _scaled_dot_product_attention_math _scaled_dot_product_efficient_attention
               _scaled_dot_product_flash_attention _scaled_dot_product_cudnn_attention
         F: scaled_dot_product_attention
     """),
-    (T.embedding, "aten: embedding embedding_bag _embedding_bag\n torch: embedding embedding_bag\n F: embedding embedding_bag"),
-    (T.softmax_like, """
+    (L.embedding, "aten: embedding embedding_bag _embedding_bag\n torch: embedding embedding_bag\n F: embedding embedding_bag"),
+    (L.softmax_like, """
         aten: softmax _softmax log_softmax _log_softmax logsumexp special_softmax
               _safe_softmax
         torch: softmax log_softmax logsumexp softmin
@@ -362,7 +364,7 @@ def _signature(fn) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def _getattr_rule(c: T.Call) -> Any:
+def _getattr_rule(c: K.Call) -> Any:
     name = c.raw("name")
     if name in ("T", "mT", "H", "mH", "data", "real"):
         return c.deg("input")

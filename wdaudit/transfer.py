@@ -11,126 +11,13 @@ never soundness.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
-from .forms import CONST, ZERO, ZERO_FORM, Deg, Form, Requires
-
-EPS_MAX = 1e-2
-"""Largest constant that ``x + c`` (x ≥ 0) or ``clamp(x, min=c)`` may add and still count as a
-normalisation epsilon.  Confirmation measures what the epsilon costs (eps as is vs eps → 0)."""
-
-
-@dataclass(frozen=True)
-class Constraint:
-    form: Form
-    node: str
-    why: str
-    unknown: bool = False  # imposed only because the op is not understood
-
-
-@dataclass
-class Call:
-    """One op application as the rules see it: arguments bound by name."""
-
-    node: str
-    op: str
-    args: dict[str, Any]
-    sources: dict[str, str | None] = field(default_factory=dict)  # arg name -> producing node
-    shapes: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
-    out_shape: tuple[int, ...] | None = None
-    constraints: list[Constraint] = field(default_factory=list)
-    eps_args: list[str] = field(default_factory=list)
-    used: set[str] = field(default_factory=set)
-
-    # -- reading arguments -------------------------------------------------------------
-    def has(self, name: str) -> bool:
-        return name in self.args
-
-    def raw(self, *names: str, default: Any = None) -> Any:
-        for name in names:
-            if name in self.args:
-                self.used.add(name)
-                return self.args[name]
-        return default
-
-    def deg(self, *names: str) -> Deg | None:
-        """The operand as a degree; Python numbers are constants, ``0`` is ZERO."""
-        return as_deg(self.raw(*names))
-
-    def shape(self, name: str) -> tuple[int, ...] | None:
-        return self.shapes.get(name)
-
-    # -- imposing constraints ------------------------------------------------------------
-    def require_zero(self, value: Any, why: str) -> None:
-        for d in iter_degs(value):
-            if not d.zero and not d.form.is_zero:
-                self.constraints.append(Constraint(d.form, self.node, why))
-
-    def require_equal(self, a: Deg | None, b: Deg | None, why: str) -> None:
-        if a is None or b is None or a.zero or b.zero:
-            return
-        diff = a.form - b.form
-        if not diff.is_zero:
-            self.constraints.append(Constraint(diff, self.node, why))
-
-    def same(self, values: Sequence[Deg | None], why: str) -> Deg:
-        """All summands of a sum must share one degree; returns that degree."""
-        present = [v for v in values if v is not None]
-        live = [v for v in present if not v.zero]
-        if not live:
-            # identically zero only if every summand provably is; nothing seen is not "zero"
-            return ZERO if present else CONST
-        for v in live[1:]:
-            self.require_equal(live[0], v, why)
-        return Deg(live[0].form, nonneg=all(v.nonneg for v in live))
-
-    def mark_eps(self, name: str) -> None:
-        self.eps_args.append(name)
-
-
-def as_deg(value: Any) -> Deg | None:
-    if isinstance(value, Deg):
-        return value
-    if isinstance(value, bool) or value is None:
-        return None if value is None else CONST
-    if isinstance(value, (int, float)):
-        return ZERO if value == 0 else Deg(nonneg=value > 0)
-    if isinstance(value, torch.Tensor):  # a literal tensor baked into the graph
-        return CONST
-    return None
-
-
-def iter_degs(value: Any):
-    if isinstance(value, Deg):
-        yield value
-    elif isinstance(value, Requires):
-        yield value.value
-    elif isinstance(value, Split):
-        yield from value.parts
-    elif isinstance(value, Multi):
-        yield from iter_degs(value.first)
-        yield from iter_degs(value.rest)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from iter_degs(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from iter_degs(v)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def is_eps(value: Any) -> bool:
-    return is_number(value) and 0 < value <= EPS_MAX
-
-
-Rule = Callable[[Call], Any]
+from .call import Call, Multi, Split, as_deg, is_eps, is_number
+from .forms import CONST, ZERO, Deg
 
 # ---------------------------------------------------------------------------------------
 # degree-preserving and friends
@@ -147,15 +34,6 @@ def preserve_nonneg(c: Call) -> Deg | None:
     return None if d is None else Deg(d.form, d.zero, True)
 
 
-@dataclass(frozen=True)
-class Multi:
-    """A multi-output op whose length the rule does not need to know: element 0 is ``first``,
-    every other element is ``rest`` (split pieces, SDPA's (out, logsumexp, …))."""
-
-    first: Any
-    rest: Any
-
-
 def preserve_list(c: Call) -> Multi:
     """split/chunk/unbind: every piece keeps the input's degree."""
     for name in list(c.args):
@@ -163,14 +41,6 @@ def preserve_list(c: Call) -> Multi:
             c.raw(name)
     d = c.deg("input")
     return Multi(d, d)
-
-
-def element(container: Any, index: Any) -> Any:
-    if isinstance(container, Multi):
-        return container.first if index == 0 else container.rest
-    if isinstance(container, (list, tuple)) and isinstance(index, int):
-        return container[index]
-    return None
 
 
 def pool(c: Call) -> Any:
@@ -336,58 +206,6 @@ def rsqrt(c: Call) -> Deg | None:
     return None if d is None else Deg(d.form.scale(Fraction(-1, 2)), nonneg=True)
 
 
-def matmul(c: Call) -> Deg | None:
-    a, b = c.deg("input"), c.deg("other", "mat2", "vec")
-    if a is None or b is None:
-        return None
-    if a.zero or b.zero:
-        return ZERO
-    return Deg(a.form + b.form)
-
-
-def addmm(c: Call) -> Deg | None:
-    """``beta * input + alpha * (mat1 @ mat2)``: a bias add after a product (GPT-2's Conv1D)."""
-    m1 = c.deg("mat1", "batch1", "tensor1", "mat", "vec1")
-    m2 = c.deg("mat2", "batch2", "tensor2", "vec", "vec2")
-    prod = ZERO if (m1 is None or m2 is None or m1.zero or m2.zero) else Deg(m1.form + m2.form)
-    alpha = c.raw("alpha", "value", default=1)
-    if is_number(alpha) and alpha == 0:
-        prod = ZERO
-    bias = c.deg("input")
-    beta = c.raw("beta", default=1)
-    if is_number(beta) and beta == 0:
-        bias = ZERO
-    return c.same([bias, prod], "a bias must scale like the product it is added to")
-
-
-def einsum(c: Call) -> Deg | None:
-    c.raw("equation")
-    ops = c.raw("operands", "tensors")
-    degs = [as_deg(o) for o in (ops if isinstance(ops, (list, tuple)) else [ops])]
-    if any(d is not None and d.zero for d in degs):
-        return ZERO
-    total = ZERO_FORM
-    for d in degs:
-        if d is not None:
-            total = total + d.form
-    return Deg(total)
-
-
-def linear(c: Call) -> Deg | None:
-    """linear, conv*, conv_transpose*, bilinear: product of input and weight, then the bias."""
-    x, w = c.deg("input"), c.deg("weight")
-    x2 = c.deg("input2")
-    if x is None or w is None:
-        return None
-    if x.zero or w.zero or (x2 is not None and x2.zero):
-        prod = ZERO
-    else:
-        prod = Deg(x.form + w.form + (x2.form if x2 is not None else ZERO_FORM))
-    if c.raw("padding_mode", default="zeros") not in ("zeros", "reflect", "replicate", "circular"):
-        c.require_zero(prod, "unusual padding mode")
-    return c.same([prod, c.deg("bias")], "a bias must scale like the product it is added to")
-
-
 def neg(c: Call) -> Deg | None:
     d = c.deg("input")
     return None if d is None else Deg(d.form, d.zero, False)
@@ -499,16 +317,6 @@ def copy(c: Call) -> Deg | None:
     return c.deg("src")
 
 
-@dataclass(frozen=True)
-class Split:
-    """A concatenation along ``dim`` whose parts scale differently.  Only a normaliser that
-    treats each index of ``dim`` on its own (BatchNorm's channels) accepts it as is; the
-    engine makes every other consumer equate the parts first."""
-
-    dim: int
-    parts: tuple[Deg, ...]
-
-
 def cat(c: Call) -> Deg | Split:
     tensors = c.raw("tensors", "input")
     dim = c.raw("dim", "axis", default=0)
@@ -580,137 +388,3 @@ def norm(c: Call) -> Deg | None:
     return Deg(d.form, d.zero, True)
 
 
-# ---------------------------------------------------------------------------------------
-# normalisers: output degree 0 (plus the affine), whatever the input's degree
-# ---------------------------------------------------------------------------------------
-
-
-def _affine(c: Call, normalised: Deg) -> Deg:
-    w, b = c.deg("weight"), c.deg("bias")
-    out = normalised if w is None else (ZERO if w.zero else Deg(normalised.form + w.form))
-    return c.same([out, b], "a norm's bias must scale like its weight")
-
-
-def layer_norm(c: Call) -> Any:
-    """layer/group/instance/rms norm and batch norm on batch statistics."""
-    c.raw("input")
-    for name in ("normalized_shape", "num_groups", "momentum", "cudnn_enable", "cudnn_enabled"):
-        c.raw(name)
-    c.mark_eps("eps")
-    c.raw("eps")
-    out = _affine(c, Deg())
-    if c.op.startswith("native_layer_norm") or c.op == "native_group_norm":
-        x = c.deg("input") or CONST
-        for name in ("N", "C", "HxW", "group"):
-            c.raw(name)
-        return (out, x, Deg(-x.form, nonneg=True))
-    return out
-
-
-def batch_norm(c: Call) -> Any:
-    training = c.raw("training", "use_input_stats", default=True)
-    raw = c.raw("input")
-    if isinstance(raw, Split) and training and raw.dim == 1:
-        # per-channel statistics: each concatenated part is normalised on its own
-        c.raw("running_mean", "running_var", "momentum", "cudnn_enabled", "eps")
-        c.mark_eps("eps")
-        out = _affine(c, Deg())
-        if c.op.startswith("_native_batch_norm_legit") or c.op == "native_batch_norm":
-            equal = tuple(p.form - raw.parts[0].form for p in raw.parts[1:])
-            stats = Requires(equal, CONST, "per-channel statistics of parts that scale apart")
-            return Multi(out, stats)
-        return out
-    x = c.deg("input")
-    rm, _ = c.raw("running_mean"), c.raw("running_var")
-    c.raw("momentum", "cudnn_enabled")
-    if not training and rm is not None:
-        # eval mode: an affine map with constant shift; the input must not scale
-        c.require_zero(x, "batch_norm on running statistics is affine with a constant shift")
-        c.raw("eps")
-        out = _affine(c, Deg())
-    else:
-        c.mark_eps("eps")
-        c.raw("eps")
-        out = _affine(c, Deg())
-    if c.op.startswith("_native_batch_norm_legit") or c.op == "native_batch_norm":
-        xf = (x or CONST).form
-        stats = (Deg(xf), Deg(-xf, nonneg=True))
-        if c.op.endswith("functional"):
-            updated = Requires((xf,), CONST, "updated running statistics read as a tensor")
-            return (out, *stats, updated, Requires((xf.scale(2),), CONST, "running variance"))
-        return (out, *stats)
-    return out
-
-
-def rms_norm(c: Call) -> Any:
-    c.raw("input", "normalized_shape")
-    c.mark_eps("eps")
-    c.raw("eps")
-    w = c.deg("weight")
-    out = Deg() if w is None else w
-    if c.op == "_fused_rms_norm":
-        return (out, Deg(-(c.deg("input") or CONST).form, nonneg=True))
-    return out
-
-
-def normalize(c: Call) -> Deg:
-    """F.normalize / cosine_similarity: degree 0 whatever the input."""
-    for name in list(c.args):
-        if name != "eps":
-            c.raw(name)
-    c.mark_eps("eps")
-    c.raw("eps")
-    return Deg()
-
-
-def weight_norm(c: Call) -> Any:
-    """``g * v / ‖v‖``: scale-free in v, degree of g."""
-    v, g = c.deg("v"), c.deg("g")
-    c.raw("dim")
-    out = g if g is not None else Deg()
-    if c.op == "_weight_norm_interface":
-        return (out, Deg((v or CONST).form, nonneg=True))
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# attention, embeddings, RNNs
-# ---------------------------------------------------------------------------------------
-
-
-def attention(c: Call) -> Any:
-    """softmax(q kᵀ · scale + mask) v: the logits must not scale; the output scales like v."""
-    q, k, v = c.deg("query"), c.deg("key"), c.deg("value")
-    mask = c.raw("attn_mask")
-    for name in ("dropout_p", "is_causal", "scale", "enable_gqa"):
-        c.raw(name)
-    if q is not None and k is not None and not q.zero and not k.zero:
-        c.require_zero(Deg(q.form + k.form), "attention logits feed a softmax")
-    md = as_deg(mask)
-    if md is not None and mask is not None:
-        c.require_zero(md, "an additive attention mask")
-    out = v if v is not None else CONST
-    if c.op.startswith("_scaled_dot_product"):
-        return Multi(out, CONST)  # (output, logsumexp, …)
-    return out
-
-
-def embedding(c: Call) -> Deg | None:
-    c.raw("indices", "input", "offsets", "padding_idx", "scale_grad_by_freq", "sparse")
-    w = c.deg("weight")
-    max_norm = c.raw("max_norm")
-    if max_norm is not None:
-        c.require_zero(w, "embedding max_norm renormalises rows above a threshold")
-        return CONST
-    psw = c.deg("per_sample_weights")
-    if psw is not None and w is not None:
-        return Deg(w.form + psw.form)
-    return w
-
-
-def softmax_like(c: Call) -> Deg:
-    x = c.raw("input")
-    for name in list(c.args):
-        c.raw(name)
-    c.require_zero(x, f"{c.op} is not positively homogeneous")
-    return Deg(nonneg=True)
