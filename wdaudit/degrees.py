@@ -139,7 +139,7 @@ class _Walker:
                 if (node.name, role) in self.dead and role in bound:
                     bound[role] = 0
             sources = {k: v.name for k, v in raw.items() if isinstance(v, fx.Node)}
-        if entry.rule is not L.batch_norm:  # the one rule that takes a Split as it is
+        if entry.rule not in (L.batch_norm, T.moved):  # the rules that take a Split as it is
             bound = {k: self._resolve(node, v) for k, v in bound.items()}
         shapes = {k: _shape(self.program, v) for k, v in sources.items()}
         call = K.Call(node.name, entry.name, bound, sources, shapes,

@@ -71,6 +71,12 @@ _SPEC: list[tuple[Callable, str]] = [
                 requires_grad_ mT mH conj masked_select take repeat_interleave
         builtin: id
     """),
+    (T.moved, """
+        aten: transpose permute contiguous clone dropout alias
+        torch: transpose permute swapaxes clone dropout
+        F: dropout dropout1d
+        method: transpose permute swapaxes contiguous clone
+    """),
     (T.preserve_list, """
         aten: split split_with_sizes chunk unbind tensor_split unsafe_split
               unsafe_split_with_sizes unsafe_chunk split_copy split_with_sizes_copy

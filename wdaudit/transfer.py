@@ -29,6 +29,27 @@ def preserve(c: Call) -> Deg | None:
     return c.deg("input")
 
 
+def moved(c: Call) -> Deg | Split | None:
+    """transpose/permute (and identity-like ops): degree-preserving, and a Split keeps its parts
+    with its axis moved, so that a per-channel norm after a transpose still accepts it."""
+    raw = c.raw("input")
+    rank = len(c.out_shape) if c.out_shape else None
+    if not isinstance(raw, Split) or rank is None:
+        return preserve(c)
+    names = list(c.args)
+    if c.op in ("transpose", "swapaxes"):
+        a, b = (c.raw(n) for n in names[1:3])
+        swap = {a % rank: b % rank, b % rank: a % rank}
+        return Split(swap.get(raw.dim, raw.dim), raw.parts)
+    if c.op == "permute":
+        dims = [c.raw(n) for n in names[1:]]
+        dims = list(dims[0]) if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims
+        return Split([d % rank for d in dims].index(raw.dim), raw.parts)
+    for name in names[1:]:
+        c.raw(name)
+    return raw  # contiguous, clone, dropout: same layout
+
+
 def preserve_nonneg(c: Call) -> Deg | None:
     d = c.deg("input")
     return None if d is None else Deg(d.form, d.zero, True)
