@@ -165,9 +165,11 @@ class RandomNet(nn.Module):
             if op.kind == "linear":
                 self.layers[key] = nn.Linear(w_in, op.arg, bias=op.bias)
             elif op.kind == "weight_norm":
-                self.layers[key] = parametrizations.weight_norm(nn.Linear(w_in, op.arg, bias=op.bias))
+                linear = nn.Linear(w_in, op.arg, bias=op.bias)
+                self.layers[key] = parametrizations.weight_norm(linear)
             elif op.kind == "conv":
-                self.layers[key] = ChannelsFirst(nn.Conv1d(w_in, op.arg, 3, padding=1, bias=op.bias))
+                conv = nn.Conv1d(w_in, op.arg, 3, padding=1, bias=op.bias)
+                self.layers[key] = ChannelsFirst(conv)
             elif op.kind == "tied":  # a new Linear that shares op.arg's weight, own bias
                 source = self.layers[f"op{op.arg}"]
                 layer = nn.Linear(w_in, source.out_features, bias=op.bias)

@@ -1,5 +1,6 @@
-"""Nothing lost: after ``wdaudit.audit`` returns or raises, the user's model and torch's global
-state are exactly as before (DESIGN.md §4), and the audit is deterministic.
+"""Nothing lost: after ``wdaudit.audit`` returns or raises, the user's model, its example
+inputs and torch's global state are exactly as before (DESIGN.md §4), and confirmation holds
+one float64 copy of the parameters.
 
 ``fingerprint(model)`` records everything the audit could disturb; ``changes(a, b)`` lists
 what differs, so a failure names the damage instead of printing two blobs.
@@ -7,11 +8,18 @@ what differs, so a failure names the damage instead of printing two blobs.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+import wdaudit
 
 _BACKENDS = ("cuda", "xpu", "mtia")  # torch.manual_seed queues a lazy seed on each of these
 
@@ -125,10 +133,6 @@ def _first_difference(a: tuple, b: tuple) -> str:
 
 
 # --- the fingerprint itself must see every kind of damage ----------------------------------
-
-import pytest  # noqa: E402
-
-import wdaudit  # noqa: E402
 
 
 class Tiny(nn.Module):
@@ -294,7 +298,8 @@ def _forward_calls(model, x) -> tuple[int, int]:
     """How many forward calls a successful audit makes, and how many precede confirmation."""
     before_confirm = []
     Flaky.calls = 0
-    wdaudit.audit(model, x, progress=lambda s: s == "confirm" and before_confirm.append(Flaky.calls))
+    wdaudit.audit(model, x,
+                  progress=lambda s: s == "confirm" and before_confirm.append(Flaky.calls))
     return Flaky.calls, before_confirm[0]
 
 
@@ -328,7 +333,7 @@ def test_interrupt_during_confirmation_leaves_model_untouched(flaky):
     assert changes(before, fingerprint(model)) == []
 
 
-class _FailAfter(torch.utils._python_dispatch.TorchDispatchMode):
+class _FailAfter(TorchDispatchMode):
     """Raises at the n-th float64 op: the confirmation's arithmetic, forward and backward."""
 
     def __init__(self, n: int):
@@ -337,7 +342,7 @@ class _FailAfter(torch.utils._python_dispatch.TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if any(isinstance(a, torch.Tensor) and a.dtype == torch.float64
-               for a in torch.utils._pytree.tree_leaves((args, kwargs))):
+               for a in tree_leaves((args, kwargs))):
             self.count += 1
             if self.count == self.n:
                 raise RuntimeError(f"injected failure in {func}")
@@ -402,7 +407,7 @@ def test_errors_leave_model_untouched(case, monkeypatch):
 # --- memory: one float64 copy of the parameters during confirmation --------------------------
 
 
-class _MallocPeak(torch.utils._python_dispatch.TorchDispatchMode):
+class _MallocPeak(TorchDispatchMode):
     """Peak bytes in use (glibc's count, which includes every CPU tensor) after each op,
     measured from ``reset()``."""
 
@@ -425,9 +430,6 @@ class _MallocPeak(torch.utils._python_dispatch.TorchDispatchMode):
 
 
 def _glibc():
-    import ctypes
-    import ctypes.util
-
     class MallInfo2(ctypes.Structure):
         _fields_ = [(n, ctypes.c_size_t) for n in (
             "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
