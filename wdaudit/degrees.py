@@ -92,9 +92,6 @@ class _Walker:
             return
         if node.op == "output":
             return
-        if node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "dtype", "device", "ndim"):
-            self.values[node.name] = CONST
-            return
         if _is_getitem(node):
             self.values[node.name] = self._getitem(node)
             return

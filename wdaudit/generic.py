@@ -61,8 +61,10 @@ def _matrix_like(p: torch.Tensor) -> bool:
 
 
 def _center(p: torch.Tensor) -> float:
-    """Norm scales initialised at 1 stay near 1; biases and gates centre on 0."""
+    """Norm scales initialised at 1 stay near 1; biases, gates and tokens centre on 0.  The
+    mean is rounded to an integer so that the point depends on what an initialisation means,
+    not on its random noise: two instances of one model are checked at the same point."""
     if p.is_meta or p.numel() == 0:
         return 0.0
     mean = float(p.detach().double().mean())
-    return mean if math.isfinite(mean) and abs(mean) > 0.1 else 0.0
+    return float(round(mean)) if math.isfinite(mean) else 0.0

@@ -47,7 +47,8 @@ def _linear(m, args, kwargs):
 
 
 def _bilinear(m, args, kwargs):
-    return {"input": args[0], "input2": args[1], "weight": _own(m, "weight"), "bias": _own(m, "bias")}
+    return {"input": args[0], "input2": args[1], "weight": _own(m, "weight"),
+            "bias": _own(m, "bias")}
 
 
 def _layer_norm(m, args, kwargs):

@@ -38,36 +38,33 @@ class Entry:
 # method (Tensor.X), aten (every overload of aten.X), op (operator.X), builtin (builtins.X).
 _SPEC: list[tuple[Callable, str]] = [
     (T.preserve, """
-        aten: view reshape _unsafe_view permute transpose t unsqueeze squeeze expand
-              flatten unflatten contiguous clone alias detach lift_fresh_copy slice select index
-              index_select gather narrow flip roll repeat tile movedim swapaxes diagonal tril triu
-              pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle as_strided unfold
-              im2col col2im mean sum nansum amax amin cumsum max_pool1d max_pool2d max_pool3d
-              avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d
-              adaptive_avg_pool3d _adaptive_avg_pool2d _adaptive_avg_pool3d upsample_nearest1d
-              upsample_nearest2d upsample_nearest3d upsample_bilinear2d upsample_linear1d
-              upsample_trilinear3d upsample_bicubic2d _upsample_nearest_exact2d dropout
-              feature_dropout alpha_dropout feature_alpha_dropout reflection_pad1d reflection_pad2d
-              reflection_pad3d replication_pad1d replication_pad2d replication_pad3d
-              _unsafe_index squeeze_copy unsqueeze_copy view_copy permute_copy expand_copy
-              transpose_copy slice_copy select_copy unbind_copy t_copy alias_copy detach_copy
-              _reshape_alias mT mH adjoint conj resolve_conj resolve_neg positive lp_pool2d
-              lp_pool1d lp_pool3d trace _unsafe_view_copy diag diag_embed take take_along_dim
-              index_fill masked_select repeat_interleave
-        torch: flatten unflatten reshape permute transpose t squeeze unsqueeze narrow select
-               index_select gather flip roll tile movedim swapaxes diagonal tril triu
-               pixel_shuffle pixel_unshuffle channel_shuffle mean sum nansum amax amin cumsum
-               max_pool1d max_pool2d max_pool3d avg_pool1d adaptive_avg_pool1d dropout
-               alpha_dropout feature_dropout clone detach diag take take_along_dim
-               repeat_interleave masked_select
-        F: dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout
-           avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d
-           adaptive_avg_pool2d adaptive_avg_pool3d interpolate upsample upsample_nearest
-           upsample_bilinear pixel_shuffle pixel_unshuffle unfold fold lp_pool1d lp_pool2d
-           lp_pool3d channel_shuffle
-        method: view reshape permute transpose t unsqueeze squeeze expand flatten unflatten contiguous clone detach narrow select index_select
-                gather flip roll repeat tile movedim swapaxes diagonal tril triu mean sum nansum
-                amax amin cumsum unfold to_dense float double half bfloat16 cpu cuda
+        aten: view reshape _unsafe_view t unsqueeze squeeze expand flatten unflatten detach
+              lift_fresh_copy slice select index index_select gather narrow flip roll repeat tile
+              movedim swapaxes diagonal tril triu pixel_shuffle pixel_unshuffle channel_shuffle
+              native_channel_shuffle as_strided unfold im2col col2im mean sum nansum amax amin
+              cumsum max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d
+              adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d
+              _adaptive_avg_pool3d upsample_nearest1d upsample_nearest2d upsample_nearest3d
+              upsample_bilinear2d upsample_linear1d upsample_trilinear3d upsample_bicubic2d
+              _upsample_nearest_exact2d feature_dropout alpha_dropout feature_alpha_dropout
+              reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d
+              replication_pad2d replication_pad3d _unsafe_index squeeze_copy unsqueeze_copy
+              view_copy permute_copy expand_copy transpose_copy slice_copy select_copy unbind_copy
+              t_copy alias_copy detach_copy _reshape_alias mT mH adjoint conj resolve_conj
+              resolve_neg positive lp_pool2d lp_pool1d lp_pool3d trace _unsafe_view_copy diag
+              diag_embed take take_along_dim index_fill masked_select repeat_interleave
+        torch: flatten unflatten reshape t squeeze unsqueeze narrow select index_select gather
+               flip roll tile movedim diagonal tril triu pixel_shuffle pixel_unshuffle
+               channel_shuffle mean sum nansum amax amin cumsum max_pool1d max_pool2d max_pool3d
+               avg_pool1d adaptive_avg_pool1d alpha_dropout feature_dropout detach diag take
+               take_along_dim repeat_interleave masked_select
+        F: dropout2d dropout3d alpha_dropout feature_alpha_dropout avg_pool1d avg_pool2d
+           avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d interpolate
+           upsample upsample_nearest upsample_bilinear pixel_shuffle pixel_unshuffle unfold fold
+           lp_pool1d lp_pool2d lp_pool3d channel_shuffle
+        method: view reshape t unsqueeze squeeze expand flatten unflatten detach narrow select
+                index_select gather flip roll repeat tile movedim diagonal tril triu mean sum
+                nansum amax amin cumsum unfold to_dense float double half bfloat16 cpu cuda
                 requires_grad_ mT mH conj masked_select take repeat_interleave
         builtin: id
     """),
@@ -117,17 +114,51 @@ _SPEC: list[tuple[Callable, str]] = [
         op: eq ne lt gt le ge
     """),
     (T.add, "aten: add\n torch: add\n method: add __add__ __radd__\n op: add iadd"),
-    (T.sub, "aten: sub rsub\n torch: sub subtract rsub\n method: sub subtract __sub__\n op: sub isub"),
-    (T.mul, "aten: mul\n torch: mul multiply\n method: mul multiply __mul__ __rmul__\n op: mul imul"),
-    (T.div, "aten: div\n torch: div divide true_divide\n method: div divide true_divide\n op: truediv itruediv"),
-    (T.floordiv, "aten: floor_divide remainder fmod\n torch: floor_divide remainder fmod\n method: floor_divide remainder fmod\n op: floordiv mod"),
+    (T.sub, """
+        aten: sub rsub
+        torch: sub subtract rsub
+        method: sub subtract __sub__
+        op: sub isub
+    """),
+    (T.mul, """
+        aten: mul
+        torch: mul multiply
+        method: mul multiply __mul__ __rmul__
+        op: mul imul
+    """),
+    (T.div, """
+        aten: div
+        torch: div divide true_divide
+        method: div divide true_divide
+        op: truediv itruediv
+    """),
+    (T.floordiv, """
+        aten: floor_divide remainder fmod
+        torch: floor_divide remainder fmod
+        method: floor_divide remainder fmod
+        op: floordiv mod
+    """),
     (T.reciprocal, "aten: reciprocal\n torch: reciprocal\n method: reciprocal"),
-    (T.power, "aten: pow float_power\n torch: pow float_power\n method: pow float_power __pow__\n op: pow"),
+    (T.power, """
+        aten: pow float_power
+        torch: pow float_power
+        method: pow float_power __pow__
+        op: pow
+    """),
     (T.square, "aten: square\n torch: square\n method: square"),
     (T.sqrt, "aten: sqrt\n torch: sqrt\n method: sqrt"),
     (T.rsqrt, "aten: rsqrt\n torch: rsqrt\n method: rsqrt"),
-    (L.matmul, "aten: mm bmm matmul mv dot vdot outer ger inner _convolution_mode\n torch: mm bmm matmul mv dot vdot outer ger inner\n method: mm bmm matmul mv dot outer __matmul__\n op: matmul"),
-    (L.addmm, "aten: addmm baddbmm addbmm addmv addr addcmul\n torch: addmm baddbmm addbmm addmv addr addcmul\n method: addmm baddbmm addmv addcmul"),
+    (L.matmul, """
+        aten: mm bmm matmul mv dot vdot outer ger inner _convolution_mode
+        torch: mm bmm matmul mv dot vdot outer ger inner
+        method: mm bmm matmul mv dot outer __matmul__
+        op: matmul
+    """),
+    (L.addmm, """
+        aten: addmm baddbmm addbmm addmv addr addcmul
+        torch: addmm baddbmm addbmm addmv addr addcmul
+        method: addmm baddbmm addmv addcmul
+    """),
     (L.einsum, "aten: einsum\n torch: einsum"),
     (L.linear, """
         aten: linear conv1d conv2d conv3d convolution conv_transpose1d conv_transpose2d
@@ -135,7 +166,11 @@ _SPEC: list[tuple[Callable, str]] = [
         torch: conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d bilinear
         F: linear conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d bilinear
     """),
-    (T.maximum, "aten: maximum minimum fmax fmin\n torch: maximum minimum fmax fmin\n method: maximum minimum fmax fmin"),
+    (T.maximum, """
+        aten: maximum minimum fmax fmin
+        torch: maximum minimum fmax fmin
+        method: maximum minimum fmax fmin
+    """),
     (T.max_min, "aten: max min\n torch: max min\n method: max min"),
     (T.reduce_with_indices, """
         aten: sort topk kthvalue median nanmedian mode cummax cummin max_pool2d_with_indices
@@ -156,9 +191,18 @@ _SPEC: list[tuple[Callable, str]] = [
     """),
     (T.copy, "aten: copy"),
     (T.pad, "aten: pad constant_pad_nd\n torch: constant_pad_nd\n F: pad"),
-    (T.cat, "aten: cat stack hstack vstack dstack concat concatenate column_stack\n torch: cat stack hstack vstack dstack concat concatenate column_stack"),
-    (T.convert, "aten: _to_copy to _autocast_to_reduced_precision\n method: to type long int short bool byte char"),
-    (T.like, "aten: expand_as type_as view_as reshape_as\n method: view_as reshape_as expand_as type_as"),
+    (T.cat, """
+        aten: cat stack hstack vstack dstack concat concatenate column_stack
+        torch: cat stack hstack vstack dstack concat concatenate column_stack
+    """),
+    (T.convert, """
+        aten: _to_copy to _autocast_to_reduced_precision
+        method: to type long int short bool byte char
+    """),
+    (T.like, """
+        aten: expand_as type_as view_as reshape_as
+        method: view_as reshape_as expand_as type_as
+    """),
     (T.first_value, """
         aten: scalar_tensor _local_scalar_dense
         torch: tensor as_tensor scalar_tensor
@@ -184,7 +228,11 @@ _SPEC: list[tuple[Callable, str]] = [
         F: batch_norm instance_norm
     """),
     (L.rms_norm, "aten: rms_norm _fused_rms_norm\n torch: rms_norm\n F: rms_norm"),
-    (L.normalize, "aten: cosine_similarity\n torch: cosine_similarity\n F: normalize cosine_similarity"),
+    (L.normalize, """
+        aten: cosine_similarity
+        torch: cosine_similarity
+        F: normalize cosine_similarity
+    """),
     (L.weight_norm, "aten: _weight_norm _weight_norm_interface\n torch: _weight_norm"),
     (L.attention, """
         aten: scaled_dot_product_attention _scaled_dot_product_flash_attention_for_cpu
@@ -192,7 +240,11 @@ _SPEC: list[tuple[Callable, str]] = [
               _scaled_dot_product_flash_attention _scaled_dot_product_cudnn_attention
         F: scaled_dot_product_attention
     """),
-    (L.embedding, "aten: embedding embedding_bag _embedding_bag\n torch: embedding embedding_bag\n F: embedding embedding_bag"),
+    (L.embedding, """
+        aten: embedding embedding_bag _embedding_bag
+        torch: embedding embedding_bag
+        F: embedding embedding_bag
+    """),
     (L.softmax_like, """
         aten: softmax _softmax log_softmax _log_softmax logsumexp special_softmax
               _safe_softmax
@@ -227,7 +279,11 @@ _SPEC: list[tuple[Callable, str]] = [
         method: new_ones new_empty new_tensor
     """),
     (T.full, "aten: full new_full full_like\n torch: full full_like\n method: new_full"),
-    (T.zeros, "aten: zeros zeros_like new_zeros\n torch: zeros zeros_like\n method: new_zeros zero_"),
+    (T.zeros, """
+        aten: zeros zeros_like new_zeros
+        torch: zeros zeros_like
+        method: new_zeros zero_
+    """),
     (T.no_value, """
         aten: _assert_tensor_metadata _assert_async _assert_scalar sym_constrain_range
               sym_constrain_range_for_size _functional_assert_async _print
@@ -327,7 +383,8 @@ def _build() -> Lookup:
                 if inplace is not None and inplace not in packets:
                     packets[inplace] = Entry(name, rule, _aten_signature(inplace), True)
             elif ns == "op":
-                sig = _SIGNATURES.get(name) or (("input",) if name in _UNARY else ("input", "other"))
+                unary = ("input",) if name in _UNARY else ("input", "other")
+                sig = _SIGNATURES.get(name) or unary
                 # operator.iadd & co. mutate a tensor in place
                 functions[getattr(operator, name)] = Entry(name, rule, sig, name.startswith("i"))
             else:

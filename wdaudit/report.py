@@ -170,8 +170,18 @@ class Report:
         return out
 
 
+ROUNDOFF = 1e-12
+
+
 def _num(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
+    """A measurement as the JSON reports it: below ROUNDOFF it is float64 round-off (0.0),
+    otherwise three significant digits.  Round-off is not bitwise reproducible (MKL's float64
+    kernels depend on memory alignment); the report must be."""
+    if x is None or not math.isfinite(x):
+        return None
+    if abs(x) < ROUNDOFF:
+        return 0.0
+    return float(f"{x:.3g}")
 
 
 def _exponent(e: Fraction) -> int | float | str:

@@ -51,7 +51,8 @@ def solve(degrees: Degrees, candidates: Sequence[str]) -> Symmetries:
     support = _max_support(sound_rows, len(names))
     optimistic = support
     if any(c.unknown for c in degrees.constraints):
-        optimistic = support | _max_support(_matrix(degrees, col, include_unknown=False), len(names))
+        seen = _matrix(degrees, col, include_unknown=False)
+        optimistic = support | _max_support(seen, len(names))
     groups = _groups(sound_rows, support, names)
     effective = [j for j in range(len(names)) if j not in support]
     rescalings = _rescalings(sound_rows, effective, names)
@@ -154,8 +155,8 @@ def _extreme_ray(sub: sparse.csr_matrix, p: int) -> dict[int, Fraction]:
                   method="highs-ds")
     if res.status != 0:
         raise SolverError(f"group LP failed: {res.message}")
-    ray = {i: Fraction(float(v)).limit_denominator(1 << 12) for i, v in enumerate(res.x) if v > 1e-9}
-    return ray
+    return {i: Fraction(float(v)).limit_denominator(1 << 12)
+            for i, v in enumerate(res.x) if v > 1e-9}
 
 
 def _rescalings(A: sparse.csr_matrix, effective: list[int], names: list[str]) -> list[dict]:

@@ -136,7 +136,8 @@ def _check(prog: Program, reference: tuple | None, inputs: tuple) -> Program:
     with torch.no_grad(), _same_randomness():
         got = run(prog, params, buffers, inputs, record=shapes)
     if len(got) != len(reference):
-        raise TraceError(f"the traced program returns {len(got)} tensors, the model {len(reference)}")
+        raise TraceError(f"the traced program returns {len(got)} tensors, "
+                         f"the model {len(reference)}")
     for g, r in zip(got, reference):
         if g.shape != r.shape or not _close(g, r):
             raise TraceError("the traced program does not reproduce the model's outputs "
@@ -179,7 +180,8 @@ class _Tracer(fx.Tracer):
         if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             return False
         mod = type(m).__module__
-        in_torch = mod.startswith(("torch.nn", "torch.ao.nn")) and not mod.startswith("torch.nn.utils")
+        in_torch = (mod.startswith(("torch.nn", "torch.ao.nn"))
+                    and not mod.startswith("torch.nn.utils"))
         owns_tensors = any(True for _ in m.parameters()) or any(True for _ in m.buffers())
         return in_torch and not owns_tensors
 
