@@ -251,8 +251,10 @@ _CHILD = """
 import json, sys, torch
 sys.path.insert(0, {tests!r})
 from test_edge_cases import normed
+from test_guarantees import tiny
 import wdaudit
-print(json.dumps(wdaudit.audit(*normed()).to_dict(timings=False), sort_keys=True))
+docs = [wdaudit.audit(*build()).to_dict(timings=False) for build in (normed, tiny)]
+print(json.dumps(docs, sort_keys=True))
 """
 
 
@@ -267,7 +269,9 @@ def test_same_report_across_processes():
                               capture_output=True, text=True, check=True, timeout=300)
         outputs.append(done.stdout.strip().splitlines()[-1])
     assert outputs[0] == outputs[1]
-    assert json.loads(outputs[0])["summary"]["ineffective"] == len(SCALE_FREE)
+    normed_doc, tiny_doc = json.loads(outputs[0])
+    assert normed_doc["summary"]["ineffective"] == len(SCALE_FREE)
+    assert len(tiny_doc["groups"]) > 1  # several groups: their order is part of the report
 
 
 # --- devices ---------------------------------------------------------------------------------
