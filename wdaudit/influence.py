@@ -301,13 +301,19 @@ class _Walker:
             channel = 1
         else:
             keep, channel = frozenset(range(rank - 1)), rank - 1
-        for p, a in xinfo.offsets.items():
-            if _only_in(p, xinfo, [weight, bias]):
-                offsets[p] = a & keep
+        pure_bias = None
         if len(bias.deps) == 1 and _pure_param(bias_arg, self.program):
-            (b,) = bias.deps
-            if b not in xinfo.deps and b not in weight.deps:
-                offsets[b] = frozenset(range(rank)) - {channel}
+            (pure_bias,) = bias.deps
+        for p, a in xinfo.offsets.items():
+            if p in weight.deps or (p in bias.deps and p != pure_bias):
+                continue  # multiplied by itself, or inside the bias in some other way
+            offsets[p] = a & keep
+        own = frozenset(range(rank)) - {channel}
+        if pure_bias is not None and pure_bias not in weight.deps:
+            if pure_bias in offsets:  # a layer applied twice: W·b through x, plus b itself
+                offsets[pure_bias] &= own
+            elif pure_bias not in xinfo.deps:
+                offsets[pure_bias] = own
         return Info(everything, offsets)
 
     def _matmul(self, node, x, y, everything) -> Info:
