@@ -36,6 +36,7 @@ FINITE_TOL = 1e-5
 SLACK = 1e-4  # how far below zero a null vector's entry may dip, relative to its sum
 SHARE = 1e-3  # the least share of a null vector a parameter must carry to count as in it
 ZERO_COL = 1e-9
+ABS_ZERO_COL = 1e-10
 EPS_TINY = 1e-16  # as in the product: far below any healthy variance, finite for var = 0
 _EPS_ATTRS = ("eps", "variance_epsilon", "epsilon", "layer_norm_eps", "norm_eps")
 
@@ -124,7 +125,9 @@ def _rank(J: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     A column below ZERO_COL of the largest is zero (its parameter alone is a symmetry):
     normalising it would blow eps residue and round-off up to a unit vector of noise."""
     norms = np.linalg.norm(J, axis=0)
-    live = norms > ZERO_COL * max(norms.max(initial=0.0), 1e-300)
+    # rows are derivatives of unit-norm outputs: a column this small is round-off even when
+    # every column is (an output invariant to everything)
+    live = norms > max(ZERO_COL * norms.max(initial=0.0), ABS_ZERO_COL)
     Jn = np.where(live, J / np.where(live, norms, 1.0), 0.0)
     _, S, Vt = np.linalg.svd(Jn, full_matrices=True)
     r = int((S > RANK_TOL * max(S.max(initial=0.0), 1e-300)).sum())

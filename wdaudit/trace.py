@@ -119,8 +119,10 @@ def _reference(root: Flattened, canon: dict[int, str], inputs: tuple) -> tuple:
 
 @contextlib.contextmanager
 def _same_randomness():
+    """Both runs draw the same random numbers.  Only the CPU generator is seeded:
+    ``torch.manual_seed`` would also queue seeds for GPU backends not yet started."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.random.default_generator.manual_seed(0)
         yield
 
 
