@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 import torch
@@ -34,8 +35,10 @@ def draw(params: Mapping[str, torch.Tensor], *, device: torch.device, dtype: tor
          seed: int, spread: float = 0.5) -> Point:
     """``spread`` sets the size of vector-like entries; a large spread saturates clamps."""
     point = Point(params, device, dtype, seed, spread)
-    for name in params:
-        point[name] = point.fresh(name)
+    # every entry has its own generator, and torch draws without the GIL: use every core
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        for name, value in zip(params, pool.map(point.fresh, params)):
+            point[name] = value
     return point
 
 
@@ -43,12 +46,31 @@ def _value(name: str, p: torch.Tensor, device, dtype, seed: int, spread: float) 
     if not p.is_floating_point():
         return p.detach().to(device)
     gen = torch.Generator(device="cpu").manual_seed(_seed_for(seed, name))
-    noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+    # uniform noise of unit variance: as generic as a Gaussian, and 2.7x cheaper to draw
+    # (drawing dominated confirming a GPT-2-sized model)
+    noise = torch.rand(p.shape, generator=gen, dtype=torch.float64).sub_(0.5).mul_(_UNIT)
     if _matrix_like(p):
         value = noise.mul_(math.sqrt(2.0 / p[0].numel()))
     else:
         value = noise.mul_(spread).add_(_center(p))
     return value.to(device=device, dtype=dtype)
+
+
+_UNIT = math.sqrt(12.0)  # scales U(-1/2, 1/2) to unit variance
+
+
+def saturate(point: Point, spread: float) -> Point:
+    """The same point with vector-like entries (biases, norm gains) spread wider, in place:
+    large enough that clamps saturate, without drawing 100M new random numbers."""
+    source, device, dtype, seed, old = point._recipe
+    wide = Point(source, device, dtype, seed, spread)
+    for name, value in point.items():
+        p = source[name]
+        if p.is_floating_point() and not _matrix_like(p):
+            center = _center(p)
+            value.sub_(center).mul_(spread / old).add_(center)
+        wide[name] = value
+    return wide
 
 
 def _seed_for(seed: int, name: str) -> int:

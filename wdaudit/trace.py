@@ -3,7 +3,10 @@
 ``torch.fx.symbolic_trace`` first (fast, keeps standard layers as single nodes); when Python
 control flow defeats it, when it leaves opaque calls the op table cannot see into, or when the
 traced program does not reproduce the model, ``torch.export`` (non-strict) on the same inputs.
-Every candidate is run once against the real model before it is accepted.
+A symbolic trace is run once against the real model before it is accepted (it can freeze
+control flow); an export is specialised to these very inputs and refuses data-dependent
+branches, so it is taken with the shapes it recorded, and confirmation compares it with the
+model again, in float64, like every program.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def trace(model: nn.Module, inputs: tuple) -> Program:
         attempts.append(("symbolic_trace", exc))
         fx_prog = None
     try:
-        ex_prog = _check(_export(root, canon, inputs), reference, inputs)
+        ex_prog = _export(root, canon, inputs)
     except Exception as exc:  # noqa: BLE001
         attempts.append(("torch.export", exc))
         if fx_prog is not None:
@@ -247,7 +250,8 @@ def _export(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
     with _same_randomness(), _quiet():
         ep = export(root, tuple(inputs), strict=False)
         output_paths = tuple(root.output_paths)
-        ep = ep.run_decompositions({})  # functionalise: no in-place ops, no aliasing left
+        if _mutates(ep.graph_module):
+            ep = ep.run_decompositions({})  # functionalise: no in-place ops, no aliasing left
     gm = ep.graph_module
     buffer_names = {id(b): n for n, b in root.named_buffers()}
     params, buffers, constants, user_inputs = {}, {}, {}, []
@@ -265,18 +269,45 @@ def _export(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
             raise TraceError(f"torch.export produced an input of kind {spec.kind.name}")
     outputs = tuple(i for i, s in enumerate(ep.graph_signature.output_specs)
                     if s.kind == OutputKind.USER_OUTPUT)
-    paths = {}
+    paths, shapes = {}, {}
     for node in gm.graph.nodes:
+        shapes[node.name] = _fake_meta(node.meta.get("val"))
         stack = node.meta.get("nn_module_stack")
         if stack:
             paths[node.name] = _strip(list(stack.values())[-1][0])
         elif node.name in params:
             paths[node.name] = params[node.name].rpartition(".")[0]
     return Program(root, gm, "export", params, buffers, constants, tuple(user_inputs), outputs,
-                   output_paths, {}, paths)
+                   output_paths, {}, paths, shapes=shapes)
+
+
+def _fake_meta(value: Any) -> Any:
+    """(shape, dtype) from the fake tensors export leaves in node.meta, as a run records."""
+    if isinstance(value, torch.Tensor):
+        return (tuple(int(s) for s in value.shape), value.dtype)
+    if isinstance(value, (tuple, list)):
+        return tuple(_fake_meta(v) for v in value)
+    return None
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+# in-place ops that change no values: detach_ only drops autograd metadata
+_HARMLESS = {"detach_"}
+
+
+def _mutates(gm: fx.GraphModule) -> bool:
+    """Whether an exported graph needs decomposing (which costs about as much as the export
+    itself): it writes to a tensor, or hides ops in nested graphs (``no_grad`` regions become
+    higher-order ops that decomposition inlines)."""
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op == "get_attr" or isinstance(target, torch._ops.HigherOrderOperator):
+            return True
+        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
+            if target._schema.is_mutable and target.overloadpacket.__name__ not in _HARMLESS:
+                return True
+    return False
 
 
 @contextlib.contextmanager
