@@ -87,7 +87,7 @@ def test_products_add_degrees_and_powers_scale_them():
     assert out.form == Form.var(0) + Form.var(1)
     out, _ = call(T.power, input=var(0), exponent=2)
     assert out.form == Form.var(0).scale(2) and out.nonneg
-    out, _ = call(T.rsqrt, input=var(0).with_form(Form.var(0).scale(2)))
+    out, _ = call(T.rsqrt, input=Deg(Form.var(0).scale(2)))
     assert out.form == -Form.var(0)
 
 

@@ -79,9 +79,6 @@ class Deg:
     zero: bool = False
     nonneg: bool = False
 
-    def with_form(self, form: Form, nonneg: bool | None = None) -> Deg:
-        return Deg(form, False, self.nonneg if nonneg is None else nonneg)
-
 
 CONST = Deg()
 """A tensor that does not depend on any parameter scale: inputs, buffers, shapes, masks."""
