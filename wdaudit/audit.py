@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+from dataclasses import replace
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -42,7 +43,8 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"audit() needs an nn.Module, got {type(model).__name__}")
-    inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    many = isinstance(example_inputs, (tuple, list))
+    inputs = tuple(example_inputs) if many else (example_inputs,)
     if strict is None:
         strict = os.environ.get("WDAUDIT_STRICT", "") not in ("", "0")
     timings: dict[str, float] = {}
@@ -131,8 +133,6 @@ def _device(model: nn.Module, device) -> torch.device:
 
 
 def _with_decay(p, wd):
-    from dataclasses import replace
-
     return replace(p, weight_decay=wd)
 
 
