@@ -2,14 +2,12 @@
 treated conservatively), few threads (CI has 2 cores), quiet third-party warnings."""
 
 import os
-import sys
 import warnings
 
 os.environ["WDAUDIT_STRICT"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-sys.path.insert(0, os.path.dirname(__file__))
 
 import torch  # noqa: E402
 

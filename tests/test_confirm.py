@@ -2,28 +2,30 @@
 ones even where the user's weights would let them pass, attributes failures by bisection at a
 cost independent of the number of groups, and reports eps-limited invariance."""
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 import wdaudit
-from wdaudit import confirm as C
-from wdaudit import degrees, graph, influence
-from wdaudit.trace import trace
+from wdaudit.engine import claims as claims_stage
+from wdaudit.engine import confirm as C
+from wdaudit.engine import degrees, graph, influence, symmetries
+from wdaudit.engine.claims import Claim
+from wdaudit.engine.trace import trace
 
 
-def setup(model, x):
+def derived_claims(model, x) -> claims_stage.Claims:
+    """The stages up to confirmation, exactly as the driver chains them."""
     program = trace(model, (x,))
-    g = graph.build(program)
-    names = tuple(dict(model.named_parameters()))
-    inf = influence.analyse(program, g, names)
-    d = degrees.propagate(program, g, names, inf.no_effect, strict=True)
-    return program, d
+    found = influence.analyse(graph.build(program), strict=True)
+    return claims_stage.claims_for(symmetries.solve(degrees.propagate(found, strict=True)))
 
 
 def check(model, x, claims):
-    program, d = setup(model, x)
-    return C.confirm(program, claims, d.eps_sites, dict(model.named_parameters()),
-                     dict(program.root.named_buffers()), (x,), torch.device("cpu"))
+    """Confirm hand-made claims about the model (some of them false on purpose)."""
+    made = replace(derived_claims(model, x), claims=tuple(claims))
+    return C.confirm(made, C.Setup(dict(model.named_parameters()), (x,), torch.device("cpu")))
 
 
 class Gated(nn.Module):
@@ -54,7 +56,7 @@ def test_false_claims_fail_where_the_current_weights_would_pass_them():
     x = torch.randn(5, 6)
     for gate in (0.0, 1e-6):
         model = Gated(gate)
-        wrong = C.Claim({"f.weight": 1.0, "f.bias": 1.0})
+        wrong = Claim({"f.weight": 1.0, "f.bias": 1.0})
         assert at_current_weights(model, x, {"f.weight": 2.0, "f.bias": 2.0}) < 1e-5
         result = check(model, x, [wrong])
         assert not result.checks[0].confirmed and result.defects
@@ -76,7 +78,7 @@ def test_saturation_is_not_mistaken_for_homogeneity():
 
     torch.manual_seed(0)
     model, x = Clipped().train(), torch.randn(8, 6)
-    wrong = C.Claim({"bn.weight": 1.0, "bn.bias": 1.0})
+    wrong = Claim({"bn.weight": 1.0, "bn.bias": 1.0})
     assert at_current_weights(model, x, {"bn.weight": 2.0, "bn.bias": 2.0}) < 1e-6
     assert not check(model, x, [wrong]).checks[0].confirmed
 
@@ -88,8 +90,8 @@ def test_bisection_isolates_the_one_false_claim():
         layers += [nn.Linear(6, 6), nn.LayerNorm(6)]
     model = nn.Sequential(*layers, nn.Linear(6, 2))
     x = torch.randn(5, 6)
-    claims = [C.Claim({f"{2 * i}.weight": 1.0, f"{2 * i}.bias": 1.0}) for i in range(6)]
-    claims.insert(3, C.Claim({"12.weight": 1.0}))  # the head: false
+    claims = [Claim({f"{2 * i}.weight": 1.0, f"{2 * i}.bias": 1.0}) for i in range(6)]
+    claims.insert(3, Claim({"12.weight": 1.0}))  # the head: false
     result = check(model, x, claims)
     assert [c.confirmed for c in result.checks] == [i != 3 for i in range(7)]
 

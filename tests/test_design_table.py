@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import differential
+from tests.support.differential import differential
 
 
 def mlp_with_norms():
@@ -17,8 +17,14 @@ def test_linear_relu_layernorm_stack():
     torch.manual_seed(0)
     model = mlp_with_norms()
     report, _ = differential(model, torch.randn(6, 8))
-    expected = {f"{i}.{k}" for i in (0, 2, 3) for k in ("weight", "bias")}
-    assert report.ineffective == expected  # both hidden Linears, the first LN's affine
+    layers = list(model)
+    norms = [i for i, m in enumerate(layers) if isinstance(m, nn.LayerNorm)]
+    # a Linear with a norm after it (the hidden ones), and every norm but the last (its affine
+    # feeds the next Linear, hence the next norm); the last norm and the head stay effective
+    hidden = [i for i, m in enumerate(layers) if isinstance(m, nn.Linear) and i < norms[-1]]
+    expected = {f"{i}.{k}" for i in hidden + norms[:-1] for k in ("weight", "bias")}
+    assert len(hidden) == 2 and len(norms) == 2
+    assert report.ineffective == expected
 
 
 class PostNorm(nn.Module):
@@ -103,9 +109,12 @@ def test_resnet50_train_mode():
     stage4 = {n for n in report.parameters
               if n.startswith("layer4.") and (".bn3." in n or ".downsample.1." in n)}
     assert report.effective == stage4 | {"fc.weight", "fc.bias"}
+    # every stage's residual stream but the last is closed by the next stage's entry BN
+    stages = sorted({n.split(".")[0] for n in report.parameters if n.startswith("layer")})
     streams = [g for g in report.groups if g.kind == "joint"]
-    assert sorted({g.names[0].split(".")[0] for g in streams}) == ["layer1", "layer2", "layer3"]
-    assert len(report.ineffective) == len(report.parameters) - 10 == 151
+    assert sorted({g.names[0].split(".")[0] for g in streams}) == stages[:-1]
+    assert report.ineffective == set(report.parameters) - report.effective
+    assert not report.unknown
 
 
 @pytest.mark.zoo

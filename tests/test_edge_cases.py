@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 import wdaudit
-from helpers import differential
-from test_guarantees import changes, fingerprint
+from tests.support.differential import differential
+from tests.test_guarantees import changes, fingerprint
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -227,7 +227,7 @@ def test_low_precision_models_get_the_float32_verdicts(dtype):
     assert {n: p.verdict for n, p in report.parameters.items()} == \
         {n: p.verdict for n, p in expected.parameters.items()}
     for g in report.groups:  # checked in float64, so exact, not limited by the model's dtype
-        assert g.confirmed and g.exact_relative_change <= wdaudit.confirm.TOL_EXACT
+        assert g.confirmed and g.exact_relative_change <= wdaudit.engine.confirm.TOL_EXACT
 
 
 # --- determinism -----------------------------------------------------------------------------
@@ -249,9 +249,9 @@ def test_same_model_same_report():
 
 _CHILD = """
 import json, sys, torch
-sys.path.insert(0, {tests!r})
-from test_edge_cases import normed
-from test_guarantees import tiny
+sys.path.insert(0, {root!r})
+from tests.test_edge_cases import normed
+from tests.test_guarantees import tiny
 import wdaudit
 docs = [wdaudit.audit(*build()).to_dict(timings=False) for build in (normed, tiny)]
 print(json.dumps(docs, sort_keys=True))
@@ -261,11 +261,11 @@ print(json.dumps(docs, sort_keys=True))
 def test_same_report_across_processes():
     """String hashing differs per process (PYTHONHASHSEED): no set order may leak into the
     report."""
-    tests = os.path.dirname(__file__)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outputs = []
     for hashseed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hashseed, OMP_NUM_THREADS="1")
-        done = subprocess.run([sys.executable, "-c", _CHILD.format(tests=tests)], env=env,
+        done = subprocess.run([sys.executable, "-c", _CHILD.format(root=root)], env=env,
                               capture_output=True, text=True, check=True, timeout=300)
         outputs.append(done.stdout.strip().splitlines()[-1])
     assert outputs[0] == outputs[1]

@@ -183,16 +183,31 @@ _DAMAGE = {
                                                       nn.Parameter(m.fc2.weight.detach().clone())),
     "dtype": lambda m: m.head.double(),
     "global RNG": lambda m: torch.rand(1),
-    "a seed queued for CUDA": lambda m: torch.cuda.manual_seed_all(0),
+    "a CUDA seed (queued, or applied once CUDA runs)": lambda m: _reseed_cuda(),
     "grad mode": lambda m: torch.set_grad_enabled(False),
 }
+
+
+def _cuda_started() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
+def _reseed_cuda() -> None:
+    """Before CUDA starts, ``manual_seed_all`` only queues a seed; once it runs, the seed is
+    applied at once, and reseeding with the seed a generator already has may leave its state
+    as it was — so take one it cannot have."""
+    if _cuda_started():
+        torch.cuda.manual_seed_all(torch.cuda.initial_seed() + 1)
+    else:
+        torch.cuda.manual_seed_all(0)
 
 
 @pytest.mark.parametrize("damage", list(_DAMAGE))
 def test_fingerprint_sees_every_kind_of_damage(damage):
     model, _ = tiny()
     before = fingerprint(model)
-    with torch.random.fork_rng(devices=[]):
+    cuda = list(range(torch.cuda.device_count())) if _cuda_started() else []
+    with torch.random.fork_rng(devices=cuda):
         cuda_queue = _queued_seed_states()
         grad_mode = torch.is_grad_enabled()
         try:
@@ -377,7 +392,7 @@ class DataDependent(Tiny):
 
 
 def _defect(monkeypatch):
-    monkeypatch.setattr(wdaudit.confirm, "TOL_EXACT", -1.0)  # every claim fails its check
+    monkeypatch.setattr(wdaudit.engine.confirm, "TOL_EXACT", -1.0)  # every claim fails its check
 
 
 _FAILURES = {

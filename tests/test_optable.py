@@ -9,18 +9,21 @@ import torch.nn.functional as F
 from torch import nn
 
 import wdaudit
-from helpers import differential
-from wdaudit import optable
-from wdaudit import call as K
-from wdaudit import transfer as T
-from wdaudit import transfer_layers as L
-from wdaudit.forms import CONST, ZERO, Deg, Form
+from tests.support.differential import differential
+from wdaudit.ops import degrees_arithmetic as A
+from wdaudit.ops import degrees_elementwise as T
+from wdaudit.ops import degrees_layers as L
+from wdaudit.ops import table
+from wdaudit.ops.degree import CONST, ZERO, Deg, Form
+from wdaudit.ops.leaf_modules import module_op
+from wdaudit.ops.op_call import Call
+from wdaudit.ops.signatures import bind
 
 aten = torch.ops.aten
 
 
 def call(rule, **args):
-    c = K.Call("n", getattr(rule, "__name__", "op"), dict(args))
+    c = Call("n", getattr(rule, "__name__", "op"), dict(args))
     return rule(c), c
 
 
@@ -32,12 +35,12 @@ def var(i, nonneg=False):
 
 
 def test_every_entry_binds_its_first_operand_by_name():
-    entries = list(optable.LOOKUP.functions.values()) + list(optable.LOOKUP.methods.values()) \
-        + list(optable.LOOKUP.packets.values())
+    entries = list(table.LOOKUP.functions.values()) + list(table.LOOKUP.methods.values()) \
+        + list(table.LOOKUP.packets.values())
     assert len(entries) > 900
     for entry in entries:
         assert entry.signature, entry.name
-        bound, _ = optable.bind(entry, ("X", "Y"), {})
+        bound, _ = bind(entry.signature, ("X", "Y"), {})
         # the first positional operand always lands on a named parameter, never on _arg0
         assert "_arg0" not in bound, (entry.name, entry.signature)
 
@@ -45,12 +48,12 @@ def test_every_entry_binds_its_first_operand_by_name():
 @pytest.mark.parametrize("spelling", [torch.relu, F.relu, aten.relu.default])
 def test_spellings_of_one_op_share_a_rule(spelling):
     node = torch.fx.Node(torch.fx.Graph(), "n", "call_function", spelling, (), {})
-    assert optable.entry_for(node).rule is T.relu
+    assert table.lookup(node).degrees is T.relu
 
 
 def test_operators_bind_left_and_right_operands():
-    entry = optable.LOOKUP.functions[operator.add]
-    bound, where = optable.bind(entry, ("a", "b"), {})
+    entry = table.LOOKUP.functions[operator.add]
+    bound, where = bind(entry.signature, ("a", "b"), {})
     assert bound == {"input": "a", "other": "b"} and where["other"] == ("arg", 1)
 
 
@@ -59,35 +62,35 @@ def test_subclass_with_its_own_forward_is_not_taken_as_the_base_layer():
         def forward(self, x):
             return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
-    assert optable.module_rule(nn.LayerNorm(4)) is not None
-    assert optable.module_rule(ChannelsFirstLN(4)) is None
+    assert module_op(nn.LayerNorm(4)) is not None
+    assert module_op(ChannelsFirstLN(4)) is None
 
 
 # -- transfer rules: one family each ---------------------------------------------------------
 
 
 def test_additions_equate_degrees_and_zero_is_any_degree():
-    out, c = call(T.add, input=var(0), other=var(1))
+    out, c = call(A.add, input=var(0), other=var(1))
     assert out.form == Form.var(0) and [k.form for k in c.constraints] == [Form.var(0) - Form.var(1)]
-    out, c = call(T.add, input=var(0), other=ZERO)
+    out, c = call(A.add, input=var(0), other=ZERO)
     assert out.form == Form.var(0) and not c.constraints
 
 
 def test_a_constant_offset_pins_the_degree_but_an_epsilon_on_a_square_does_not():
-    _, c = call(T.add, input=var(0), other=1.0)
+    _, c = call(A.add, input=var(0), other=1.0)
     assert [k.form for k in c.constraints] == [Form.var(0)]
-    out, c = call(T.add, input=var(0, nonneg=True), other=1e-6)
+    out, c = call(A.add, input=var(0, nonneg=True), other=1e-6)
     assert out.form == Form.var(0) and not c.constraints and c.eps_args == ["other"]
-    _, c = call(T.add, input=var(0), other=1e-6)  # not known to be non-negative
+    _, c = call(A.add, input=var(0), other=1e-6)  # not known to be non-negative
     assert c.constraints
 
 
 def test_products_add_degrees_and_powers_scale_them():
     out, _ = call(L.matmul, input=var(0), other=var(1))
     assert out.form == Form.var(0) + Form.var(1)
-    out, _ = call(T.power, input=var(0), exponent=2)
+    out, _ = call(A.power, input=var(0), exponent=2)
     assert out.form == Form.var(0).scale(2) and out.nonneg
-    out, _ = call(T.rsqrt, input=Deg(Form.var(0).scale(2)))
+    out, _ = call(A.rsqrt, input=Deg(Form.var(0).scale(2)))
     assert out.form == -Form.var(0)
 
 

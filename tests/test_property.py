@@ -33,12 +33,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-import oracle
+from tests.support import oracle
 import wdaudit
-from randmodels import build, specs
-from wdaudit.workcopy import set_training_semantics, structural_copy
+from tests.support.randmodels import build, specs
+from wdaudit.engine.working_copy import set_training_semantics, structural_copy
 
 EXAMPLES = int(os.environ.get("WDAUDIT_PROPERTY_EXAMPLES", "400"))
+# the README's figure: every oracle-ineffective parameter of the 400 CI examples is reported;
+# longer runs meet identities the algebra does not see (README, Limitations)
+RECALL_FLOOR = float(os.environ.get("WDAUDIT_RECALL_FLOOR", "1.0" if EXAMPLES <= 400 else "0.995"))
 REFUTED = 1e-6  # relative output change per unit log-scale that no symmetry can have
 WITNESS_MIN = 1e-3
 
@@ -53,8 +56,12 @@ class Tally:
     unknown: int = 0
     defects: list = field(default_factory=list)  # claims the confirmation itself dropped
 
+    @property
+    def recall(self) -> float:
+        return self.found_of_those / self.oracle_ineffective if self.oracle_ineffective else 1.0
+
     def line(self) -> str:
-        recall = self.found_of_those / self.oracle_ineffective if self.oracle_ineffective else 1.0
+        recall = self.recall
         return (f"wdaudit property: {self.models} random models, recall {recall:.1%} "
                 f"({self.found_of_those}/{self.oracle_ineffective} oracle-ineffective parameters "
                 f"reported), {self.reported} reported ineffective ({self.oracle_blind} beyond the "
@@ -119,7 +126,9 @@ def test_no_reported_parameter_is_refuted(capsys):
     @given(specs())
     def check(spec):
         model, x = build(spec)
-        report = wdaudit.audit(model, x, strict=False)
+        # strict: an unknown op, an analysis failing at a node, or a claim that confirmation
+        # refutes (a bug in the analysis, DESIGN.md §4) raises here
+        report = wdaudit.audit(model, x, strict=True)
         truth = oracle.check(model, x)
         refuted = refutations(model, x, report, truth)
         assert not refuted, f"reported ineffective but refuted: {refuted}\n{spec}"
@@ -134,16 +143,19 @@ def test_no_reported_parameter_is_refuted(capsys):
             tally.defects.append(spec)
 
     check()
-    assert tally.models >= min(EXAMPLES, 50)  # the strategy is not filtering everything away
     with capsys.disabled():
         sys.stdout.write("\n" + tally.line() + "\n")
+    assert tally.models >= min(EXAMPLES, 50)  # the strategy is not filtering everything away
+    assert not tally.defects, f"claims dropped by confirmation: {tally.defects[:3]}"
+    assert not tally.unknown, f"{tally.unknown} parameters left unknown"
+    assert tally.recall >= RECALL_FLOOR, tally.line()
 
 
 def test_the_judge_refutes_a_false_claim():
     """The property can fail: a report that calls an effective layer scale-free is refuted."""
     from dataclasses import replace
 
-    from randmodels import Op, Spec
+    from tests.support.randmodels import Op, Spec
     from wdaudit.report import INEFFECTIVE, Group, Member
 
     spec = Spec(3, (Op("linear", (0,), 4), Op("norm", (1,), "layer", False),

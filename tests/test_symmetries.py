@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import differential
-from wdaudit.degrees import Degrees
-from wdaudit.forms import Form
-from wdaudit.symmetries import solve
-from wdaudit.call import Constraint
+from tests.support.differential import differential
+from wdaudit.engine.degrees import Degrees
+from wdaudit.ops.degree import Form
+from wdaudit.engine.symmetries import solve
+from wdaudit.ops.op_call import Constraint
 
 
 def system(names, *rows, unknown=()):
@@ -21,14 +21,14 @@ def system(names, *rows, unknown=()):
             for r in rows]
     cons += [Constraint(Form.of({index[k]: Fraction(v) for k, v in r.items()}), "u", "unknown",
                         True) for r in unknown]
-    return Degrees(tuple(names), {}, tuple(cons), (), ())
+    return Degrees(None, tuple(names), {}, tuple(cons), (), (), candidates=tuple(names))
 
 
 def test_support_groups_and_rescalings_of_a_known_system():
     names = ["w1", "b1", "q", "k", "head"]
     # b1 scales like w1 (a bias); q·k feeds a softmax; the head meets the output
     d = system(names, {"w1": 1, "b1": -1}, {"q": 1, "k": 1}, {"head": 1})
-    sol = solve(d, names)
+    sol = solve(d)
     assert sol.support == {"w1", "b1"}
     assert [dict(g.exponents) for g in sol.groups] == [{"w1": 1, "b1": 1}]
     # q·a with k/a is a symmetry of mixed sign: information, never a verdict
@@ -39,7 +39,7 @@ def test_groups_are_minimal_extreme_rays():
     names = ["a", "b", "c"]
     # a + b = c: rays {a, c} and {b, c}; their sum is a symmetry but not a readable group
     d = system(names, {"a": 1, "b": 1, "c": -1})
-    sol = solve(d, names)
+    sol = solve(d)
     assert sol.support == {"a", "b", "c"}
     assert sorted(sorted(g.exponents) for g in sol.groups) == [["a", "c"], ["b", "c"]]
     for g in sol.groups:
@@ -51,7 +51,7 @@ def test_fractional_exponents_from_roots():
     names = ["v", "g"]
     # an rsqrt of a square: 2·v enters with coefficient -1/2 against g
     d = system(names, {"v": 1, "g": Fraction(-1, 2)})
-    sol = solve(d, names)
+    sol = solve(d)
     (g,) = sol.groups
     assert g.exponents["g"] == 2 * g.exponents["v"]
 
@@ -59,7 +59,7 @@ def test_fractional_exponents_from_roots():
 def test_unknown_constraints_shrink_the_sound_support_only():
     names = ["x", "y"]
     d = system(names, {"x": 1, "y": -1}, unknown=[{"y": 1}])
-    sol = solve(d, names)
+    sol = solve(d)
     assert sol.support == frozenset() and sol.optimistic == {"x", "y"}
 
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import wdaudit
-from helpers import differential
-from wdaudit.trace import trace
+from tests.support.differential import differential
+from wdaudit.engine.trace import trace
 
 
 class Direct(nn.Module):

@@ -6,8 +6,8 @@ weights, nothing downloaded)."""
 import pytest
 import torch
 
-import zoo
-from helpers import differential
+from tests.support import zoo
+from tests.support.differential import differential
 
 
 @pytest.mark.zoo

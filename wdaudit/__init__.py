@@ -1,11 +1,17 @@
-"""wdaudit: which weight-decay terms of a PyTorch model cannot regularise anything."""
+"""wdaudit: which weight-decay terms of a PyTorch model cannot regularise anything.
 
-from .audit import AnalysisDefect, audit
-from .degrees import UnsupportedOpError
-from .locations import recording
+The package has three layers (ARCHITECTURE.md): ``wdaudit.engine`` runs the pipeline of
+stages, ``wdaudit.ops`` is the op table those stages read, ``wdaudit.frontend`` is the command
+line and everything around it.  ``audit()`` is the driver; ``Report`` is what it returns.
+"""
+
+from .audit import AnalysisDefect, DeviceError, audit
+from .engine.trace import InputError, TraceError
+from .engine.walk import AnalysisError, UnsupportedOpError
+from .frontend.locations import recording
 from .report import Finding, Group, Location, ParameterReport, Report
-from .trace import InputError, TraceError
 
 __all__ = ["audit", "Report", "ParameterReport", "Group", "Finding", "Location", "TraceError",
-           "InputError", "UnsupportedOpError", "AnalysisDefect", "recording"]
+           "InputError", "UnsupportedOpError", "AnalysisError", "AnalysisDefect", "DeviceError",
+           "recording"]
 __version__ = "0.1.0"

@@ -74,7 +74,9 @@ class Finding:
 
 
 @dataclass(frozen=True)
-class UnknownOpInfo:
+class UnknownOp:
+    """An op the table does not know, met on the way to an output (treated conservatively)."""
+
     node: str
     op: str
     module: str
@@ -84,18 +86,42 @@ class UnknownOpInfo:
 class Coverage:
     method: str  # "symbolic_trace" | "export"
     nodes: int
-    unknown_ops: tuple[UnknownOpInfo, ...]
+    unknown_ops: tuple[UnknownOp, ...]
     constraints: int
     notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class ConfirmationSummary:
-    performed: bool
+class Check:
+    """The numerical check of one static claim (DESIGN.md §4)."""
+
+    confirmed: bool
+    max_relative_change: float  # the real model, eps as is
+    exact_relative_change: float  # the traced program, eps -> 0
+    euler_residual: float
+    eps_limited: bool
+    note: str = ""
+
+
+CHECKED, SKIPPED, FAILED = "checked", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What confirmation did: ``checked`` every claim (``checks``, one per claim), ``skipped``
+    it (switched off, meta tensors: the static claims stand, marked unconfirmed), or
+    ``failed`` to measure (the model raised, NaN outputs: the claims become unknown)."""
+
+    outcome: str
     device: str
     passes: int
     reason: str = ""
     defects: tuple[str, ...] = ()
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def performed(self) -> bool:
+        return self.outcome == CHECKED
 
 
 @dataclass(frozen=True)
@@ -106,7 +132,7 @@ class Report:
     rescalings: tuple[Rescaling, ...]
     findings: tuple[Finding, ...]
     coverage: Coverage
-    confirmation: ConfirmationSummary
+    confirmation: Confirmation
     assumed_decay: str | None = None  # set when no optimizer was given
     timings: Mapping[str, float] = field(default_factory=dict)
 

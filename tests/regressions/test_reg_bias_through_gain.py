@@ -8,7 +8,7 @@ per-channel multiplication by a parameter, so it pins the bias to W's scale inst
 import torch
 from torch import nn
 
-import oracle
+from tests.support import oracle
 import wdaudit
 
 

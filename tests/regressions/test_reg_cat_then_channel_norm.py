@@ -7,9 +7,9 @@ alike and pins W."""
 import torch
 from torch import nn
 
-import oracle
+from tests.support import oracle
 import wdaudit
-from helpers import differential
+from tests.support.differential import differential
 
 
 class CatThenBatchNorm(nn.Module):

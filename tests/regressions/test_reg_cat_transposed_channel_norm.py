@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-import oracle
+from tests.support import oracle
 import wdaudit
 
 NORMS = {"batch": nn.BatchNorm1d, "instance": lambda c: nn.InstanceNorm1d(c, affine=True)}

@@ -2,11 +2,11 @@
 per-channel constant ``W3 W2 1``, which BatchNorm's mean subtraction removes, so scaling W0
 changes nothing; the analysis pins W0 at the ``+ 1`` ("adds the constant 1")."""
 
-from helpers import differential
+from tests.support.differential import differential
 import torch
 from torch import nn
 
-import oracle
+from tests.support import oracle
 import wdaudit
 
 

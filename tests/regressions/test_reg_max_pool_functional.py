@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import differential
+from tests.support.differential import differential
 
 
 class PoolThenLinear(nn.Module):

@@ -8,7 +8,7 @@ treats the second application's bias as pinned to the first's output and finds n
 import torch
 from torch import nn
 
-import oracle
+from tests.support import oracle
 import wdaudit
 
 

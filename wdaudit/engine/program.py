@@ -1,0 +1,344 @@
+"""The traced program: an fx graph plus what each of its inputs stands for, runnable with any
+set of parameter and buffer tensors.
+
+Both tracers (``symbolic_trace`` and ``torch.export``) end up here, so the later stages see one
+kind of object.  :func:`placed` gives confirmation a program whose stray tensors live on its
+device, without touching the traced one.  Running goes through :class:`Runner`, an ``fx.Interpreter`` that reads every
+parameter and buffer from dictionaries we own, which is what lets confirmation work in float64
+on a generic point without touching the user's tensors, and substitute eps → 0 in place.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
+
+EPS_TINY = 1e-16
+"""What "eps → 0" means in a run: negligible beside any float64 variance we meet (1e-12
+relative at var = 1e-4), yet a channel that is constant across the batch (a ReLU6 saturated
+everywhere: variance exactly 0) keeps finite derivatives instead of round-off times 1e15."""
+
+
+@dataclass(frozen=True)
+class LeafModule:
+    """A ``call_module`` node: which of our tensors its own parameters and buffers are."""
+
+    params: Mapping[str, str]  # local name -> canonical parameter name
+    buffers: Mapping[str, str]  # local name -> buffer name
+    other: tuple[str, ...] = ()  # local tensor attributes that are neither (plain attributes)
+
+
+@dataclass(frozen=True)
+class Program:
+    root: nn.Module  # the working copy, wrapped so that it returns a flat tuple of tensors
+    gm: fx.GraphModule
+    method: str  # "symbolic_trace" or "export"
+    params: Mapping[str, str]  # node -> canonical parameter name
+    buffers: Mapping[str, str]  # node -> buffer name (in the wrapper's namespace)
+    constants: Mapping[str, torch.Tensor]  # node -> constant tensor baked into the graph
+    inputs: tuple[str, ...]  # placeholder nodes of the user's inputs, in order
+    output_index: tuple[int, ...] | None  # user outputs within the output node's tuple
+    output_paths: tuple[str, ...]
+    leaves: Mapping[str, LeafModule]  # call_module node -> its tensors
+    module_paths: Mapping[str, str]  # node -> owning module path (for readable reports)
+    notes: tuple[str, ...] = ()
+    shapes: Mapping[str, Any] = field(default_factory=dict)  # node -> (shape, dtype), if run
+    parameters: tuple[str, ...] = ()  # every canonical parameter name of the model, in order
+
+
+@dataclass(frozen=True)
+class EpsSite:
+    """Where a normalisation epsilon enters: a node argument or a leaf module's attribute."""
+
+    node: str
+    kind: str  # "arg", "kwarg" or "attr"
+    key: Any
+
+
+class Runner(fx.Interpreter):
+    """Runs the traced program reading parameters, buffers and constants from our dicts."""
+
+    def __init__(self, program: Program, params, buffers, *, constants=None, eps_zero=(),
+                 record=None, promote: torch.dtype | None = None, eps_value: float = EPS_TINY):
+        super().__init__(program.gm, garbage_collect_values=True)
+        self.promote = promote
+        self.eps_value = eps_value
+        self.program = program
+        self.params = params
+        self.buffers = buffers
+        self.constants = program.constants if constants is None else constants
+        self.record = record
+        self._inputs: list = []
+        self._eps: dict[str, list[EpsSite]] = {}
+        for site in eps_zero:
+            self._eps.setdefault(site.node, []).append(site)
+
+    def run_program(self, inputs: tuple) -> tuple:
+        self._inputs = list(inputs)
+        out = self.run(*self._placeholders_args())
+        flat = list(out) if isinstance(out, (tuple, list)) else [out]
+        if self.program.output_index is not None:
+            flat = [flat[i] for i in self.program.output_index]
+        return tuple(_flat_tensors(flat))
+
+    def _placeholders_args(self) -> list:
+        values = []
+        user = iter(self._inputs)
+        for node in self.program.gm.graph.nodes:
+            if node.op != "placeholder":
+                continue
+            values.append(self._leaf_value(node.name, user))
+        return values
+
+    def _leaf_value(self, name: str, user_inputs) -> Any:
+        prog = self.program
+        if name in prog.params:
+            return self.params[prog.params[name]]
+        if name in prog.buffers:
+            return self.buffers[prog.buffers[name]]
+        if name in self.constants:
+            return self.constants[name]
+        return next(user_inputs)
+
+    def run_node(self, n: fx.Node) -> Any:
+        prog = self.program
+        if n.op == "get_attr" and (n.name in prog.params or n.name in prog.buffers
+                                   or n.name in self.constants):
+            result = self._leaf_value(n.name, iter(()))
+        elif n.op == "call_module":
+            result = self._call_leaf(n)
+        elif n.op in ("call_function", "call_method") and (n.name in self._eps or self.promote):
+            if self.promote and n.target in _DTYPE_ASSERTS:
+                return None
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            args, kwargs = _with_tiny_eps(list(args), dict(kwargs), self._eps.get(n.name, ()),
+                                          self.eps_value)
+            if self.promote:
+                # the trace baked the model's float dtype into casts: run them at check precision
+                args, kwargs = _promote(args, self.promote), _promote(kwargs, self.promote)
+            result = getattr(self, n.op)(n.target, tuple(args), kwargs)
+        else:
+            result = super().run_node(n)
+        if self.record is not None:
+            self.record[n.name] = _meta(result)
+        return result
+
+    def call_function(self, target, args, kwargs):
+        if target is _VIEW:
+            # decomposed graphs may view a tensor whose strides differ from what export saw
+            # (T5's transposed attention output); reshape computes the same values
+            target = _RESHAPE
+        elif target is _EMBEDDING or target is F.embedding:
+            args, kwargs = _honest_embedding(target, list(args), dict(kwargs))
+        elif target is _COPY:
+            # functional copy (what export makes of ``x[i] = v``) has no derivative formula;
+            # these are its values, differentiably
+            dst, src = args[0], args[1]
+            return src.to(dtype=dst.dtype, device=dst.device).expand_as(dst).clone()
+        return super().call_function(target, args, kwargs)
+
+    def _call_leaf(self, n: fx.Node) -> Any:
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        module = self.fetch_attr(n.target)
+        leaf = self.program.leaves.get(n.name, LeafModule({}, {}))
+        tensors = {local: self.params[canon] for local, canon in leaf.params.items()}
+        tensors.update({local: self.buffers[b] for local, b in leaf.buffers.items()})
+        sites = self._eps.get(n.name, ())
+        overrides = {s.key: self.eps_value for s in sites}
+        if isinstance(module, nn.Embedding):
+            overrides.update(padding_idx=None, scale_grad_by_freq=False)
+        saved = {k: getattr(module, k) for k in overrides}
+        try:
+            for k, v in overrides.items():
+                setattr(module, k, v)
+            return functional_call(module, tensors, tuple(args), kwargs, strict=False)
+        finally:
+            for k, v in saved.items():
+                setattr(module, k, v)
+
+
+def _with_tiny_eps(args: list, kwargs: dict, sites, value: float) -> tuple[list, dict]:
+    for site in sites:
+        if site.kind == "arg":
+            args[site.key] = value
+        else:
+            kwargs[site.key] = value
+    return args, kwargs
+
+
+_DTYPE_ASSERTS = {torch.ops.aten._assert_tensor_metadata.default}
+_VIEW, _RESHAPE = torch.ops.aten.view.default, torch.ops.aten.reshape.default
+_EMBEDDING = torch.ops.aten.embedding.default
+_COPY = torch.ops.aten.copy.default
+
+
+def _honest_embedding(target, args: list, kwargs: dict) -> tuple[list, dict]:
+    """padding_idx and scale_grad_by_freq only change the *gradient* of an embedding; the
+    Euler check needs the true derivative of the forward function, so drop them (the forward
+    value is identical)."""
+    if target is _EMBEDDING:  # (weight, indices, padding_idx, scale_grad_by_freq, sparse)
+        if len(args) > 2:
+            args[2] = -1
+        if len(args) > 3:
+            args[3] = False
+        kwargs.pop("padding_idx", None)
+        kwargs.pop("scale_grad_by_freq", None)
+    else:  # F.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
+        if len(args) > 2:
+            args[2] = None
+        if len(args) > 5:
+            args[5] = False
+        kwargs.update(padding_idx=None, scale_grad_by_freq=False)
+    return args, kwargs
+
+
+def _promote(value: Any, dtype: torch.dtype) -> Any:
+    if isinstance(value, torch.dtype):
+        return dtype if value.is_floating_point else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_promote(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _promote(v, dtype) for k, v in value.items()}
+    return value
+
+
+def _meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return (tuple(value.shape), value.dtype)
+    if isinstance(value, (tuple, list)):
+        return tuple(_meta(v) for v in value)
+    return None
+
+
+def _flat_tensors(values) -> list[torch.Tensor]:
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append(v)
+        elif isinstance(v, (tuple, list)):
+            out += _flat_tensors(v)
+    return out
+
+
+def run(program: Program, params, buffers, inputs, *, constants=None, eps_zero=(),
+        record=None, promote: torch.dtype | None = None, eps_value: float = EPS_TINY) -> tuple:
+    """Run the traced program on our own tensors (buffers are copied: BatchNorm writes them).
+    ``promote`` runs every baked floating-point cast at that dtype instead; the eps sites in
+    ``eps_zero`` take ``eps_value``."""
+
+    def once(params, inputs):
+        fresh = {k: v.clone() for k, v in buffers.items()}
+        runner = Runner(program, params, fresh, constants=constants, eps_zero=tuple(eps_zero),
+                        record=record, promote=promote, eps_value=eps_value)
+        return runner.run_program(tuple(inputs))
+
+    return _read_only(once, params, inputs)
+
+
+def run_model(root: nn.Module, params, buffers, inputs) -> tuple:
+    """Run the real model (the working copy, wrapped) on our own tensors: the ground truth."""
+
+    def once(params, inputs):
+        state = {"model." + k: v for k, v in params.items()}
+        state.update({k: v.clone() for k, v in buffers.items()})
+        out = functional_call(root, state, tuple(inputs), strict=False, tie_weights=True)
+        return tuple(_flat_tensors(out))
+
+    return _read_only(once, params, inputs)
+
+
+def _read_only(run_once, params: Mapping[str, torch.Tensor], inputs) -> tuple:
+    """Run so that no parameter or input tensor is written: they may be the user's own.
+
+    A forward that writes in place to a parameter (``nn.Embedding(max_norm=...)`` renormalises
+    its weight) or to its input (``nn.ReLU(inplace=True)`` first) is stopped before the write
+    and run again on copies of exactly the tensors it writes to.
+    """
+    params, inputs = dict(params), list(inputs)
+    protected = list(params.values()) + inputs
+    while True:
+        guard = _WriteGuard(protected)
+        try:
+            with guard:
+                return run_once(params, tuple(inputs))
+        except _Written:
+            written = guard.written
+        # each round copies one more written tensor, so this ends
+        protected = [t for t in protected if _storage(t) != written]
+        params = {k: (v.clone() if _storage(v) == written else v) for k, v in params.items()}
+        inputs = [x.clone() if _storage(x) == written else x for x in inputs]
+
+
+class _Written(Exception):
+    """Raised from inside the dispatcher, before a write to a protected tensor happens."""
+
+
+class _WriteGuard(TorchDispatchMode):
+    def __init__(self, tensors):
+        super().__init__()
+        self.protected = {_storage(t) for t in tensors} - {None}
+        self.written = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.protected and func._schema.is_mutable:
+            for spec, value in _arguments(func._schema, args, kwargs):
+                info = spec.alias_info
+                if info is not None and info.is_write and _storage(value) in self.protected:
+                    self.written = _storage(value)
+                    raise _Written(str(func))
+        return func(*args, **kwargs)
+
+
+def _arguments(schema, args, kwargs):
+    for i, spec in enumerate(schema.arguments):
+        if i < len(args):
+            yield spec, args[i]
+        elif spec.name in kwargs:
+            yield spec, kwargs[spec.name]
+
+
+def _storage(t: Any) -> int | None:
+    if not isinstance(t, torch.Tensor) or t.is_meta or t.numel() == 0:
+        return None
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensor subclasses without real storage
+        return None
+
+
+def placed(program: Program, device: torch.device) -> Program:
+    """The program with every plain tensor attribute of its working copy on ``device``.
+
+    Parameters and buffers are swapped in per run; only stray tensors stored as ordinary
+    attributes (the ``weight`` the old ``weight_norm`` hook computes) would stay behind.  When
+    one is elsewhere, the working copy is copied again (sharing the parameters), so the traced
+    program itself is left as it is."""
+    if all(t.device == device for t in _stray_tensors(program.root)):
+        return program
+    from .working_copy import structural_copy
+
+    root = structural_copy(program.root)
+    for m in root.modules():
+        for k, v in list(vars(m).items()):
+            if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) \
+                    and v.device != device:
+                setattr(m, k, v.to(device))
+    # a graph of its own: the new module must not become the owner of the traced graph
+    gm = fx.GraphModule(root, copy.deepcopy(program.gm.graph)) \
+        if program.method == "symbolic_trace" else program.gm
+    return replace(program, root=root, gm=gm)
+
+
+def _stray_tensors(module: nn.Module):
+    for m in module.modules():
+        for v in vars(m).values():
+            if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter):
+                yield v

@@ -1,0 +1,351 @@
+"""Stage 1: turn an ``nn.Module`` and example inputs into a :class:`Program`.
+
+``torch.fx.symbolic_trace`` first (fast, keeps standard layers as single nodes); when Python
+control flow defeats it, when it leaves opaque calls the op table cannot see into, or when the
+traced program does not reproduce the model, ``torch.export`` (non-strict) on the same inputs.
+A symbolic trace is run once against the real model before it is accepted (it can freeze
+control flow); an export is specialised to these very inputs and refuses data-dependent
+branches, so it is taken with the shapes it recorded, and confirmation compares it with the
+model again, in float64, like every program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+import traceback
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.nn.utils import parametrize
+
+from ..ops.leaf_modules import module_op
+from ..ops.table import lookup
+from .program import LeafModule, Program, run, run_model
+from .quiet import torch_silenced
+from .rng import seeded
+from .working_copy import Flattened, set_training_semantics, structural_copy
+
+
+class TraceError(RuntimeError):
+    """Neither tracer produced a faithful program; the message says where and what to do."""
+
+
+class InputError(ValueError):
+    """The model does not run on the example inputs (the model's own error is attached)."""
+
+
+def trace(model: nn.Module, inputs: tuple) -> Program:
+    """The model as a runnable program, checked against the model on ``inputs``."""
+    program = _trace(model, inputs)
+    return replace(program, parameters=tuple(n for n, _ in model.named_parameters()))
+
+
+def _trace(model: nn.Module, inputs: tuple) -> Program:
+    copy = structural_copy(model)
+    set_training_semantics(copy)
+    root = _flattened(copy, len(inputs))
+    canon = {id(p): n for n, p in model.named_parameters()}
+    runnable = not any(t.is_meta for t in list(model.parameters()) + list(model.buffers()))
+    reference = None
+    if runnable:
+        try:
+            reference = _reference(root, canon, inputs)
+        except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the input
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise InputError(f"the model raised {type(exc).__name__} on the example inputs: "
+                             f"{first}") from exc
+
+    attempts: list[tuple[str, Exception]] = []
+    fx_prog = None
+    try:
+        fx_prog = _check(_symbolic(root, canon), reference, inputs)
+        if not _unknown_ops(fx_prog):
+            return fx_prog
+    except Exception as exc:  # noqa: BLE001 - any tracer failure sends us to the next tracer
+        attempts.append(("symbolic_trace", exc))
+        fx_prog = None
+    try:
+        ex_prog = _export(root, canon, inputs)
+    except Exception as exc:  # noqa: BLE001
+        attempts.append(("torch.export", exc))
+        if fx_prog is not None:
+            return fx_prog
+        opaque_prog = _with_opaque_parts(root, canon, reference, inputs, attempts)
+        if opaque_prog is not None:
+            return opaque_prog
+        raise TraceError(_explain(attempts, root)) from exc
+    if fx_prog is not None and len(_unknown_ops(fx_prog)) <= len(_unknown_ops(ex_prog)):
+        return fx_prog
+    notes = tuple(f"{name} was not used: {_short(exc)}" for name, exc in attempts)
+    if fx_prog is not None:
+        notes += ("symbolic_trace left opaque calls; torch.export sees through them",)
+    return _replace_notes(ex_prog, notes)
+
+
+def _with_opaque_parts(root, canon, reference, inputs, attempts) -> Program | None:
+    """Keep the submodules that defeat both tracers as opaque nodes: the rest of the model is
+    still analysed, and what crosses an opaque part is reported as unknown."""
+    opaque: set[str] = set()
+    exc = attempts[-1][1]
+    for _ in range(8):
+        where = _failing_module(exc, root) or _failing_module(attempts[0][1], root)
+        if not where or where in opaque:
+            return None
+        opaque.add(where)
+        try:
+            prog = _check(_symbolic(root, canon, frozenset(opaque)), reference, inputs)
+        except Exception as again:  # noqa: BLE001 - another part may defeat it too
+            exc = again
+            continue
+        notes = tuple(f"submodule '{p}' could not be traced (data-dependent control flow); it "
+                      "is an opaque op and what crosses it is unknown" for p in sorted(opaque))
+        return _replace_notes(prog, notes)
+    return None
+
+
+# --- the wrapper -------------------------------------------------------------------------
+
+
+def _flattened(model: nn.Module, arity: int) -> Flattened:
+    """A ``Flattened`` subclass whose forward takes exactly ``arity`` positional arguments,
+    because fx cannot trace ``*args``."""
+    names = ", ".join(f"input_{i}" for i in range(arity))
+    src = f"def forward(self, {names}):\n    return self._run({names})\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(src, "<wdaudit-wrapper>", "exec"), namespace)  # noqa: S102 - fixed template
+    cls = type(f"Flattened{arity}", (Flattened,), {"forward": namespace["forward"]})
+    cls._run = Flattened.forward
+    return cls(model)
+
+
+def _reference(root: Flattened, canon: dict[int, str], inputs: tuple) -> tuple:
+    params = {canon[id(p)]: p.detach() for p in root.model.parameters() if id(p) in canon}
+    buffers = dict(root.named_buffers())
+    with torch.no_grad(), seeded(0):  # both runs draw the same random numbers
+        return run_model(root, params, buffers, inputs)
+
+
+def _check(prog: Program, reference: tuple | None, inputs: tuple) -> Program:
+    """The traced program must reproduce the model's own outputs on the example inputs.
+
+    The same run records every node's shape, which the influence stage needs."""
+    if reference is None:
+        return prog
+    params = {name: p.detach() for name, p in prog.root.model.named_parameters()}
+    buffers = dict(prog.root.named_buffers())
+    shapes: dict[str, Any] = {}
+    with torch.no_grad(), seeded(0):
+        got = run(prog, params, buffers, inputs, record=shapes)
+    if len(got) != len(reference):
+        raise TraceError(f"the traced program returns {len(got)} tensors, "
+                         f"the model {len(reference)}")
+    for g, r in zip(got, reference):
+        if g.shape != r.shape or not _close(g, r):
+            raise TraceError("the traced program does not reproduce the model's outputs "
+                             "(Python control flow was frozen at trace time)")
+    return replace(prog, shapes=shapes)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if not (a.is_floating_point() or a.is_complex()):
+        return torch.equal(a, b)
+    a, b = a.double(), b.double()
+    finite = torch.isfinite(b)
+    if not torch.equal(finite, torch.isfinite(a)):
+        return False
+    diff = (a[finite] - b[finite]).norm()
+    return bool(diff <= 1e-3 * b[finite].norm() + 1e-6)
+
+
+# --- symbolic_trace ----------------------------------------------------------------------
+
+
+class _Tracer(fx.Tracer):
+    """Keeps as leaves exactly the modules the op table has a rule for; inlines the rest.
+
+    A module with hooks is inlined so that the hook is traced too (the old hook-based
+    ``weight_norm`` recomputes the weight in a pre-hook).
+    """
+
+    def __init__(self, opaque: frozenset[str] = frozenset()):
+        super().__init__()
+        self.opaque = {"model." + p for p in opaque}
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if qualname in self.opaque:
+            return True
+        if m._forward_hooks or m._forward_pre_hooks or parametrize.is_parametrized(m):
+            return False
+        if module_op(m) is not None:
+            return True
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        mod = type(m).__module__
+        in_torch = (mod.startswith(("torch.nn", "torch.ao.nn"))
+                    and not mod.startswith("torch.nn.utils"))
+        owns_tensors = any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+        return in_torch and not owns_tensors
+
+
+def _symbolic(root: Flattened, canon: dict[int, str], opaque: frozenset[str] = frozenset()
+              ) -> Program:
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        raise TraceError("global module hooks are installed; symbolic_trace cannot see them")
+    graph = _Tracer(opaque).trace(root)
+    gm = fx.GraphModule(root, graph)
+    params, buffers, constants, leaves, paths = {}, {}, {}, {}, {}
+    buffer_names = {id(b): n for n, b in root.named_buffers()}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            value = _resolve(root, node.target)
+            if isinstance(value, torch.Tensor):
+                if id(value) in canon:
+                    params[node.name] = canon[id(value)]
+                    paths[node.name] = canon[id(value)].rpartition(".")[0]
+                elif id(value) in buffer_names:
+                    buffers[node.name] = buffer_names[id(value)]
+                else:
+                    constants[node.name] = value
+        elif node.op == "call_module":
+            module = root.get_submodule(node.target)
+            leaves[node.name] = _leaf(module, canon, buffer_names)
+            paths[node.name] = _strip(node.target)
+        elif "nn_module_stack" in node.meta and node.meta["nn_module_stack"]:
+            paths[node.name] = _strip(list(node.meta["nn_module_stack"].values())[-1][0])
+    inputs = tuple(n.name for n in graph.nodes if n.op == "placeholder")
+    return Program(root, gm, "symbolic_trace", params, buffers, constants, inputs, None,
+                   tuple(root.output_paths), leaves, paths)
+
+
+def _resolve(root: nn.Module, target: str) -> Any:
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _leaf(module: nn.Module, canon: dict[int, str], buffer_names: dict[int, str]) -> LeafModule:
+    params = {n: canon[id(p)] for n, p in module.named_parameters(remove_duplicate=False)
+              if id(p) in canon}
+    buffers = {n: buffer_names[id(b)] for n, b in module.named_buffers(remove_duplicate=False)
+               if id(b) in buffer_names}
+    return LeafModule(params, buffers)
+
+
+def _strip(path: str) -> str:
+    return path[len("model."):] if path.startswith("model.") else ("" if path == "model" else path)
+
+
+# --- torch.export ------------------------------------------------------------------------
+
+
+def _export(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
+    from torch.export import export
+    from torch.export.graph_signature import InputKind, OutputKind
+
+    with seeded(0), torch_silenced():
+        ep = export(root, tuple(inputs), strict=False)
+        output_paths = tuple(root.output_paths)
+        if _mutates(ep.graph_module):
+            ep = ep.run_decompositions({})  # functionalise: no in-place ops, no aliasing left
+    gm = ep.graph_module
+    buffer_names = {id(b): n for n, b in root.named_buffers()}
+    params, buffers, constants, user_inputs = {}, {}, {}, []
+    for spec in ep.graph_signature.input_specs:
+        name = spec.arg.name
+        if spec.kind == InputKind.PARAMETER:
+            params[name] = canon[id(root.get_parameter(spec.target))]
+        elif spec.kind == InputKind.BUFFER:
+            buffers[name] = buffer_names[id(root.get_buffer(spec.target))]
+        elif spec.kind == InputKind.CONSTANT_TENSOR:
+            constants[name] = ep.constants[spec.target]
+        elif spec.kind == InputKind.USER_INPUT:
+            user_inputs.append(name)
+        else:
+            raise TraceError(f"torch.export produced an input of kind {spec.kind.name}")
+    outputs = tuple(i for i, s in enumerate(ep.graph_signature.output_specs)
+                    if s.kind == OutputKind.USER_OUTPUT)
+    paths, shapes = {}, {}
+    for node in gm.graph.nodes:
+        shapes[node.name] = _fake_meta(node.meta.get("val"))
+        stack = node.meta.get("nn_module_stack")
+        if stack:
+            paths[node.name] = _strip(list(stack.values())[-1][0])
+        elif node.name in params:
+            paths[node.name] = params[node.name].rpartition(".")[0]
+    return Program(root, gm, "export", params, buffers, constants, tuple(user_inputs), outputs,
+                   output_paths, {}, paths, shapes=shapes)
+
+
+def _fake_meta(value: Any) -> Any:
+    """(shape, dtype) from the fake tensors export leaves in node.meta, as a run records."""
+    if isinstance(value, torch.Tensor):
+        return (tuple(int(s) for s in value.shape), value.dtype)
+    if isinstance(value, (tuple, list)):
+        return tuple(_fake_meta(v) for v in value)
+    return None
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+# in-place ops that change no values: detach_ only drops autograd metadata
+_HARMLESS = {"detach_"}
+
+
+def _mutates(gm: fx.GraphModule) -> bool:
+    """Whether an exported graph needs decomposing (which costs about as much as the export
+    itself): it writes to a tensor, or hides ops in nested graphs (``no_grad`` regions become
+    higher-order ops that decomposition inlines)."""
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op == "get_attr" or isinstance(target, torch._ops.HigherOrderOperator):
+            return True
+        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
+            if target._schema.is_mutable and target.overloadpacket.__name__ not in _HARMLESS:
+                return True
+    return False
+
+
+def _unknown_ops(prog: Program) -> list[str]:
+    unknown = []
+    for node in prog.gm.graph.nodes:
+        if node.op in ("call_function", "call_method", "call_module"):
+            module = prog.gm.get_submodule(node.target) if node.op == "call_module" else None
+            if lookup(node, module) is None:
+                unknown.append(node.name)
+    return unknown
+
+
+def _replace_notes(prog: Program, notes: tuple[str, ...]) -> Program:
+    return replace(prog, notes=prog.notes + notes)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _explain(attempts: list[tuple[str, Exception]], root: nn.Module) -> str:
+    where = _failing_module(attempts[-1][1], root) or _failing_module(attempts[0][1], root)
+    parts = [f"{name}: {_short(exc)}" for name, exc in attempts]
+    place = f" The failure is inside module '{where}'." if where else ""
+    return ("Could not trace the model. " + " | ".join(parts) + "." + place +
+            " Data-dependent Python control flow (if/for on tensor values) defeats both "
+            "tracers: make the branch depend on shapes or configuration, move it out of "
+            "forward(), or audit the submodule that traces on its own.")
+
+
+def _failing_module(exc: BaseException, root: nn.Module) -> str | None:
+    paths = {id(m): _strip(n) for n, m in root.named_modules()}
+    found = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        self_obj = frame.f_locals.get("self")
+        if isinstance(self_obj, nn.Module) and id(self_obj) in paths and paths[id(self_obj)]:
+            found = paths[id(self_obj)]
+    cause = exc.__cause__ or exc.__context__
+    if found is None and cause is not None and cause is not exc:
+        return _failing_module(cause, root)
+    return found
+
+

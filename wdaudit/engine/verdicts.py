@@ -1,0 +1,173 @@
+"""Stage 8: per-parameter verdicts from the static claims and their confirmation.
+
+ineffective — a confirmed claim covers it: a scale symmetry with ``s_p > 0`` or no effect at all;
+effective   — the constraints pin its scale (a rescaling of mixed sign may still exist);
+unknown     — the analysis could not see (an unknown op on the way, a claim that failed its
+              numerical check, or nothing measurable to check against).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Mapping, Sequence
+
+from ..ops.degree import Deg
+from ..report import (EFFECTIVE, FAILED, INEFFECTIVE, SKIPPED, UNKNOWN, Check, Confirmation,
+                      Group, Member, ParameterReport, Rescaling)
+from .claims import Claims
+from .degrees import Degrees
+from .graph import describe
+from .influence import Influence
+from .program import Program
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    parameters: Mapping[str, ParameterReport]
+    groups: tuple[Group, ...]
+    rescalings: tuple[Rescaling, ...]
+
+
+def decide(claims: Claims, confirmation: Confirmation) -> Verdicts:
+    symmetries = claims.symmetries
+    degrees = symmetries.degrees
+    graph = degrees.influence.graph
+    groups = tuple(_group(i, claim, _check(confirmation, i), degrees)
+                   for i, claim in enumerate(claims.claims))
+    rescalings = tuple(Rescaling(tuple(Member(k, v) for k, v in r.items()))
+                       for r in symmetries.rescalings)
+    reports = {name: _verdict(name, tensor, claims, groups, confirmation)
+               for name, tensor in graph.program.root.model.named_parameters()}
+    return Verdicts(reports, groups, rescalings)
+
+
+def _check(confirmation: Confirmation, i: int) -> Check | None:
+    return confirmation.checks[i] if i < len(confirmation.checks) else None
+
+
+def _group(i: int, claim, check: Check | None, degrees: Degrees) -> Group:
+    if claim.kind == "no-effect":
+        members = (Member(claim.redraw[0], Fraction(1)),)
+        nodes: tuple[str, ...] = ()
+    else:
+        members = tuple(Member(k, v) for k, v in claim.group.exponents.items())
+        nodes = _normalising_nodes(degrees, claim.group.exponents)
+    nan = float("nan")
+    return Group(
+        id=i, kind=claim.kind, members=members, confirmed=bool(check and check.confirmed),
+        max_relative_change=check.max_relative_change if check else nan,
+        exact_relative_change=check.exact_relative_change if check else nan,
+        euler_residual=check.euler_residual if check else nan,
+        eps_limited=bool(check and check.eps_limited), normalising_nodes=nodes,
+        note=(check.note if check else "not confirmed numerically"))
+
+
+def _verdict(name: str, tensor, claims: Claims, groups: Sequence[Group],
+             confirmation: Confirmation) -> ParameterReport:
+    # skipped: the static claims stand, marked; failed: nobody could check them
+    unconfirmed = confirmation.outcome == SKIPPED
+    cannot_measure = confirmation.reason if confirmation.outcome == FAILED else ""
+    base = dict(name=name, shape=tuple(tensor.shape), requires_grad=tensor.requires_grad,
+                module=name.rpartition(".")[0])
+    mine = [g for g in groups if name in g.names]
+    if cannot_measure and mine:  # a claim nobody could check; static "effective" stands
+        return ParameterReport(verdict=UNKNOWN, reason=cannot_measure,
+                               groups=tuple(g.id for g in mine), **base)
+    holding = [g for g in mine if g.confirmed or unconfirmed]
+    if holding:
+        reason = _ineffective_reason(name, holding[0], claims.symmetries.degrees.influence)
+        if unconfirmed:
+            reason += " [not confirmed numerically]"
+        return ParameterReport(verdict=INEFFECTIVE, reason=reason,
+                               groups=tuple(x.id for x in holding), **base)
+    if mine:
+        notes = "; ".join(g.note for g in mine if g.note)
+        return ParameterReport(verdict=UNKNOWN, groups=tuple(g.id for g in mine),
+                               reason=f"the static claim failed its numerical check ({notes})",
+                               **base)
+    symmetries = claims.symmetries
+    if name in symmetries.optimistic and name not in symmetries.support:
+        ops = sorted({u.op for u in symmetries.degrees.unknown_ops})
+        return ParameterReport(verdict=UNKNOWN, reason="could be scale-free, but its path "
+                               f"crosses ops the analysis does not know: {_list(ops)}", **base)
+    return ParameterReport(verdict=EFFECTIVE, reason=_effective_reason(name, symmetries.degrees),
+                           **base)
+
+
+def _ineffective_reason(name: str, g: Group, influence: Influence) -> str:
+    if g.kind == "no-effect":
+        return _no_effect_reason(name, influence)
+    others = [m for m in g.names if m != name]
+    joint = f" jointly with {_list(others)}" if others else ""
+    via = f", normalised by {_list(g.normalising_nodes)}" if g.normalising_nodes else ""
+    reason = f"scale-free{joint}: rescaling leaves every output unchanged{via}"
+    if g.eps_limited:
+        reason += f" (up to normalisation eps: {g.max_relative_change:.1e} relative change)"
+    return reason
+
+
+def _no_effect_reason(name: str, influence: Influence) -> str:
+    graph, program = influence.graph, influence.graph.program
+    if name not in graph.used_params:
+        return "no effect on the output: forward() never uses it on the way to an output"
+    node = influence.absorbed_at.get(name)
+    if node is not None:
+        where = program.module_paths.get(node) or node
+        return (f"no effect on the output: an additive offset that the mean subtraction of "
+                f"'{where}' removes")
+    return "no effect on the output"
+
+
+def _effective_reason(name: str, degrees: Degrees) -> str:
+    index = degrees.variables.index(name)
+    for c in degrees.constraints:
+        if index in c.form.variables:
+            return f"its scale is pinned: {c.why} (at node '{c.node}')"
+    return "its scale is pinned by the constraints"
+
+
+def _normalising_nodes(degrees: Degrees, exponents: Mapping[str, Fraction]) -> tuple[str, ...]:
+    """Nodes whose input scales under the group but whose output does not."""
+    graph = degrees.influence.graph
+    program = graph.program
+    s = {degrees.variables.index(k): float(v) for k, v in exponents.items()}
+    nodes = {n.name: n for n in program.gm.graph.nodes}
+    found = []
+    for name in graph.order:
+        value = degrees.values.get(name)
+        if not isinstance(value, Deg) or value.zero or name not in graph.relevant:
+            continue
+        if abs(value.form.evaluate(s)) > 1e-12:
+            continue
+        node = nodes[name]
+        if node.op in ("placeholder", "get_attr", "output"):
+            continue
+        for src in node.all_input_nodes:
+            v = degrees.values.get(src.name)
+            if isinstance(v, Deg) and not v.zero and abs(v.form.evaluate(s)) > 1e-12:
+                found.append(_label(program, node))
+                break
+    return tuple(dict.fromkeys(found))
+
+
+def _label(program: Program, node) -> str:
+    """'blocks.0.ln_1 (LayerNorm)': the owning module and what it is; the op when the module is
+    a container that merely calls it."""
+    path = program.module_paths.get(node.name)
+    kind = describe(node, program)
+    if path:
+        try:
+            module = program.root.model.get_submodule(path)
+        except AttributeError:
+            module = None
+        if module is not None and not list(module.children()):
+            kind = type(module).__name__
+    return f"{path or node.name} ({kind})"
+
+
+def _list(items: Sequence[str], limit: int = 4) -> str:
+    items = list(items)
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f" and {len(items) - limit} more"

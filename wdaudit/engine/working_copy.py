@@ -1,0 +1,107 @@
+"""A structural copy of the user's model that the audit may configure freely.
+
+The copy shares every parameter tensor with the user's model (no memory cost) but owns its
+module objects and its buffers, so train/eval flags, epsilons and attributes can be set on it
+without touching the user's modules.  Every run through it swaps in our own tensors with
+``torch.func.functional_call``; the shared parameters are only ever read.  Buffers are cloned
+because a forward may write to them outside any run we control: ``symbolic_trace`` executes
+``self.calls += 1`` on the real buffer while it traces.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def structural_copy(model: nn.Module) -> nn.Module:
+    """Deep-copy the module tree sharing the parameter tensors; buffers are cloned."""
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = p
+    with torch.no_grad():
+        for b in model.buffers():
+            memo[id(b)] = b.clone()
+        for m in model.modules():
+            for v in vars(m).values():
+                # a tensor computed by a hook (the old weight_norm's ``weight``) refuses
+                # deepcopy; the hook recomputes it on every forward, a detached clone will do
+                if isinstance(v, torch.Tensor) and v.grad_fn is not None:
+                    memo[id(v)] = v.detach().clone()
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as exc:  # noqa: BLE001 - any failure means we cannot copy safely
+        raise CopyError(
+            f"could not make a working copy of {type(model).__name__} ({exc}); the audit needs "
+            "one so that it never changes the model's own train/eval flags"
+        ) from exc
+
+
+class CopyError(RuntimeError):
+    pass
+
+
+def is_batchnorm(m: nn.Module) -> bool:
+    """Batch-statistics normalisation layers recognised by what they hold, not their name."""
+    return isinstance(m, nn.modules.batchnorm._NormBase) and not isinstance(
+        m, nn.modules.instancenorm._InstanceNorm
+    )
+
+
+def set_training_semantics(model: nn.Module) -> None:
+    """BatchNorm on batch statistics, every other module in eval (dropout and drop-path off).
+
+    This is the function weight decay acts on during training, minus its randomness.
+    """
+    for m in model.modules():
+        m.training = is_batchnorm(m)
+
+
+class Flattened(nn.Module):
+    """Calls the model and returns every tensor it outputs as one flat tuple.
+
+    Dicts, dataclasses (Hugging Face ``ModelOutput``), nested tuples and objects holding
+    tensors (a KV cache) all count: DESIGN.md says every tensor output counts.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.output_paths: list[str] = []
+
+    def forward(self, *args):
+        out = self.model(*args)
+        paths: list[str] = []
+        flat = flatten_outputs(out, "output", paths)
+        self.output_paths = paths
+        return tuple(flat)
+
+
+def flatten_outputs(obj: Any, path: str, paths: list[str], depth: int = 0, seen=None) -> list:
+    seen = set() if seen is None else seen
+    if isinstance(obj, (torch.Tensor, torch.fx.Proxy)):
+        paths.append(path)
+        return [obj]
+    if obj is None or isinstance(obj, (str, bytes, int, float, bool, torch.dtype, torch.device)):
+        return []
+    if depth > 8 or id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    out: list = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += flatten_outputs(v, f"{path}[{k!r}]", paths, depth + 1, seen)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out += flatten_outputs(v, f"{path}[{i}]", paths, depth + 1, seen)
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            out += flatten_outputs(getattr(obj, f.name), f"{path}.{f.name}", paths, depth + 1, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, nn.Module):
+        for k, v in vars(obj).items():
+            out += flatten_outputs(v, f"{path}.{k}", paths, depth + 1, seen)
+    return out

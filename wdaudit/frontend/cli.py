@@ -1,0 +1,339 @@
+"""``wdaudit TARGET``: the command line and CI lint step.
+
+Exit status: 0 when nothing is found at or above ``--fail-on``, 1 when something is, 2 when
+the audit could not be made (usage, loading, tracing, configuration, internal error) — a crash
+in the user's code is 2, never 1.  ``--exit-zero`` turns 1 into 0 and leaves 2 alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import sys
+import textwrap
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, Iterable
+
+import click
+import torch
+
+from .. import __version__
+from ..audit import AnalysisDefect, CudaUnavailable, DeviceError, audit, resolve_device
+from ..engine.findings import ASSUME_CHOICES
+from ..engine.quiet import torch_silenced
+from ..engine.trace import InputError, TraceError
+from ..engine.walk import AnalysisError, UnsupportedOpError
+from ..report import Location, Report
+from ..rules import RULES, SEVERITIES, UnknownRuleError, at_least, enabled, expand
+from . import config as config_mod
+from .config import ConfigError, Config, unknown_rule_message
+from .formats import FORMATS, Context, render
+from .load import InputSpec, LoadError, Loaded, load, parse_dtype, parse_range, parse_shape, \
+    parse_target
+from .user_errors import one_line, user_site
+from .locations import locator
+from .noqa import suppress
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class Failure(Exception):
+    """The audit could not be made: exit status 2 with this one-paragraph message."""
+
+
+# --- option parsing ------------------------------------------------------------------------
+
+
+def _split(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(part.strip() for v in values for part in v.split(",") if part.strip())
+
+
+def _rule_codes(ctx, param, values) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    selectors = _split(values)
+    try:
+        expand(selectors)
+    except UnknownRuleError as exc:
+        raise click.BadParameter(unknown_rule_message(exc.selector, f"--{param.name}")) from exc
+    return selectors
+
+
+def _patterns(ctx, param, values) -> tuple[str, ...] | None:
+    return _split(values) or None
+
+
+def _converted(parse):
+    def callback(ctx, param, value):
+        if value is None or value == ():
+            return None
+        try:
+            return tuple(parse(v) for v in value) if isinstance(value, tuple) else parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return callback
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("target", required=False)
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format (default: text, or `format` from [tool.wdaudit]).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report to this file instead of standard output.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES),
+              help="Lowest severity that makes the exit status 1 (default: warning).")
+@click.option("--exit-zero", is_flag=True,
+              help="Exit 0 even when there are findings (errors still exit 2).")
+@click.option("--select", multiple=True, callback=_rule_codes, metavar="CODES",
+              help="Report only these rules: codes or prefixes, comma-separated (default: all).")
+@click.option("--ignore", multiple=True, callback=_rule_codes, metavar="CODES",
+              help="Do not report these rules.")
+@click.option("--ignore-parameters", multiple=True, callback=_patterns, metavar="GLOBS",
+              help="Do not report these parameters (glob patterns on names, e.g. '*.bn*.*').")
+@click.option("--assume-decay", type=click.Choice(ASSUME_CHOICES),
+              help="Without an optimizer: which parameters count as decayed (default: all).")
+@click.option("--device", help="Device for the numerical confirmation: cpu (default) or cuda.")
+@click.option("--input-shape", multiple=True, callback=_converted(parse_shape), metavar="SHAPE",
+              help="Make example inputs of this shape, e.g. 2,3,224,224 (repeat for several "
+                   "inputs); overrides the file's example_inputs.")
+@click.option("--input-dtype", callback=_converted(parse_dtype), metavar="DTYPE",
+              help="dtype of the --input-shape inputs (default float32; long for token ids).")
+@click.option("--input-range", callback=_converted(parse_range), metavar="LOW,HIGH",
+              help="Draw --input-shape inputs from [LOW, HIGH), e.g. 0,1000 for token ids.")
+@click.option("--no-confirm", is_flag=True,
+              help="Skip the numerical confirmation of each claim (faster, static only).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on standard error.")
+@click.option("--debug", is_flag=True, help="Show the traceback when something fails.")
+@click.option("--list-rules", is_flag=True, help="Describe every rule (what, why, example), exit.")
+@click.version_option(__version__, prog_name="wdaudit")
+@click.pass_context
+def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero, select,
+         ignore, ignore_parameters, assume_decay, device, input_shape, input_dtype, input_range,
+         no_confirm, quiet, debug, list_rules) -> None:
+    """Find the weight-decay terms of a PyTorch model that cannot regularise anything.
+
+    TARGET is path/to/file.py, path/to/file.py:factory or package.module:factory.  Without
+    :factory, wdaudit looks for build_model, get_model or model in the file; example inputs
+    come from example_inputs (or --input-shape), the optimizer from build_optimizer(model) or
+    configure_optimizers(model).  Settings are read from [tool.wdaudit] in the nearest
+    pyproject.toml; flags win.
+    """
+    if list_rules:
+        click.echo(rules_text(), nl=False)
+        ctx.exit(EXIT_CLEAN)
+    if target is None:
+        raise click.UsageError("missing TARGET: give the Python file that builds the model "
+                               "(or package.module:factory), e.g. wdaudit model.py")
+    if (input_dtype is not None or input_range is not None) and not input_shape:
+        raise click.UsageError("--input-dtype and --input-range describe the inputs that "
+                               "--input-shape makes: give --input-shape too")
+    spec = InputSpec(input_shape, input_dtype or torch.float32, input_range) if input_shape \
+        else None
+    flags = Config(select=select, ignore=ignore, ignore_parameters=ignore_parameters,
+                   format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
+    request = Request(target, spec, flags, output, no_confirm)
+    progress = _Progress(enabled=not quiet and _is_terminal(sys.stderr))
+    engine_noise = io.StringIO()
+    try:
+        status = _run(request, progress, engine_noise)
+    except Failure as exc:
+        if debug:
+            _echo_noise(engine_noise)
+            click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
+        click.echo(f"wdaudit: error: {exc}", err=True)
+        ctx.exit(EXIT_ERROR)
+    if debug:
+        _echo_noise(engine_noise)
+    ctx.exit(EXIT_CLEAN if exit_zero else status)
+
+
+def _echo_noise(noise: io.StringIO) -> None:
+    if noise.getvalue().strip():
+        click.echo(noise.getvalue().rstrip("\n"), err=True)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the command line asked for."""
+
+    target: str  # TARGET as typed
+    inputs: InputSpec | None  # --input-shape & co.
+    flags: Config  # the settings given as flags (they win over [tool.wdaudit])
+    output: str | None  # -o FILE
+    no_confirm: bool
+
+
+def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> int:
+    target = parse_target(request.target)
+    with _user_output_to_stderr():
+        with progress.step(f"loading {target}"):
+            loaded = _load(target, request.inputs)
+        settings = _settings(request.flags, loaded)
+        with progress.step(f"auditing {type(loaded.model).__name__}"), \
+                torch_silenced(engine_noise, level=logging.ERROR, stdout=True):
+            report = _audit(loaded, settings, request.no_confirm, progress.stage)
+    progress.done(report)
+    kept, silenced = suppress(report.findings, enabled(settings.select, settings.ignore or ()))
+    report = replace(report, findings=kept)
+    output = request.output
+    context = Context(request.target, loaded.path, loaded.origin,
+                      type(loaded.optimizer).__name__ if loaded.optimizer else None,
+                      len(silenced))
+    fmt = settings.format or "text"
+    if output:
+        text = render(fmt, report, context)
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        stdout = sys.stdout
+        terminal = _is_terminal(stdout)
+        color = terminal and not os.environ.get("NO_COLOR")
+        width = shutil.get_terminal_size().columns if terminal else None
+        click.echo(render(fmt, report, context, color=color, width=width), nl=False, color=color)
+    fail_on = settings.fail_on or "warning"
+    failing = any(at_least(f.severity, fail_on) for f in report.findings)
+    return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _load(target, spec) -> Loaded:
+    try:
+        return load(target, spec)
+    except LoadError as exc:
+        raise Failure(str(exc)) from exc
+
+
+def _settings(flags: Config, loaded: Loaded) -> Config:
+    """The nearest pyproject.toml's [tool.wdaudit] with the command line's flags on top."""
+    try:
+        found = config_mod.load(loaded.path or os.getcwd())
+    except ConfigError as exc:
+        raise Failure(str(exc)) from exc
+    return config_mod.merged(flags, found)
+
+
+def _audit(loaded: Loaded, settings: Config, no_confirm: bool, stage=None) -> Report:
+    model, name = loaded.model, type(loaded.model).__name__
+    device = _device(settings.device)
+    locate = _locate_or_target(locator(model), loaded.path)
+    assume = settings.assume_decay or "all"
+    try:
+        return audit(model, loaded.example_inputs, optimizer=loaded.optimizer, device=device,
+                     confirm=not no_confirm, assume_decay=assume, locate=locate,
+                     ignore_parameters=settings.ignore_parameters or (), progress=stage)
+    except InputError as exc:
+        own = exc.__cause__
+        error = f"{one_line(own)}{user_site(own)}" if own is not None else str(exc)
+        raise Failure(f"{name} does not run on the example inputs ({loaded.origin['inputs']}): "
+                      f"it raised {error}. Give inputs that forward() accepts: fix "
+                      "example_inputs, or pass --input-shape (with --input-dtype long "
+                      "--input-range 0,VOCAB for token ids).") from exc
+    except TraceError as exc:
+        raise Failure(f"{name} cannot be audited: {exc}") from exc
+    except UnsupportedOpError as exc:
+        raise Failure(f"{name} uses an op wdaudit does not know, and strict mode is on "
+                      f"(WDAUDIT_STRICT): {exc}. Unset WDAUDIT_STRICT to treat it "
+                      "conservatively, and please report the op.") from exc
+    except AnalysisDefect as exc:
+        raise Failure(f"internal error: a claim about {name} failed its numerical check "
+                      f"({exc}). This is a bug in wdaudit: please report it with the model "
+                      "(--debug shows the traceback).") from exc
+    except AnalysisError as exc:
+        raise Failure(f"internal error while analysing {name}, and strict mode is on "
+                      f"(WDAUDIT_STRICT): {exc}. Unset WDAUDIT_STRICT to treat that node "
+                      "conservatively, and please report it with the model.") from exc
+    except Exception as exc:  # noqa: BLE001 - the user's forward() runs in here too
+        raise Failure(f"auditing {name} failed with {type(exc).__name__}: {exc}. If the "
+                      "traceback (--debug) ends in your code, fix it there; otherwise this is a "
+                      "bug in wdaudit: please report it.") from exc
+
+
+def _device(name: str | None) -> str | None:
+    if name is None:
+        return None
+    try:
+        resolve_device(name)
+    except CudaUnavailable as exc:
+        raise Failure(f"--device {name} was asked for, but CUDA is not available here: leave "
+                      "the device out (CPU is the default) or run where a GPU is.") from exc
+    except DeviceError as exc:
+        raise Failure(f"{exc}.") from exc
+    return name
+
+
+def _locate_or_target(locate, path: str | None):
+    """Findings with no construction site point at the target file (code scanning needs a
+    file for every result)."""
+    def wrapped(names) -> Location:
+        where = locate(names)
+        return where if where.path is not None or path is None else Location(path, None)
+    return wrapped
+
+
+# --- user code, progress, terminals --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _user_output_to_stderr():
+    """What the user's code prints must not end up inside the JSON or SARIF on stdout."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Progress:
+    """A spinner with the current step on stderr, when stderr is a terminal and not --quiet."""
+
+    def __init__(self, enabled: bool):
+        self.console = None
+        if enabled:
+            from rich.console import Console
+
+            self.console = Console(file=sys.stderr, highlight=False, markup=False)
+
+    _STAGES = {"trace": "tracing", "analysis": "static analysis",
+               "confirm": "numerical confirmation"}
+
+    @contextlib.contextmanager
+    def step(self, text: str):
+        if self.console is None:
+            yield
+            return
+        self._text = text
+        with self.console.status(text + " …") as status:
+            self._status = status
+            try:
+                yield
+            finally:
+                self._status = None
+
+    def stage(self, name: str) -> None:
+        """The engine's progress hook: which stage of the audit is running."""
+        status = getattr(self, "_status", None)
+        if status is not None:
+            status.update(f"{self._text}: {self._STAGES.get(name, name)} …")
+
+    def done(self, report: Report) -> None:
+        if self.console is None:
+            return
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
+        self.console.print(f"audited {report.model} ({times})", style="dim")
+
+
+def rules_text() -> str:
+    """``--list-rules``: every rule with what it flags, why, and an example."""
+    blocks = []
+    for rule in RULES.values():
+        fields = [("What", rule.summary), ("Why", rule.why), ("Example", rule.example)]
+        body = "".join(textwrap.fill(text, 96, initial_indent=f"  {label + ':':<9}",
+                                     subsequent_indent=" " * 11) + "\n"
+                       for label, text in fields)
+        blocks.append(f"{rule.code} {rule.name} ({rule.severity})\n{body}")
+    return "\n".join(blocks)
