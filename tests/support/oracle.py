@@ -86,18 +86,28 @@ def check(model: torch.nn.Module, inputs, *, draws: int | None = None, seed: int
     support, witness = _max_support(J)
     residual = {}
     verified: dict[bytes, bool] = {}  # one finite re-check per distinct witness direction
+
+    def holds(s: np.ndarray) -> bool:
+        key = (s > 1e-9).tobytes()
+        if key not in verified:
+            exps = {names[i]: float(v) for i, v in enumerate(s) if v > 1e-9}
+            verified[key] = _finite_ok(copy, points[0], buffers, exps)
+        return verified[key]
+
     ineffective = set()
     for j, name in enumerate(names):
         s = witness.get(j) if j in support else None
         if s is None or s[j] < 1e-3:
             residual[name] = float("inf")
             continue
+        if not holds(s):
+            # a witness shared from another parameter's ray can carry a near-null direction
+            # of J that no finite rescaling honours; give j the DESIGN.md §6 LP of its own
+            own = _direct(J, j)
+            if own is not None and holds(own):
+                s = witness[j] = own
         residual[name] = _residual(J, s)
-        key = (s > 1e-9).tobytes()
-        if key not in verified:
-            exps = {names[i]: float(v) for i, v in enumerate(s) if v > 1e-9}
-            verified[key] = _finite_ok(copy, points[0], buffers, exps)
-        if verified[key]:
+        if holds(s):
             ineffective.add(name)
     return Oracle(names, frozenset(ineffective), residual,
                   {names[j]: {names[i]: float(v) for i, v in enumerate(s) if v > 1e-9}
@@ -166,6 +176,28 @@ def _max_support(J: np.ndarray) -> tuple[set[int], dict[int, np.ndarray]]:
         for i in np.flatnonzero(s >= 1e-3):
             witness.setdefault(int(i), s)
     return {j for j in support if witness[j][j] >= 1e-3}, witness
+
+
+def _direct(J: np.ndarray, j: int) -> np.ndarray | None:
+    """min ‖J s‖₁ over s ≥ 0 with s_j = 1, straight on J (DESIGN.md §6): a witness through j
+    when the minimum is round-off, else None."""
+    m, n = J.shape
+    norms = np.linalg.norm(J, axis=0)
+    scale = np.where(norms > 0, norms, 1.0)
+    A = J / scale  # unit columns: exponents in units where every column counts alike
+    # variables [s (n), u (m)]: minimise Σu with -u ≤ A s ≤ u
+    c = np.concatenate([np.zeros(n), np.ones(m)])
+    a_ub = np.block([[A, -np.eye(m)], [-A, -np.eye(m)]])
+    bounds = [(0, None)] * n + [(0, None)] * m
+    bounds[j] = (1, 1)
+    res = linprog(c, A_ub=a_ub, b_ub=np.zeros(2 * m), bounds=bounds, method="highs")
+    if res.status != 0:
+        return None
+    s_unit = np.clip(res.x[:n], 0.0, None)
+    s_unit[s_unit < 1e-3 * s_unit.max()] = 0.0
+    s = s_unit / scale
+    s = _snap(s / s.max())
+    return s if _residual(J, s) <= TOL and s[j] >= 1e-3 else None
 
 
 def _snap(s: np.ndarray) -> np.ndarray:
