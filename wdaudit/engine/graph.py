@@ -53,8 +53,11 @@ def build(program: Program) -> ModelGraph:
                 if position[user] > position[name]:
                     dag.add_edge(name, user)
     outputs = tuple(_user_outputs(program, output_node))
-    relevant = set(outputs)
-    for name in outputs:
+    # a returned tensor is read at the very end: an in-place write into it (or into a view
+    # of it) after it was made reaches the output as surely as its own value does
+    seeds = set(outputs) | {m for m, aliases in mutations.items() if aliases & set(outputs)}
+    relevant = set(seeds)
+    for name in seeds:
         relevant |= nx.ancestors(dag, name)
     param_nodes: dict[str, list[str]] = {}
     for name, canon in program.params.items():
