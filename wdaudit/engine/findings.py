@@ -114,7 +114,8 @@ def find(verdicts: Verdicts, policy: Policy) -> Findings:
                                f"weight decay on '{name}', which has {reason}; the decay only "
                                f"shrinks it towards zero{assumed}", (name,), locate((name,))))
             continue
-        rest = sorted(set(g.names) - set(decayed))
+        shown = [n for n in g.names if not skip(n)]  # ignored parameters are never named
+        rest = sorted(n for n in shown if n not in decayed)
         together = f" together with {_short(rest)}" if rest else (" together" if len(decayed) > 1 else "")
         via = f"; normalised by {_short(g.normalising_nodes)}" if g.normalising_nodes else ""
         eps = " — invariance is eps-limited" if g.eps_limited else ""
@@ -124,13 +125,13 @@ def find(verdicts: Verdicts, policy: Policy) -> Findings:
             f"when {'it is' if len(decayed) == 1 else 'they are'} rescaled{together}{via}{eps}. "
             f"Decay here only sets the effective learning rate (angular step size){assumed}",
             tuple(decayed), locate(tuple(decayed))))
-        undecayed = [n for n in g.names if n not in decay.decayed]
+        undecayed = [n for n in shown if n not in decay.decayed]
         if undecayed and len(g.names) > 1:
             out.append(Finding(
                 "WD004", RULES["WD004"].severity,
                 f"scale-free group {g.id} is only partly decayed: {_short(decayed)} decayed, "
                 f"{_short(undecayed)} not; the undecayed members can grow to compensate",
-                tuple(g.names), locate(tuple(decayed))))
+                tuple(shown), locate(tuple(decayed))))
     for c in decay.coupled:
         members = tuple(n for n in c.parameters if not skip(n))
         if not members:
