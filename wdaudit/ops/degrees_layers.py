@@ -92,10 +92,13 @@ def layer_norm(c: Call, *, stats: bool = False) -> Any:
     return out
 
 
-def batch_norm(c: Call, *, stats: str | None = None) -> Any:
+def batch_norm(c: Call, *, stats: str | None = None, batch_stats: bool | None = None) -> Any:
     """batch and instance norm.  ``stats``: the statistics returned beside the output —
-    ``"saved"`` (mean, rstd) or ``"functional"`` (those and the updated running statistics)."""
-    training = c.raw("training", "use_input_stats", default=True)
+    ``"saved"`` (mean, rstd) or ``"functional"`` (those and the updated running statistics).
+    ``batch_stats``: set by spellings that say it in their name rather than in an argument
+    (``_native_batch_norm_legit_no_training`` normalises with the running statistics)."""
+    training = c.raw("training", "use_input_stats", default=True) if batch_stats is None \
+        else batch_stats
     raw = c.raw("input")
     if isinstance(raw, Split) and training and raw.dim == 1:
         # per-channel statistics: each concatenated part is normalised on its own
