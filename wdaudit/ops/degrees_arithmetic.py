@@ -104,23 +104,20 @@ def neg(c: Call) -> Deg | None:
 
 def variance(c: Call) -> Deg | None:
     d = c.deg("input")
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     return None if d is None else Deg(d.form.scale(2), d.zero, True)
 
 
 def var_mean(c: Call) -> Any:
     d = c.deg("input")
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     return (Deg(d.form.scale(2), d.zero, True), d)
 
 
 def norm(c: Call) -> Deg | None:
     p = c.raw("p", "ord", default=2)
     d = c.deg("input")
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     if d is None:
         return None
     if is_number(p) and p == 0:  # counts non-zeros

@@ -70,18 +70,14 @@ def preserve_nonneg(c: Call) -> Deg | None:
 
 def preserve_list(c: Call) -> Multi:
     """split/chunk/unbind: every piece keeps the input's degree."""
-    for name in list(c.args):
-        if name != "input":
-            c.raw(name)
+    c.read_rest("input")
     d = c.deg("input")
     return Multi(d, d)
 
 
 def pool(c: Call) -> Any:
     """Max pooling: homogeneous; with return_indices it also yields scale-invariant indices."""
-    for name in list(c.args):
-        if name != "input":
-            c.raw(name)
+    c.read_rest("input")
     d = c.deg("input")
     if c.args.get("return_indices") is True:
         return (d, Deg(nonneg=True))
@@ -104,22 +100,19 @@ def nonlinear(c: Call) -> Deg:
 def constant(c: Call) -> Deg:
     """A tensor made from constants (ones, arange, ones_like, rand_like …): tensor operands
     only lend their shape, dtype or device."""
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     return CONST
 
 
 def zeros(c: Call) -> Deg:
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     return ZERO
 
 
 def full(c: Call) -> Deg:
     """full / full_like / new_full: the result scales like the fill value."""
     value = c.raw("fill_value", "value")
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     if is_number(value):
         return ZERO if value == 0 else CONST
     d = as_deg(value)
@@ -143,15 +136,13 @@ def like(c: Call) -> Deg | None:
 
 def no_value(c: Call) -> None:
     """Assertions and metadata checks: no tensor result."""
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     return None
 
 
 def shape_query(c: Call) -> Deg:
     """``x.size()``, ``x.dim()``, ``x.shape``: never depends on parameter values."""
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     return CONST
 
 
@@ -293,8 +284,7 @@ def convert(c: Call) -> Deg | None:
 def reduce_with_indices(c: Call) -> Any:
     """max/min/sort/topk/kthvalue/median along a dim: (values, indices)."""
     d = c.deg("input")
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     return (d, Deg(nonneg=True))
 
 

@@ -146,9 +146,7 @@ def rms_norm(c: Call, *, stats: bool = False) -> Any:
 
 def normalize(c: Call) -> Deg:
     """F.normalize / cosine_similarity: degree 0 whatever the input."""
-    for name in list(c.args):
-        if name != "eps":
-            c.raw(name)
+    c.read_rest("eps")
     c.mark_eps("eps")
     c.raw("eps")
     return Deg()
@@ -202,7 +200,6 @@ def embedding(c: Call) -> Deg | None:
 
 def softmax_like(c: Call) -> Deg:
     x = c.raw("input")
-    for name in list(c.args):
-        c.raw(name)
+    c.read_rest()
     c.require_zero(x, f"{c.op} is not positively homogeneous")
     return Deg(nonneg=True)

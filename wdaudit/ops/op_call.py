@@ -48,6 +48,13 @@ class Call:
                 return self.args[name]
         return default
 
+    def read_rest(self, *keep: str) -> None:
+        """Mark every argument but ``keep`` as read: it lends only shape, dtype, device or a
+        flag, so the engine must not pin it to degree 0."""
+        for name in self.args:
+            if name not in keep:
+                self.used.add(name)
+
     def deg(self, *names: str) -> Deg | None:
         """The operand as a degree; Python numbers are constants, ``0`` is ZERO."""
         return as_deg(self.raw(*names))
