@@ -126,3 +126,35 @@ def test_invariance_that_only_holds_as_eps_vanishes_is_flagged():
     assert group.confirmed and group.eps_limited and group.max_relative_change > 1e-3
     assert "eps" in report.parameters["fc.weight"].reason
     assert any("eps-limited" in f.message for f in report.findings if f.code == "WD001")
+
+
+class PlainAttribute(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.ln = nn.LayerNorm(4)
+        self.gain = torch.full((4,), 2.0)  # a plain tensor attribute: neither buffer nor parameter
+
+    def forward(self, x):
+        return self.ln(self.fc(x)) * self.gain
+
+
+def test_confirmation_places_a_copy_of_the_program_and_leaves_the_traced_one():
+    """Stray tensor attributes must be on the confirmation device when the real model runs
+    there; the traced program, another stage's output, is not touched."""
+    from wdaudit.engine.program import placed
+
+    def strays(program):
+        return [v for m in program.root.modules() for v in vars(m).values()
+                if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter)]
+
+    program = trace(PlainAttribute(), (torch.randn(3, 4),))
+    assert strays(program) and all(t.device.type == "cpu" for t in strays(program))
+    assert placed(program, torch.device("cpu")) is program  # nothing to move: no copy
+    moved = placed(program, torch.device("meta"))
+    assert moved.root is not program.root and moved.gm.graph is not program.gm.graph
+    assert all(t.device.type == "meta" for t in strays(moved))
+    assert all(t.device.type == "cpu" for t in strays(program))
+    assert [n.name for n in moved.gm.graph.nodes] == [n.name for n in program.gm.graph.nodes]
+    shared = {id(p) for p in program.root.parameters()}
+    assert {id(p) for p in moved.root.parameters()} == shared  # parameters are not copied
