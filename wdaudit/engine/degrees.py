@@ -128,9 +128,9 @@ class _DegreeWalk(GraphWalk):
         if not op.keeps_split:
             bound = {k: self._resolve(node, v) for k, v in bound.items()}
         sources = {k: v.name for k, v in args.items() if isinstance(v, fx.Node)}
-        shapes = {k: _shape(self.program, v) for k, v in sources.items()}
+        shapes = {k: self.program.shape(v) for k, v in sources.items()}
         return Call(node.name, op.name, bound, sources, shapes,
-                    out_shape=_shape(self.program, node.name))
+                    out_shape=self.program.shape(node.name))
 
     def _resolve(self, node: fx.Node, value: Any) -> Any:
         """A concatenation whose parts scale apart, used by anything but a per-channel norm:
@@ -201,13 +201,6 @@ def _constant(t: torch.Tensor) -> Deg:
     if isinstance(t, torch.Tensor) and not t.is_meta and t.numel() <= 1 << 20 and not bool(t.any()):
         return ZERO
     return CONST
-
-
-def _shape(program, node_name: str) -> tuple[int, ...] | None:
-    meta = program.shapes.get(node_name)
-    if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[1], torch.dtype):
-        return meta[0]
-    return None
 
 
 def _eps_site(node: fx.Node, op: Op, where: dict, arg: str) -> EpsSite:

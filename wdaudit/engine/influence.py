@@ -55,7 +55,7 @@ class _InfluenceWalk(GraphWalk):
         p = self.program.params.get(node.name)
         if p is None:
             return Info()
-        shape = _shape(self.program.shapes.get(node.name))
+        shape = self.program.shape(node.name)
         # a parameter is constant along its size-1 axes: a bias broadcast over the batch
         offsets = {p: frozenset(i for i, s in enumerate(shape) if s == 1)} if shape else {}
         return Info(frozenset({p}), offsets)
@@ -71,7 +71,7 @@ class _InfluenceWalk(GraphWalk):
         leaf = self.program.leaves.get(node.name)
         own = {k: _own(v, leaf) for k, v in args.items() if isinstance(v, OwnTensor)}
         call = OffsetCall(node.name, {**args, **own}, tuple(node.args), self.env,
-                          self.program.shapes, self.program.params, self._everything(node))
+                          self.program.shape, self.program.params, self._everything(node))
         info = op.offsets(call)
         for p, at in call.absorbed.items():
             self.absorbed.setdefault(p, at)
@@ -100,8 +100,3 @@ def _own(value: OwnTensor, leaf) -> tuple[str, str] | None:
     canon = leaf.params.get(value.name) if leaf is not None else None
     return ("param", canon) if canon else None
 
-
-def _shape(meta: Any) -> tuple[int, ...] | None:
-    if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[0], tuple):
-        return meta[0]
-    return None

@@ -52,6 +52,14 @@ class Program:
     shapes: Mapping[str, Any] = field(default_factory=dict)  # node -> (shape, dtype), if run
     parameters: tuple[str, ...] = ()  # every canonical parameter name of the model, in order
 
+    def shape(self, node: str) -> tuple[int, ...] | None:
+        """The shape a run recorded for a single-tensor node; None for anything else."""
+        meta = self.shapes.get(node)
+        if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[0], tuple) \
+                and isinstance(meta[1], torch.dtype):
+            return meta[0]
+        return None
+
 
 @dataclass(frozen=True)
 class EpsSite:

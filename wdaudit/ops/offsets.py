@@ -52,7 +52,7 @@ class OffsetCall:
     args: dict[str, Any]
     positional: tuple  # the node's own positional arguments, for ops with varargs dims
     infos: Mapping[str, Any]  # node -> Info / TupleInfo computed so far
-    shapes: Mapping[str, Any]  # node -> (shape, dtype) recorded by the trace
+    shape_of: Callable[[str], tuple[int, ...] | None]  # node -> shape the trace recorded
     params: Mapping[str, str]  # parameter nodes -> canonical name
     everything: frozenset[str]  # every parameter any operand depends on
     absorbed: dict[str, str] = field(default_factory=dict)  # parameter -> node removing it
@@ -67,11 +67,9 @@ class OffsetCall:
         return Info()
 
     def shape(self, value: Any) -> tuple[int, ...] | None:
-        name = value.name if isinstance(value, fx.Node) else value
-        meta = self.shapes.get(name)
-        if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[0], tuple):
-            return meta[0]
-        return None
+        if isinstance(value, fx.Node):
+            value = value.name
+        return self.shape_of(value) if isinstance(value, str) else None
 
     @property
     def out_shape(self) -> tuple[int, ...] | None:
