@@ -13,7 +13,7 @@ from tests.support.differential import differential
 from wdaudit.ops import degrees_arithmetic as A
 from wdaudit.ops import degrees_elementwise as T
 from wdaudit.ops import degrees_layers as L
-from wdaudit.ops import table
+from wdaudit.ops import lookup
 from wdaudit.ops.degree import CONST, ZERO, Deg, Form
 from wdaudit.ops.leaf_modules import module_op
 from wdaudit.ops.op_call import Call
@@ -35,8 +35,8 @@ def var(i, nonneg=False):
 
 
 def test_every_entry_binds_its_first_operand_by_name():
-    entries = list(table.LOOKUP.functions.values()) + list(table.LOOKUP.methods.values()) \
-        + list(table.LOOKUP.packets.values())
+    entries = list(lookup.LOOKUP.functions.values()) + list(lookup.LOOKUP.methods.values()) \
+        + list(lookup.LOOKUP.packets.values())
     assert len(entries) > 900
     for entry in entries:
         assert entry.signature, entry.name
@@ -48,11 +48,11 @@ def test_every_entry_binds_its_first_operand_by_name():
 @pytest.mark.parametrize("spelling", [torch.relu, F.relu, aten.relu.default])
 def test_spellings_of_one_op_share_a_rule(spelling):
     node = torch.fx.Node(torch.fx.Graph(), "n", "call_function", spelling, (), {})
-    assert table.lookup(node).degrees is T.relu
+    assert lookup.lookup(node).degrees is T.relu
 
 
 def test_operators_bind_left_and_right_operands():
-    entry = table.LOOKUP.functions[operator.add]
+    entry = lookup.LOOKUP.functions[operator.add]
     bound, where = bind(entry.signature, ("a", "b"), {})
     assert bound == {"input": "a", "other": "b"} and where["other"] == ("arg", 1)
 

@@ -15,7 +15,8 @@ import networkx as nx
 import torch
 from torch import fx
 
-from ..ops.table import Op, lookup
+from ..ops.lookup import lookup
+from ..ops.table import Op
 from .program import Program
 
 

@@ -20,7 +20,7 @@ from torch import fx, nn
 from torch.nn.utils import parametrize
 
 from ..ops.leaf_modules import module_op
-from ..ops.table import lookup
+from ..ops.lookup import lookup
 from .program import LeafModule, Program, run, run_model
 from .quiet import torch_silenced
 from .rng import seeded

@@ -16,6 +16,7 @@ from torch import nn
 from . import degrees_elementwise as E
 from . import degrees_layers as L
 from . import offsets as O
+from . import offsets_layers as OL
 from .degree import CONST, Deg, Multi
 from .op_call import Call
 from .table import Op
@@ -210,28 +211,28 @@ MODULE_OPS: dict[type, Op] = {
     cls: _op(cls, rule, _input, _ACT_OFFSETS.get(cls, O.mixes)) for cls, rule in _ACT.items()
 }
 MODULE_OPS.update({
-    nn.Softmax: _op(nn.Softmax, L.softmax_like, _softmax, O.softmax),
-    nn.LogSoftmax: _op(nn.LogSoftmax, L.softmax_like, _softmax, O.softmax),
-    nn.Softmin: _op(nn.Softmin, L.softmax_like, _softmax, O.softmax),
-    nn.Softmax2d: _op(nn.Softmax2d, L.softmax_like, _softmax, O.softmax),
+    nn.Softmax: _op(nn.Softmax, L.softmax_like, _softmax, OL.softmax),
+    nn.LogSoftmax: _op(nn.LogSoftmax, L.softmax_like, _softmax, OL.softmax),
+    nn.Softmin: _op(nn.Softmin, L.softmax_like, _softmax, OL.softmax),
+    nn.Softmax2d: _op(nn.Softmax2d, L.softmax_like, _softmax, OL.softmax),
     nn.Hardtanh: _op(nn.Hardtanh, E.clamp, _hardtanh),  # ReLU6 subclasses it: listed above
     nn.Threshold: _op(nn.Threshold, E.threshold, _threshold),
     nn.PReLU: _op(nn.PReLU, E.prelu, _prelu),
     nn.ConstantPad1d: _op(nn.ConstantPad1d, E.pad, _const_pad),
     nn.ConstantPad2d: _op(nn.ConstantPad2d, E.pad, _const_pad),
     nn.ConstantPad3d: _op(nn.ConstantPad3d, E.pad, _const_pad),
-    nn.Linear: _op(nn.Linear, L.linear, _linear, O.linear),
+    nn.Linear: _op(nn.Linear, L.linear, _linear, OL.linear),
     nn.Bilinear: _op(nn.Bilinear, L.linear, _bilinear),
-    nn.modules.conv._ConvNd: Op("Conv", L.linear, partial(O.linear, conv=True), adapter=_conv),
-    nn.LayerNorm: _op(nn.LayerNorm, L.layer_norm, _layer_norm, O.layer_norm, "eps"),
-    nn.GroupNorm: _op(nn.GroupNorm, L.layer_norm, _group_norm, O.group_norm, "eps"),
+    nn.modules.conv._ConvNd: Op("Conv", L.linear, partial(OL.linear, conv=True), adapter=_conv),
+    nn.LayerNorm: _op(nn.LayerNorm, L.layer_norm, _layer_norm, OL.layer_norm, "eps"),
+    nn.GroupNorm: _op(nn.GroupNorm, L.layer_norm, _group_norm, OL.group_norm, "eps"),
     nn.modules.instancenorm._InstanceNorm: Op(
-        "InstanceNorm", L.batch_norm, O.instance_norm, adapter=_instance_norm, eps_attr="eps",
+        "InstanceNorm", L.batch_norm, OL.instance_norm, adapter=_instance_norm, eps_attr="eps",
         keeps_split=True),
     nn.modules.batchnorm._BatchNorm: Op(
-        "BatchNorm", L.batch_norm, O.batch_norm, adapter=_batch_norm, eps_attr="eps",
+        "BatchNorm", L.batch_norm, OL.batch_norm, adapter=_batch_norm, eps_attr="eps",
         keeps_split=True),
-    nn.SyncBatchNorm: Op("SyncBatchNorm", L.batch_norm, O.batch_norm, adapter=_batch_norm,
+    nn.SyncBatchNorm: Op("SyncBatchNorm", L.batch_norm, OL.batch_norm, adapter=_batch_norm,
                          eps_attr="eps", keeps_split=True),
     nn.Embedding: _op(nn.Embedding, L.embedding, _embedding),
     nn.EmbeddingBag: _op(nn.EmbeddingBag, L.embedding, _embedding),

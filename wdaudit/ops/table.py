@@ -2,8 +2,8 @@
 
 A traced node is ``call_function`` (a torch function, an ``operator`` function or an ATen
 overload from ``torch.export``), ``call_method`` (``x.view(...)``) or ``call_module`` (a leaf
-``nn.Module``, see :mod:`wdaudit.ops.leaf_modules`).  All spellings of one op resolve to one
-:class:`Op`, which carries everything the analyses need to know about it:
+``nn.Module``).  All spellings of one op resolve to one :class:`Op`, which carries everything
+the analyses need to know about it:
 
 * ``degrees``: how the op maps the scaling degrees of its operands (DESIGN.md §3);
 * ``offsets``: how additive terms travel through it (:mod:`wdaudit.ops.offsets`);
@@ -13,29 +13,27 @@ overload from ``torch.export``), ``call_method`` (``x.view(...)``) or ``call_mod
 Anything not listed is an *unknown op*, the same for every analysis: its inputs are forced to
 degree 0, it mixes every term it reads, and it is counted once in the report (strict mode:
 raises).
+
+The table has three parts: the rows here (shape, elementwise, arithmetic, selection ops),
+:mod:`wdaudit.ops.table_layers` (products, normalisers, attention, softmax) and
+:mod:`wdaudit.ops.leaf_modules` (layers kept whole).  :mod:`wdaudit.ops.lookup` finds a
+node's op in them.
 """
 
 from __future__ import annotations
 
-import builtins
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-import torch
-import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
 from . import degrees_arithmetic as A
 from . import degrees_elementwise as E
-from . import degrees_layers as L
 from . import offsets as O
 from .op_call import Call
-from .signatures import (EXPLICIT, UNARY, aten_signature, bind, method_signature,
-                         overload_signature, python_signature)
-
-aten = torch.ops.aten
+from .signatures import EXPLICIT
 
 
 @dataclass(frozen=True)
@@ -228,36 +226,6 @@ ROWS: list[Row] = [
     Row(A.square, O.mixes, "aten: square\n torch: square\n method: square"),
     Row(A.sqrt, O.mixes, "aten: sqrt\n torch: sqrt\n method: sqrt"),
     Row(A.rsqrt, O.mixes, "aten: rsqrt\n torch: rsqrt\n method: rsqrt"),
-    # -- multiplicative ----------------------------------------------------------------------
-    Row(L.matmul, O.matmul, """
-        aten: mm bmm matmul
-        torch: mm bmm matmul
-        method: mm bmm matmul __matmul__
-        op: matmul
-    """),
-    Row(L.matmul, O.mixes, """
-        aten: mv dot vdot outer ger inner _convolution_mode
-        torch: mv dot vdot outer ger inner
-        method: mv dot outer
-    """),
-    Row(L.addmm, partial(O.linear, addmm=True), "aten: addmm\n torch: addmm\n method: addmm"),
-    Row(L.addmm, O.mixes, """
-        aten: baddbmm addbmm addmv addr addcmul
-        torch: baddbmm addbmm addmv addr addcmul
-        method: baddbmm addmv addcmul
-    """),
-    Row(L.einsum, O.mixes, "aten: einsum\n torch: einsum"),
-    Row(L.linear, O.linear, "aten: linear\n F: linear"),
-    Row(L.linear, partial(O.linear, conv=True), """
-        aten: conv1d conv2d conv3d convolution _convolution
-        torch: conv1d conv2d conv3d
-        F: conv1d conv2d conv3d
-    """),
-    Row(L.linear, O.mixes, """
-        aten: conv_transpose1d conv_transpose2d conv_transpose3d bilinear conv_tbc
-        torch: conv_transpose1d conv_transpose2d conv_transpose3d bilinear
-        F: conv_transpose1d conv_transpose2d conv_transpose3d bilinear
-    """),
     # -- elementwise max/min, selection, scatter, padding, concatenation ----------------------
     Row(E.maximum, O.mixes, """
         aten: maximum minimum fmax fmin
@@ -294,65 +262,13 @@ ROWS: list[Row] = [
         torch: tensor as_tensor scalar_tensor
         method: item tolist
     """),
-    # -- statistics and normalisers ------------------------------------------------------------
+    # -- statistics --------------------------------------------------------------------------
     Row(A.variance, O.mixes, "aten: var\n torch: var\n method: var"),
     Row(A.var_mean, O.mixes, "aten: var_mean\n torch: var_mean"),
     Row(A.norm, O.mixes, """
         aten: norm linalg_vector_norm frobenius_norm linalg_norm nuclear_norm std
         torch: norm frobenius_norm std
         method: norm std
-    """),
-    Row(L.layer_norm, O.layer_norm, "aten: layer_norm\n torch: layer_norm\n F: layer_norm"),
-    Row(partial(L.layer_norm, stats=True), partial(O.layer_norm, stats=True),
-        "aten: native_layer_norm"),
-    Row(L.layer_norm, O.group_norm, "aten: group_norm\n torch: group_norm\n F: group_norm"),
-    Row(partial(L.layer_norm, stats=True), partial(O.group_norm, stats=True),
-        "aten: native_group_norm"),
-    Row(L.batch_norm, O.batch_norm, "aten: batch_norm\n torch: batch_norm\n F: batch_norm",
-        keeps_split=True),
-    Row(L.batch_norm, O.instance_norm, "aten: instance_norm\n torch: instance_norm\n "
-                                       "F: instance_norm", keeps_split=True),
-    Row(L.batch_norm, O.mixes, "aten: _batch_norm_with_update", keeps_split=True),
-    Row(partial(L.batch_norm, batch_stats=False), O.mixes, "aten: _batch_norm_no_update"),
-    Row(partial(L.batch_norm, stats="saved"), partial(O.batch_norm, stats=True),
-        "aten: _native_batch_norm_legit native_batch_norm", keeps_split=True),
-    Row(partial(L.batch_norm, stats="saved", batch_stats=False), O.mixes,
-        "aten: _native_batch_norm_legit_no_training"),
-    Row(partial(L.batch_norm, stats="functional"), partial(O.batch_norm, stats=True),
-        "aten: _native_batch_norm_legit_functional", keeps_split=True),
-    Row(L.rms_norm, O.mixes, "aten: rms_norm\n torch: rms_norm\n F: rms_norm"),
-    Row(partial(L.rms_norm, stats=True), O.mixes, "aten: _fused_rms_norm"),
-    Row(L.normalize, O.mixes, """
-        aten: cosine_similarity
-        torch: cosine_similarity
-        F: normalize cosine_similarity
-    """),
-    Row(L.weight_norm, O.mixes, "aten: _weight_norm\n torch: _weight_norm"),
-    Row(partial(L.weight_norm, norms=True), O.mixes, "aten: _weight_norm_interface"),
-    # -- attention, embeddings, softmax --------------------------------------------------------
-    Row(L.attention, O.attention, "aten: scaled_dot_product_attention\n "
-                                  "F: scaled_dot_product_attention"),
-    Row(partial(L.attention, extras=True), partial(O.attention, extras=True), """
-        aten: _scaled_dot_product_flash_attention_for_cpu _scaled_dot_product_attention_math
-              _scaled_dot_product_efficient_attention _scaled_dot_product_flash_attention
-    """),
-    Row(partial(L.attention, extras=True), O.mixes, "aten: _scaled_dot_product_cudnn_attention"),
-    Row(L.embedding, O.mixes, """
-        aten: embedding embedding_bag _embedding_bag
-        torch: embedding embedding_bag
-        F: embedding embedding_bag
-    """),
-    Row(L.softmax_like, O.softmax, """
-        aten: softmax _softmax log_softmax _log_softmax special_softmax _safe_softmax
-        torch: softmax log_softmax softmin
-        F: softmax log_softmax softmin
-        method: softmax log_softmax
-    """),
-    Row(L.softmax_like, O.mixes, """
-        aten: logsumexp
-        torch: logsumexp
-        F: gumbel_softmax
-        method: logsumexp
     """),
     # -- not homogeneous: the input must not scale -------------------------------------------
     Row(E.nonlinear, O.mixes, """
@@ -402,7 +318,6 @@ ROWS: list[Row] = [
     """),
 ]
 
-
 def _getattr_rule(c: Call) -> Any:
     name = c.raw("name")
     if name in ("T", "mT", "H", "mH", "data", "real"):
@@ -411,102 +326,8 @@ def _getattr_rule(c: Call) -> Any:
     return E.CONST  # shape, dtype, device, ndim …
 
 
-@dataclass(frozen=True)
-class Lookup:
-    functions: dict[Any, Op]
-    methods: dict[str, Op]
-    packets: dict[Any, Op]
-
-
-_NAMESPACES = ("torch", "F", "method", "aten", "op", "builtin")
-
-
-def _parse(spec: str):
-    """Yield (namespace, name) from "ns: a b c" lines; indented lines continue the last ns."""
-    ns = None
-    for line in spec.strip().splitlines():
-        head, sep, rest = line.partition(":")
-        if sep and head.strip() in _NAMESPACES:
-            ns, line = head.strip(), rest
-        if ns is None:
-            raise ValueError(f"op table line without a namespace: {line!r}")
-        for name in line.split():
-            yield ns, name
-
-
-def _build() -> Lookup:
-    functions: dict[Any, Op] = {}
-    methods: dict[str, Op] = {}
-    packets: dict[Any, Op] = {}
-    namespaces = {"torch": torch, "F": F, "builtin": builtins}
-    for row in ROWS:
-        for ns, name in _parse(row.names):
-            op = Op(name, row.degrees, row.offsets, view=row.view, keeps_split=row.keeps_split)
-            if ns == "method":
-                op = replace(op, signature=EXPLICIT.get(name) or method_signature(name))
-                methods[name] = op
-                methods.setdefault(name + "_", replace(op, inplace=True))
-            elif ns == "aten":
-                packet = getattr(aten, name, None)
-                if packet is not None:
-                    packets[packet] = replace(op, signature=aten_signature(packet))
-                inplace = getattr(aten, name + "_", None)
-                if inplace is not None and inplace not in packets:
-                    packets[inplace] = replace(op, signature=aten_signature(inplace),
-                                               inplace=True)
-            elif ns == "op":
-                unary = ("input",) if name in UNARY else ("input", "other")
-                # operator.iadd & co. mutate a tensor in place
-                functions[getattr(operator, name)] = replace(
-                    op, signature=EXPLICIT.get(name) or unary, inplace=name.startswith("i"))
-            else:
-                fn = getattr(namespaces[ns], name, None)
-                if fn is not None and fn not in functions:
-                    functions[fn] = replace(op, signature=EXPLICIT.get(name)
-                                            or python_signature(fn))
-    functions[operator.setitem] = Op("setitem", E.scatter, O.mixes, EXPLICIT["setitem"], True)
-    functions[getattr] = Op("getattr", _getattr_rule, O.mixes, EXPLICIT["getattr"])
-    return Lookup(functions, methods, packets)
-
-
-LOOKUP = _build()
-_OVERLOADS: dict[Any, Op | None] = {}
-
-
-def lookup(node: fx.Node, module: nn.Module | None = None) -> Op | None:
-    """The table's op for a traced node, or None when the op is unknown."""
-    if node.op == "call_module":
-        from .leaf_modules import module_op
-
-        return module_op(module)
-    if node.op == "call_method":
-        return LOOKUP.methods.get(node.target)
-    if node.op != "call_function":
-        return None
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload):
-        if target not in _OVERLOADS:
-            op = LOOKUP.packets.get(target.overloadpacket)
-            # bind by this overload's own schema (aten.mean.dim is not aten.mean.default)
-            _OVERLOADS[target] = None if op is None else \
-                replace(op, signature=overload_signature(target))
-        return _OVERLOADS[target]
-    try:
-        op = LOOKUP.functions.get(target)
-    except TypeError:  # unhashable target
-        return None
-    if op is not None:
-        return op
-    if getattr(target, "__module__", None) == "_operator":
-        return None
-    # torch.add and friends reach here as builtins with their own identity
-    return LOOKUP.functions.get(getattr(torch, getattr(target, "__name__", ""), None))
-
-
-def bound_arguments(op: Op, node: fx.Node, module: nn.Module | None
-                    ) -> tuple[dict[str, Any], dict[str, tuple]]:
-    """The node's arguments bound by name, and where each came from (for eps substitution).
-    A leaf module's own tensors appear as :class:`~wdaudit.ops.leaf_modules.OwnTensor`."""
-    if op.adapter is not None:
-        return dict(op.adapter(module, tuple(node.args), dict(node.kwargs))), {}
-    return bind(op.signature, tuple(node.args), dict(node.kwargs))
+# spellings that are not an op of any namespace above
+SPECIAL: dict[Any, Op] = {
+    operator.setitem: Op("setitem", E.scatter, O.mixes, EXPLICIT["setitem"], inplace=True),
+    getattr: Op("getattr", _getattr_rule, O.mixes, EXPLICIT["getattr"]),
+}

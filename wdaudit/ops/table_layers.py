@@ -1,0 +1,99 @@
+"""The op table's layer-level rows: products (degrees add, a bias must match), normalisers
+(degree 0 out, whatever goes in), attention, embeddings and softmax.  Same row format as
+:mod:`wdaudit.ops.table`; a rule whose op has several spellings with different outputs gets
+its keyword here, per spelling."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from . import degrees_layers as L
+from . import offsets as O
+from . import offsets_layers as OL
+from .table import Row
+
+ROWS: list[Row] = [
+    # -- multiplicative: degrees add, a bias must match -------------------------------------
+    Row(L.matmul, OL.matmul, """
+        aten: mm bmm matmul
+        torch: mm bmm matmul
+        method: mm bmm matmul __matmul__
+        op: matmul
+    """),
+    Row(L.matmul, O.mixes, """
+        aten: mv dot vdot outer ger inner _convolution_mode
+        torch: mv dot vdot outer ger inner
+        method: mv dot outer
+    """),
+    Row(L.addmm, partial(OL.linear, addmm=True), "aten: addmm\n torch: addmm\n method: addmm"),
+    Row(L.addmm, O.mixes, """
+        aten: baddbmm addbmm addmv addr addcmul
+        torch: baddbmm addbmm addmv addr addcmul
+        method: baddbmm addmv addcmul
+    """),
+    Row(L.einsum, O.mixes, "aten: einsum\n torch: einsum"),
+    Row(L.linear, OL.linear, "aten: linear\n F: linear"),
+    Row(L.linear, partial(OL.linear, conv=True), """
+        aten: conv1d conv2d conv3d convolution _convolution
+        torch: conv1d conv2d conv3d
+        F: conv1d conv2d conv3d
+    """),
+    Row(L.linear, O.mixes, """
+        aten: conv_transpose1d conv_transpose2d conv_transpose3d bilinear conv_tbc
+        torch: conv_transpose1d conv_transpose2d conv_transpose3d bilinear
+        F: conv_transpose1d conv_transpose2d conv_transpose3d bilinear
+    """),
+    # -- normalisers: degree 0 out, whatever goes in -------------------------------------------
+    Row(L.layer_norm, OL.layer_norm, "aten: layer_norm\n torch: layer_norm\n F: layer_norm"),
+    Row(partial(L.layer_norm, stats=True), partial(OL.layer_norm, stats=True),
+        "aten: native_layer_norm"),
+    Row(L.layer_norm, OL.group_norm, "aten: group_norm\n torch: group_norm\n F: group_norm"),
+    Row(partial(L.layer_norm, stats=True), partial(OL.group_norm, stats=True),
+        "aten: native_group_norm"),
+    Row(L.batch_norm, OL.batch_norm, "aten: batch_norm\n torch: batch_norm\n F: batch_norm",
+        keeps_split=True),
+    Row(L.batch_norm, OL.instance_norm, "aten: instance_norm\n torch: instance_norm\n "
+                                       "F: instance_norm", keeps_split=True),
+    Row(L.batch_norm, O.mixes, "aten: _batch_norm_with_update", keeps_split=True),
+    Row(partial(L.batch_norm, batch_stats=False), O.mixes, "aten: _batch_norm_no_update"),
+    Row(partial(L.batch_norm, stats="saved"), partial(OL.batch_norm, stats=True),
+        "aten: _native_batch_norm_legit native_batch_norm", keeps_split=True),
+    Row(partial(L.batch_norm, stats="saved", batch_stats=False), O.mixes,
+        "aten: _native_batch_norm_legit_no_training"),
+    Row(partial(L.batch_norm, stats="functional"), partial(OL.batch_norm, stats=True),
+        "aten: _native_batch_norm_legit_functional", keeps_split=True),
+    Row(L.rms_norm, O.mixes, "aten: rms_norm\n torch: rms_norm\n F: rms_norm"),
+    Row(partial(L.rms_norm, stats=True), O.mixes, "aten: _fused_rms_norm"),
+    Row(L.normalize, O.mixes, """
+        aten: cosine_similarity
+        torch: cosine_similarity
+        F: normalize cosine_similarity
+    """),
+    Row(L.weight_norm, O.mixes, "aten: _weight_norm\n torch: _weight_norm"),
+    Row(partial(L.weight_norm, norms=True), O.mixes, "aten: _weight_norm_interface"),
+    # -- attention, embeddings, softmax --------------------------------------------------------
+    Row(L.attention, OL.attention, "aten: scaled_dot_product_attention\n "
+                                  "F: scaled_dot_product_attention"),
+    Row(partial(L.attention, extras=True), partial(OL.attention, extras=True), """
+        aten: _scaled_dot_product_flash_attention_for_cpu _scaled_dot_product_attention_math
+              _scaled_dot_product_efficient_attention _scaled_dot_product_flash_attention
+    """),
+    Row(partial(L.attention, extras=True), O.mixes, "aten: _scaled_dot_product_cudnn_attention"),
+    Row(L.embedding, O.mixes, """
+        aten: embedding embedding_bag _embedding_bag
+        torch: embedding embedding_bag
+        F: embedding embedding_bag
+    """),
+    Row(L.softmax_like, OL.softmax, """
+        aten: softmax _softmax log_softmax _log_softmax special_softmax _safe_softmax
+        torch: softmax log_softmax softmin
+        F: softmax log_softmax softmin
+        method: softmax log_softmax
+    """),
+    Row(L.softmax_like, O.mixes, """
+        aten: logsumexp
+        torch: logsumexp
+        F: gumbel_softmax
+        method: logsumexp
+    """),
+]
