@@ -172,9 +172,10 @@ def _adamw(settings: Settings, numel: int, norm: float, base: dict) -> Equilibri
     beta1 = float(settings.get("betas", (0.9, 0.999))[0])
     kappa, eta = _decay_per_step(settings), settings.lr
     per_step = (1 - beta1) / (1 + beta1)
-    return _spherical("AdamW", eta, kappa, per_step, 1.0, numel, norm, base,
-                      "angular update √(2ηλ(1−β1)/(1+β1)), norm √(ηC/(2λ)), timescale 1/(2ηλ)",
-                      "assumes ε ≪ √v (noise-dominated gradients)")
+    return _spherical("AdamW", eta, kappa, numel, norm, base, per_step=per_step, long_run=1.0,
+                      formula="angular update √(2ηλ(1−β1)/(1+β1)), norm √(ηC/(2λ)), "
+                              "timescale 1/(2ηλ)",
+                      note="assumes ε ≪ √v (noise-dominated gradients)")
 
 
 def _lion(settings: Settings, numel: int, norm: float, base: dict) -> Equilibrium:
@@ -189,10 +190,10 @@ def _lion(settings: Settings, numel: int, norm: float, base: dict) -> Equilibriu
         return Equilibrium(model="none", angular_update=None, timescale_steps=None,
                            note=f"no closed form for betas=({beta1}, {beta2})", **base)
     S = lion_long_run_variance(beta1, beta2)
-    return _spherical("Lion", settings.lr, _decay_per_step(settings), 1.0, S, numel, norm, base,
-                      "angular update √(2ηλ/S), norm √(ηCS/(2λ)), timescale 1/(2ηλ); "
+    return _spherical("Lion", settings.lr, _decay_per_step(settings), numel, norm, base,
+                      per_step=1.0, long_run=S, formula="angular update √(2ηλ/S), norm √(ηCS/(2λ)), timescale 1/(2ηλ); "
                       f"S = {S:.3g} (sign correlations through β2)",
-                      "our derivation in the random-walk model of Kosson et al.")
+                      note="our derivation in the random-walk model of Kosson et al.; assumes ηλ ≪ 1 − β2")
 
 
 def lion_long_run_variance(beta1: float, beta2: float) -> float:
@@ -207,8 +208,8 @@ def lion_long_run_variance(beta1: float, beta2: float) -> float:
     return float(1 + 2 * (2 / math.pi) * np.arcsin(rho).sum())
 
 
-def _spherical(model: str, eta: float, kappa: float, per_step: float, long_run: float,
-               numel: int, norm: float, base: dict, formula: str, note: str) -> Equilibrium:
+def _spherical(model: str, eta: float, kappa: float, numel: int, norm: float, base: dict, *,
+               per_step: float, long_run: float, formula: str, note: str) -> Equilibrium:
     """Updates whose size does not depend on ‖w‖ (per-coordinate normalised: AdamW, Lion):
     ‖w‖² relaxes linearly, x(t) = x* + (x0 − x*)·e^{−2κt}, with x* = η²C·L/(2κ)."""
     x_star = eta ** 2 * numel * long_run / (2 * kappa)
