@@ -61,9 +61,10 @@ def compare(model: nn.Module, verdicts: Mapping[str, str]) -> dict[str, Folklore
     """Every rule's decayed set over the trainable parameters, against ``verdicts`` (name →
     ineffective / effective / unknown)."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    exempt = _no_weight_decay(model)
     out = {}
     for rule, decays in RULES.items():
-        decayed = tuple(sorted(n for n in params if decays(model, n, params[n])))
+        decayed = tuple(sorted(n for n in params if decays(model, n, params[n], exempt)))
         chosen = set(decayed)
         out[rule] = Folklore(
             rule, SOURCES[rule], decayed,
@@ -72,18 +73,28 @@ def compare(model: nn.Module, verdicts: Mapping[str, str]) -> dict[str, Folklore
     return out
 
 
-def _ndim(model, name, p) -> bool:
+def _no_weight_decay(model: nn.Module) -> tuple[str, ...]:
+    """timm's per-model exemptions (``model.no_weight_decay()``); a model whose method fails
+    or returns something else has none, rather than failing the audit."""
+    method = getattr(model, "no_weight_decay", None)
+    try:
+        found = method() if callable(method) else ()
+        return tuple(str(x) for x in found)
+    except Exception:  # noqa: BLE001 - the user's own method; the rule just has no list
+        return ()
+
+
+def _ndim(model, name, p, exempt) -> bool:
     return p.dim() >= 2
 
 
-def _timm(model, name, p) -> bool:
-    patterns = getattr(model, "no_weight_decay", lambda: set())()
+def _timm(model, name, p, exempt) -> bool:
     if p.ndim <= 1 or name.endswith(".bias"):
         return False
-    return not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+    return not any(fnmatch.fnmatch(name, pattern) for pattern in exempt)
 
 
-def _huggingface(model, name, p) -> bool:
+def _huggingface(model, name, p, exempt) -> bool:
     lowered = name.lower()
     if any(pattern.search(lowered) for pattern in _HF_PATTERNS):
         return False
@@ -96,11 +107,11 @@ def _huggingface(model, name, p) -> bool:
     return True
 
 
-def _torchvision(model, name, p) -> bool:
+def _torchvision(model, name, p, exempt) -> bool:
     owner = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
     return not isinstance(owner, _TORCHVISION_NORMS)
 
 
-RULES: dict[str, Callable[[nn.Module, str, nn.Parameter], bool]] = {
+RULES: dict[str, Callable[[nn.Module, str, nn.Parameter, tuple[str, ...]], bool]] = {
     "ndim": _ndim, "timm": _timm, "huggingface": _huggingface, "torchvision": _torchvision,
 }

@@ -41,7 +41,7 @@ def _plain(value: Any) -> bool:
 
 
 def from_group(cls: type, group: Mapping[str, Any]) -> Settings:
-    hyper = {k: _scalar(v) for k, v in group.items() if k != "params"}
+    hyper = {k: _scalar(v) for k, v in group.items() if k not in ("params", "param_names")}
     lr = float(hyper.pop("lr", 0.0) or 0.0)
     wd = float(hyper.pop("weight_decay", 0.0) or 0.0)
     kept = tuple(sorted((k, v) for k, v in hyper.items() if _plain(v)))
