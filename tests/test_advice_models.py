@@ -29,6 +29,7 @@ def _names_of(model, tensors) -> set[str]:
     return {n for n, p in model.named_parameters() if id(p) in ids}
 
 
+@pytest.mark.zoo
 @pytest.mark.parametrize("name", MODELS + ["tv_resnet18", "hf_gpt2_untied", "timm_convnext"])
 def test_folklore_matches_each_rule_s_own_definition(name):
     model, _, _ = _build(name)
@@ -54,6 +55,7 @@ def test_folklore_matches_each_rule_s_own_definition(name):
         assert list(f.decayed) == sorted(f.decayed)
 
 
+@pytest.mark.zoo
 @pytest.mark.parametrize("name", MODELS)
 def test_param_groups_against_the_oracle(name):
     model, inputs, int_high = _build(name)
