@@ -119,3 +119,27 @@ def test_folklore_in_every_report_and_its_disagreements():
     assert ndim["decays_ineffective"] == ["0.weight"]  # the conv weight feeds BatchNorm
     assert set(ndim["exempts_effective"]) == {"1.weight", "1.bias", "4.bias"}
     assert "0.bias" in doc["torchvision"]["decays_ineffective"]  # no effect before BN
+
+
+class _Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.block = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8))
+        self.head = nn.Linear(8, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        return self.head(self.block(self.emb(ids)))
+
+
+def test_param_groups_lists_tied_parameters_once():
+    torch.manual_seed(0)
+    model = _Tied()
+    groups = wdaudit.param_groups(model, torch.randint(0, 10, (2, 5)), 0.1)
+    names = [n for g in groups for n in g["names"]]
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())
+    assert "head.weight" not in names and names.count("emb.weight") == 1
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    torch.optim.AdamW(groups, lr=1e-3)  # raises on a parameter in two groups

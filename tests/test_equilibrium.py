@@ -108,6 +108,24 @@ def test_adamw_relaxes_to_its_equilibrium_norm_from_far_away():
     assert far.steps_to_equilibrium > far.timescale_steps
 
 
+@pytest.mark.parametrize("cls, kwargs, wd", [
+    (torch.optim.SGD, dict(lr=0.1, momentum=0.9), 5e-3),
+    (torch.optim.AdamW, dict(lr=1e-2), 0.5),
+])
+def test_a_parameter_without_effect_shrinks_on_the_predicted_timescale(cls, kwargs, wd):
+    """No gradient reaches it (zero gradients): decay alone shrinks it, by e per timescale."""
+    from wdaudit.advice.equilibrium import no_effect
+
+    eq = no_effect(from_class(cls, kwargs, wd))
+    p = nn.Parameter(torch.ones(DIM, dtype=torch.float64))
+    opt = cls([p], weight_decay=wd, **kwargs)
+    steps = int(2 * eq.timescale_steps)
+    for _ in range(steps):
+        p.grad = torch.zeros_like(p)
+        opt.step()
+    assert float(p.detach().norm()) / math.sqrt(DIM) == pytest.approx(math.exp(-2), rel=0.10)
+
+
 def test_coupled_l2_and_unknown_optimizers_have_no_closed_form():
     adam = predict(from_class(torch.optim.Adam, dict(lr=1e-3), 0.1), DIM, 1.0)
     assert adam.angular_update is None and "WD002" in adam.note
