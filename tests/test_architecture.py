@@ -49,8 +49,9 @@ def test_at_least_three_layers():
 
 
 @pytest.mark.parametrize("layer, forbidden", [
-    ("engine", ("wdaudit.frontend", "wdaudit.audit")),
-    ("ops", ("wdaudit.engine", "wdaudit.frontend", "wdaudit.audit")),
+    ("engine", ("wdaudit.frontend", "wdaudit.audit", "wdaudit.advice")),
+    ("ops", ("wdaudit.engine", "wdaudit.frontend", "wdaudit.audit", "wdaudit.advice")),
+    ("advice", ("wdaudit.frontend",)),
 ])
 def test_layers_import_only_downwards(layer, forbidden):
     for path in (PACKAGE / layer).rglob("*.py"):

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from .advice.annotate import annotate
 from .engine import claims as claims_stage
 from .engine import confirm as confirm_stage
 from .engine import degrees as degrees_stage
@@ -42,7 +43,8 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
           device: str | torch.device | None = None, confirm: bool = True,
           assume_decay: str = "all", strict: bool | None = None, seed: int = 0,
           locate: Callable | None = None, ignore_parameters: Sequence[str] = (),
-          progress: Callable[[str], None] | None = None) -> Report:
+          progress: Callable[[str], None] | None = None,
+          total_steps: int | None = None) -> Report:
     """Audit ``model``: which weight-decay terms cannot regularise anything.
 
     ``example_inputs`` is a tensor or a tuple of positional arguments.  With an ``optimizer``,
@@ -52,7 +54,8 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     an analysis that fails at a node an error instead of a conservatively-handled, counted
     event.  ``ignore_parameters`` are glob patterns of parameter names never named in findings
     (their verdicts are still reported).  ``progress`` is called with ``"trace"``,
-    ``"analysis"`` and ``"confirm"`` as each starts.
+    ``"analysis"`` and ``"confirm"`` as each starts.  ``total_steps`` (the planned length of
+    training) says in each group's ``equilibrium`` whether training reaches it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"audit() needs an nn.Module, got {type(model).__name__}")
@@ -90,8 +93,10 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     found = findings_stage.find(verdicts, policy)
     coverage = Coverage(program.method, len(graph.order), degrees.unknown_ops,
                         symmetries.rows, program.notes + influence.failures + degrees.failures)
-    return Report(type(model).__name__, found.parameters, verdicts.groups, verdicts.rescalings,
-                  found.findings, coverage, confirmation, policy.decay.assumed, timings)
+    report = Report(type(model).__name__, found.parameters, verdicts.groups,
+                    verdicts.rescalings, found.findings, coverage, confirmation,
+                    policy.decay.assumed, timings)
+    return annotate(report, model, optimizer, total_steps)
 
 
 def resolve_device(device: str | torch.device | None, model: nn.Module | None = None

@@ -51,6 +51,7 @@ class Group:
     eps_limited: bool
     normalising_nodes: tuple[str, ...]
     note: str = ""
+    equilibrium: Any = None  # advice.equilibrium.Equilibrium: with an optimizer that decays it
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -135,6 +136,7 @@ class Report:
     confirmation: Confirmation
     assumed_decay: str | None = None  # set when no optimizer was given
     timings: Mapping[str, float] = field(default_factory=dict)
+    folklore: Mapping[str, Any] = field(default_factory=dict)  # rule → advice.folklore.Folklore
 
     @property
     def ineffective(self) -> frozenset[str]:
@@ -190,6 +192,7 @@ class Report:
                 "defects": list(self.confirmation.defects),
             },
             "summary": self.summary(),
+            "folklore": {rule: f.to_dict() for rule, f in self.folklore.items()},
         }
         if timings:
             out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
@@ -229,7 +232,8 @@ def _group(g: Group) -> dict[str, Any]:
             "confirmed": g.confirmed, "max_relative_change": _num(g.max_relative_change),
             "exact_relative_change": _num(g.exact_relative_change),
             "euler_residual": _num(g.euler_residual), "eps_limited": g.eps_limited,
-            "normalising_nodes": list(g.normalising_nodes), "note": g.note}
+            "normalising_nodes": list(g.normalising_nodes), "note": g.note,
+            "equilibrium": g.equilibrium.to_dict() if g.equilibrium is not None else None}
 
 
 def _finding(f: Finding) -> dict[str, Any]:

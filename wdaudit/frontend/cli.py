@@ -106,6 +106,12 @@ def _converted(parse):
               help="Draw --input-shape inputs from [LOW, HIGH), e.g. 0,1000 for token ids.")
 @click.option("--no-confirm", is_flag=True,
               help="Skip the numerical confirmation of each claim (faster, static only).")
+@click.option("--steps", type=click.IntRange(min=1), metavar="N",
+              help="Planned training steps: says whether each decayed scale-free group reaches "
+                   "its equilibrium in that time.")
+@click.option("--compare", is_flag=True,
+              help="Show the usual rules of thumb (ndim, timm, Hugging Face, torchvision) "
+                   "against the proof (the JSON report always has them).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on standard error.")
 @click.option("--debug", is_flag=True, help="Show the traceback when something fails.")
 @click.option("--list-rules", is_flag=True, help="Describe every rule (what, why, example), exit.")
@@ -113,7 +119,7 @@ def _converted(parse):
 @click.pass_context
 def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero, select,
          ignore, ignore_parameters, assume_decay, device, input_shape, input_dtype, input_range,
-         no_confirm, quiet, debug, list_rules) -> None:
+         no_confirm, steps, compare, quiet, debug, list_rules) -> None:
     """Find the weight-decay terms of a PyTorch model that cannot regularise anything.
 
     TARGET is path/to/file.py, path/to/file.py:factory or package.module:factory.  Without
@@ -135,7 +141,7 @@ def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero
         else None
     flags = Config(select=select, ignore=ignore, ignore_parameters=ignore_parameters,
                    format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
-    request = Request(target, spec, flags, output, no_confirm)
+    request = Request(target, spec, flags, output, no_confirm, steps, compare)
     progress = _Progress(enabled=not quiet and _is_terminal(sys.stderr))
     engine_noise = io.StringIO()
     try:
@@ -165,6 +171,8 @@ class Request:
     flags: Config  # the settings given as flags (they win over [tool.wdaudit])
     output: str | None  # -o FILE
     no_confirm: bool
+    steps: int | None = None  # --steps N
+    compare: bool = False  # --compare
 
 
 def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> int:
@@ -175,14 +183,14 @@ def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> in
         settings = _settings(request.flags, loaded)
         with progress.step(f"auditing {type(loaded.model).__name__}"), \
                 torch_silenced(engine_noise, level=logging.ERROR, stdout=True):
-            report = _audit(loaded, settings, request.no_confirm, progress.stage)
+            report = _audit(loaded, settings, request, progress.stage)
     progress.done(report)
     kept, silenced = suppress(report.findings, enabled(settings.select, settings.ignore or ()))
     report = replace(report, findings=kept)
     output = request.output
     context = Context(request.target, loaded.path, loaded.origin,
                       type(loaded.optimizer).__name__ if loaded.optimizer else None,
-                      len(silenced))
+                      len(silenced), request.compare)
     fmt = settings.format or "text"
     if output:
         text = render(fmt, report, context)
@@ -215,15 +223,16 @@ def _settings(flags: Config, loaded: Loaded) -> Config:
     return config_mod.merged(flags, found)
 
 
-def _audit(loaded: Loaded, settings: Config, no_confirm: bool, stage=None) -> Report:
+def _audit(loaded: Loaded, settings: Config, request: Request, stage=None) -> Report:
     model, name = loaded.model, type(loaded.model).__name__
     device = _device(settings.device)
     locate = _locate_or_target(locator(model), loaded.path)
     assume = settings.assume_decay or "all"
     try:
         return audit(model, loaded.example_inputs, optimizer=loaded.optimizer, device=device,
-                     confirm=not no_confirm, assume_decay=assume, locate=locate,
-                     ignore_parameters=settings.ignore_parameters or (), progress=stage)
+                     confirm=not request.no_confirm, assume_decay=assume, locate=locate,
+                     ignore_parameters=settings.ignore_parameters or (), progress=stage,
+                     total_steps=request.steps)
     except InputError as exc:
         own = exc.__cause__
         error = f"{one_line(own)}{user_site(own)}" if own is not None else str(exc)

@@ -18,6 +18,7 @@ class Context:
     origin: Mapping[str, str] = field(default_factory=dict)  # model / inputs / optimizer
     optimizer: str | None = None  # the optimizer's class name
     silenced: int = 0  # findings silenced by `# noqa`
+    compare: bool = False  # --compare: show the rules of thumb beside the proof
 
 
 def render(fmt: str, report, context: Context, *, color: bool = False,

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from ...rules import RULES, SEVERITIES
 from ..locations import display_path
+from . import advice
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "blue"}
 
@@ -33,6 +34,9 @@ def render(report, context, *, color: bool = False, width: int | None = None) ->
         console.print(Text.assemble((code, "bold"), " ", (rule.severity, _STYLE[rule.severity]),
                                     "  ", rule.name, ("  ×" + str(len(group)), "dim")))
         console.print(_findings(group, wrapped=color))
+    for section in advice.sections(report, context):
+        console.print()
+        console.print(section)
     console.print()
     for note in _notes(report, context):
         console.print(Text(note, style="dim"))

@@ -1,0 +1,117 @@
+"""The usual rules of thumb for which parameters to decay, side by side with the proof.
+
+Each rule is re-stated from its own source (read there, not copied), over the model's trainable
+parameters under their canonical names; tests/test_folklore.py checks every re-statement against
+the library's own function where the library is installed.
+
+* ``ndim``: nanoGPT's ``configure_optimizers`` — decay every tensor with ``dim() >= 2``.
+* ``timm``: ``timm.optim.param_groups_weight_decay`` as ``create_optimizer_v2`` calls it (timm
+  1.0.31) — no decay for ``ndim <= 1``, names ending in ``.bias``, or names matching (fnmatch)
+  the model's ``no_weight_decay()`` list.
+* ``huggingface``: ``Trainer.get_decay_parameter_names`` (transformers 5.24) — no decay inside
+  an ``nn.LayerNorm`` module, nor when the lower-cased name matches ``bias``, ``layernorm``,
+  ``rmsnorm``, ``(^|.)norm($|.)`` or ``_norm($|.)``.
+* ``torchvision``: ``set_weight_decay(model, wd, norm_weight_decay=0.0)`` of torchvision's
+  references/classification/utils.py — no decay for parameters held directly by a BatchNorm,
+  LayerNorm, GroupNorm, InstanceNorm or LocalResponseNorm module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from torch import nn
+
+from ..report import EFFECTIVE, INEFFECTIVE
+
+SOURCES = {
+    "ndim": "nanoGPT model.py configure_optimizers (dim() >= 2 decayed); timm's "
+            "weight_decay_exclude_1d does the same for ndim <= 1",
+    "timm": "timm.optim.param_groups_weight_decay via create_optimizer_v2 (timm 1.0.31)",
+    "huggingface": "transformers Trainer.get_decay_parameter_names (transformers 5.24)",
+    "torchvision": "torchvision references/classification/utils.py set_weight_decay, "
+                   "norm_weight_decay=0.0",
+}
+_HF_PATTERNS = tuple(re.compile(p) for p in (r"bias", r"layernorm", r"rmsnorm",
+                                             r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"))
+_TORCHVISION_NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm,
+                      nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm)
+
+
+@dataclass(frozen=True)
+class Folklore:
+    """What one rule of thumb decays, and where it disagrees with the audit's verdicts."""
+
+    rule: str
+    source: str
+    decayed: tuple[str, ...]  # sorted
+    decays_ineffective: tuple[str, ...]  # scale-free or no-effect tensors it still decays
+    exempts_effective: tuple[str, ...]  # tensors whose decay acts that it leaves undecayed
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "decayed": list(self.decayed),
+                "decays_ineffective": list(self.decays_ineffective),
+                "exempts_effective": list(self.exempts_effective)}
+
+
+def compare(model: nn.Module, verdicts: Mapping[str, str]) -> dict[str, Folklore]:
+    """Every rule's decayed set over the trainable parameters, against ``verdicts`` (name →
+    ineffective / effective / unknown)."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    exempt = _no_weight_decay(model)
+    out = {}
+    for rule, decays in RULES.items():
+        decayed = tuple(sorted(n for n in params if decays(model, n, params[n], exempt)))
+        chosen = set(decayed)
+        out[rule] = Folklore(
+            rule, SOURCES[rule], decayed,
+            tuple(n for n in decayed if verdicts.get(n) == INEFFECTIVE),
+            tuple(sorted(n for n in params if n not in chosen and verdicts.get(n) == EFFECTIVE)))
+    return out
+
+
+def _no_weight_decay(model: nn.Module) -> tuple[str, ...]:
+    """timm's per-model exemptions (``model.no_weight_decay()``); a model whose method fails
+    or returns something else has none, rather than failing the audit."""
+    method = getattr(model, "no_weight_decay", None)
+    try:
+        found = method() if callable(method) else ()
+        return tuple(str(x) for x in found)
+    except Exception:  # noqa: BLE001 - the user's own method; the rule just has no list
+        return ()
+
+
+def _ndim(model, name, p, exempt) -> bool:
+    return p.dim() >= 2
+
+
+def _timm(model, name, p, exempt) -> bool:
+    if p.ndim <= 1 or name.endswith(".bias"):
+        return False
+    return not any(fnmatch.fnmatch(name, pattern) for pattern in exempt)
+
+
+def _huggingface(model, name, p, exempt) -> bool:
+    lowered = name.lower()
+    if any(pattern.search(lowered) for pattern in _HF_PATTERNS):
+        return False
+    parts = name.split(".")[:-1]
+    module = model
+    for part in parts:  # any module on the way below the root that is a LayerNorm exempts it
+        module = getattr(module, part)
+        if isinstance(module, nn.LayerNorm):
+            return False
+    return True
+
+
+def _torchvision(model, name, p, exempt) -> bool:
+    owner = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    return not isinstance(owner, _TORCHVISION_NORMS)
+
+
+RULES: dict[str, Callable[[nn.Module, str, nn.Parameter, tuple[str, ...]], bool]] = {
+    "ndim": _ndim, "timm": _timm, "huggingface": _huggingface, "torchvision": _torchvision,
+}
