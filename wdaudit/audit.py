@@ -20,6 +20,7 @@ from .engine import graph as graph_stage
 from .engine import influence as influence_stage
 from .engine import symmetries as symmetries_stage
 from .engine import verdicts as verdicts_stage
+from .engine.overview import overview_of
 from .engine.rng import untouched
 from .engine.trace import trace
 from .frontend.locations import locator
@@ -74,6 +75,7 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
         step("analysis")
         with _timer(timings, "analysis"):
             graph = graph_stage.build(program)
+            overview = overview_of(graph, model, policy.locate)
             influence = influence_stage.analyse(graph, strict)
             degrees = degrees_stage.propagate(influence, strict)
             symmetries = symmetries_stage.solve(degrees)
@@ -91,7 +93,8 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     coverage = Coverage(program.method, len(graph.order), degrees.unknown_ops,
                         symmetries.rows, program.notes + influence.failures + degrees.failures)
     return Report(type(model).__name__, found.parameters, verdicts.groups, verdicts.rescalings,
-                  found.findings, coverage, confirmation, policy.decay.assumed, timings)
+                  found.findings, coverage, confirmation, policy.decay.assumed, timings,
+                  overview=overview)
 
 
 def resolve_device(device: str | torch.device | None, model: nn.Module | None = None
