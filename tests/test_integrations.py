@@ -69,7 +69,7 @@ def test_trainer_callback_reports_wd001_on_the_embeddings(tmp_path, caplog):
     # and the report is what audit() says on that batch with that optimizer
     batch = next(iter(trainer.get_train_dataloader()))
     direct = wdaudit.audit(model, positional_inputs(model, batch),
-                           optimizer=trainer.optimizer.optimizer)
+                           optimizer=trainer.optimizer.optimizer, confirm=False)
     assert _told(direct) == _told(report)
 
 
@@ -146,7 +146,8 @@ def test_lightning_callback_audits_with_the_trainers_optimizer(example):
     trainer.fit(module)
     assert trainer.global_step == 1
     report = callback.report
-    direct = wdaudit.audit(module, torch.randn(4, 5), optimizer=trainer.optimizers[0])
+    direct = wdaudit.audit(module, torch.randn(4, 5), optimizer=trainer.optimizers[0],
+                           confirm=False)
     assert _told(report) == _told(direct)
     assert {f.code for f in report.findings} == {"WD001", "WD003"}  # Linear → BatchNorm
     assert report.parameters["body.0.weight"].weight_decay == 1e-4
