@@ -70,6 +70,14 @@ def test_hf_model_type_with_set_fields_and_token_inputs():
     assert _verdicts(got) == _verdicts(wdaudit.audit(model, ids, confirm=False).to_dict())
 
 
+def test_hf_encoder_decoder_gets_decoder_inputs_too():
+    result = run("hf:t5", "--set", "num_layers=1", "--set", "d_model=16", "--set", "d_kv=8",
+                 "--set", "d_ff=32", "--set", "num_heads=2", "--set", "vocab_size=64",
+                 "--no-confirm", "--format", "json")  # the point: T5 runs on these inputs
+    assert result.exit_code == 1, result.output
+    assert any(f["code"] == "WD001" for f in json.loads(result.stdout)["findings"])
+
+
 def test_hf_config_json_and_head(tmp_path):
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=32, n_positions=8)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -165,7 +166,7 @@ def _hf(name: str, sets: dict) -> tuple:
     call = f"transformers.{auto_name}.from_config({described}" + \
         "".join(f", {k}={v!r}" for k, v in sets.items()) + ")"
     model = _build(call, lambda: auto.from_config(config))
-    inputs, origin = _hf_inputs(config)
+    inputs, origin = _hf_inputs(config, model)
     return model, inputs, origin, call
 
 
@@ -206,14 +207,29 @@ def _hf_config(transformers, source: str):
     return transformers.AutoConfig.for_model(source), f"{source!r}"
 
 
-def _hf_inputs(config) -> tuple[Any, str]:
+def _encoder_decoder(model, ids: torch.Tensor) -> tuple:
+    """T5, BART …: the same ids for the encoder and the decoder, passed where ``forward``
+    takes them (wdaudit passes positional arguments; those between stay None)."""
+    names = list(inspect.signature(model.forward).parameters)
+    if "input_ids" not in names or "decoder_input_ids" not in names:
+        return (ids,)
+    args: list = [None] * (names.index("decoder_input_ids") + 1)
+    args[names.index("input_ids")] = ids
+    args[names.index("decoder_input_ids")] = ids
+    return tuple(args)
+
+
+def _hf_inputs(config, model) -> tuple[Any, str]:
     generator = torch.Generator().manual_seed(0)
     vocab = getattr(config, "vocab_size", None)
     if isinstance(vocab, int) and vocab > 0:
         positions = getattr(config, "max_position_embeddings", None) or SEQUENCE
         length = min(SEQUENCE, int(positions))
         ids = torch.randint(0, vocab, (BATCH, length), generator=generator)
-        return ids, f"token ids {BATCH}×{length} in [0, {vocab}) from the configuration"
+        told = f"token ids {BATCH}×{length} in [0, {vocab}) from the configuration"
+        if getattr(config, "is_encoder_decoder", False):
+            return _encoder_decoder(model, ids), told + ", for the encoder and the decoder"
+        return ids, told
     size = getattr(config, "image_size", None)
     if size is not None:
         return _images(getattr(config, "num_channels", 3), size)
