@@ -21,6 +21,7 @@ from .engine import graph as graph_stage
 from .engine import influence as influence_stage
 from .engine import symmetries as symmetries_stage
 from .engine import verdicts as verdicts_stage
+from .engine.overview import overview_of
 from .engine.rng import untouched
 from .engine.trace import trace
 from .frontend.locations import locator
@@ -77,6 +78,7 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
         step("analysis")
         with _timer(timings, "analysis"):
             graph = graph_stage.build(program)
+            overview = overview_of(graph, model, policy.locate)
             influence = influence_stage.analyse(graph, strict)
             degrees = degrees_stage.propagate(influence, strict)
             symmetries = symmetries_stage.solve(degrees)
@@ -95,7 +97,7 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
                         symmetries.rows, program.notes + influence.failures + degrees.failures)
     report = Report(type(model).__name__, found.parameters, verdicts.groups,
                     verdicts.rescalings, found.findings, coverage, confirmation,
-                    policy.decay.assumed, timings)
+                    policy.decay.assumed, timings, overview=overview)
     return annotate(report, model, optimizer, total_steps)
 
 

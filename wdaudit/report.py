@@ -126,6 +126,27 @@ class Confirmation:
 
 
 @dataclass(frozen=True)
+class ModuleBox:
+    """One box of the collapsed picture: a module (cut to the overview's depth), an input or
+    the output, with the parameters it holds."""
+
+    id: str  # module path ("" is the model itself), an input's name, or "(output)"
+    kind: str  # "module" | "input" | "output"
+    type: str  # the module's class name
+    parameters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The model's graph collapsed by module (``engine.overview``), for pictures only."""
+
+    boxes: tuple[ModuleBox, ...]  # in execution order of their first op
+    edges: tuple[tuple[str, str], ...]  # data flow between boxes
+    depth: int  # module path components kept
+    locations: Mapping[str, Location] = field(default_factory=dict)  # parameter -> source
+
+
+@dataclass(frozen=True)
 class Report:
     model: str
     parameters: Mapping[str, ParameterReport]
@@ -137,6 +158,7 @@ class Report:
     assumed_decay: str | None = None  # set when no optimizer was given
     timings: Mapping[str, float] = field(default_factory=dict)
     folklore: Mapping[str, Any] = field(default_factory=dict)  # rule → advice.folklore.Folklore
+    overview: Overview | None = None  # the collapsed graph, for --format html / dot
 
     @property
     def ineffective(self) -> frozenset[str]:

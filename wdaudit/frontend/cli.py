@@ -30,6 +30,7 @@ from ..engine.walk import AnalysisError, UnsupportedOpError
 from ..report import Location, Report
 from ..rules import RULES, SEVERITIES, UnknownRuleError, at_least, enabled, expand
 from . import config as config_mod
+from .architectures import is_named, load_named, parse_set
 from .config import ConfigError, Config, unknown_rule_message
 from .formats import FORMATS, Context, render
 from .load import InputSpec, LoadError, Loaded, load, parse_dtype, parse_range, parse_shape, \
@@ -104,6 +105,9 @@ def _converted(parse):
               help="dtype of the --input-shape inputs (default float32; long for token ids).")
 @click.option("--input-range", callback=_converted(parse_range), metavar="LOW,HIGH",
               help="Draw --input-shape inputs from [LOW, HIGH), e.g. 0,1000 for token ids.")
+@click.option("--set", "sets", multiple=True, callback=_converted(parse_set), metavar="KEY=VALUE",
+              help="For timm:NAME, torchvision:NAME, hf:TYPE: a constructor argument or config "
+                   "field, e.g. --set num_hidden_layers=2 (repeatable).")
 @click.option("--no-confirm", is_flag=True,
               help="Skip the numerical confirmation of each claim (faster, static only).")
 @click.option("--steps", type=click.IntRange(min=1), metavar="N",
@@ -119,10 +123,11 @@ def _converted(parse):
 @click.pass_context
 def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero, select,
          ignore, ignore_parameters, assume_decay, device, input_shape, input_dtype, input_range,
-         no_confirm, steps, compare, quiet, debug, list_rules) -> None:
+         sets, no_confirm, steps, compare, quiet, debug, list_rules) -> None:
     """Find the weight-decay terms of a PyTorch model that cannot regularise anything.
 
-    TARGET is path/to/file.py, path/to/file.py:factory or package.module:factory.  Without
+    TARGET is path/to/file.py, path/to/file.py:factory or package.module:factory, or an
+    architecture by name: timm:NAME, torchvision:NAME, hf:TYPE[:HEAD].  Without
     :factory, wdaudit looks for build_model, get_model or model in the file; example inputs
     come from example_inputs (or --input-shape), the optimizer from build_optimizer(model) or
     configure_optimizers(model).  Settings are read from [tool.wdaudit] in the nearest
@@ -141,7 +146,8 @@ def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero
         else None
     flags = Config(select=select, ignore=ignore, ignore_parameters=ignore_parameters,
                    format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
-    request = Request(target, spec, flags, output, no_confirm, steps, compare)
+    request = Request(target, spec, flags, output, no_confirm, sets=sets or (), steps=steps,
+                      compare=compare)
     progress = _Progress(enabled=not quiet and _is_terminal(sys.stderr))
     engine_noise = io.StringIO()
     try:
@@ -171,6 +177,7 @@ class Request:
     flags: Config  # the settings given as flags (they win over [tool.wdaudit])
     output: str | None  # -o FILE
     no_confirm: bool
+    sets: tuple = ()  # --set KEY=VALUE, parsed
     steps: int | None = None  # --steps N
     compare: bool = False  # --compare
 
@@ -179,7 +186,7 @@ def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> in
     target = parse_target(request.target)
     with _user_output_to_stderr():
         with progress.step(f"loading {target}"):
-            loaded = _load(target, request.inputs)
+            loaded = _load(target, request)
         settings = _settings(request.flags, loaded)
         with progress.step(f"auditing {type(loaded.model).__name__}"), \
                 torch_silenced(engine_noise, level=logging.ERROR, stdout=True):
@@ -207,9 +214,14 @@ def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> in
     return EXIT_FINDINGS if failing else EXIT_CLEAN
 
 
-def _load(target, spec) -> Loaded:
+def _load(target, request: Request) -> Loaded:
     try:
-        return load(target, spec)
+        if is_named(request.target):
+            return load_named(request.target, request.sets, request.inputs)
+        if request.sets:
+            raise LoadError("--set configures an architecture given by name (timm:NAME, "
+                            "torchvision:NAME, hf:TYPE); for a file, change the file.")
+        return load(target, request.inputs)
     except LoadError as exc:
         raise Failure(str(exc)) from exc
 

@@ -10,6 +10,7 @@ points at the class definition of the nearest enclosing module written outside t
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import sys
@@ -115,15 +116,23 @@ def _class_definition(name: str, modules) -> Location:
     while True:
         m = modules.get(path)
         if m is not None and not type(m).__module__.startswith("torch."):
-            try:
-                file = inspect.getsourcefile(type(m))
-                line = inspect.getsourcelines(type(m))[1]
-                return Location(os.path.abspath(file) if file else None, line)
-            except (OSError, TypeError):
-                pass
+            found = _defined_at(type(m))
+            if found is not None:
+                return found
         if not path:
             return Location()
         path = path.rpartition(".")[0]
+
+
+@functools.lru_cache(maxsize=256)
+def _defined_at(cls: type) -> Location | None:
+    """Where a class is defined (each parse of its file costs ~20 ms: asked once per class)."""
+    try:
+        file = inspect.getsourcefile(cls)
+        line = inspect.getsourcelines(cls)[1]
+        return Location(os.path.abspath(file) if file else None, line)
+    except (OSError, TypeError):
+        return None
 
 
 def display_path(path: str | None) -> str | None:

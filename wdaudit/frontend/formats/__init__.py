@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "json", "sarif", "github", "html", "dot")
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,9 @@ class Context:
 
 def render(fmt: str, report, context: Context, *, color: bool = False,
            width: int | None = None) -> str:
-    from . import github, jsondoc, sarif, text
+    from . import dot, github, html, jsondoc, sarif, text
 
     if fmt == "text":
         return text.render(report, context, color=color, width=width)
-    return {"json": jsondoc, "sarif": sarif, "github": github}[fmt].render(report, context)
+    return {"json": jsondoc, "sarif": sarif, "github": github, "html": html,
+            "dot": dot}[fmt].render(report, context)

@@ -1,0 +1,55 @@
+"""``WDAuditCallback`` for Lightning: when training starts, audit the LightningModule with
+``trainer.optimizers`` and its ``example_input_array`` (else the first training batch, whose
+first element is the input when it is a tuple).
+
+    trainer = L.Trainer(callbacks=[WDAuditCallback()])
+
+Works with ``lightning`` or ``pytorch_lightning``; without either it is a plain class with the
+same hook, for loops that mirror Lightning's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import check_fail_on, enforce, run_audit
+
+try:
+    from lightning.pytorch import Callback
+except ImportError:  # pragma: no cover - depends on what is installed
+    try:
+        from pytorch_lightning import Callback
+    except ImportError:
+        Callback = object
+
+
+class _Optimizers:
+    """Several optimizers (a GAN's two) seen as one: every parameter group of each."""
+
+    def __init__(self, optimizers):
+        from . import inner_optimizer
+
+        self.param_groups = [g for o in optimizers for g in inner_optimizer(o).param_groups]
+
+
+class WDAuditCallback(Callback):
+    """Audit once, on ``on_train_start``; other ``audit()`` keyword arguments pass through."""
+
+    def __init__(self, fail_on: str | None = None, **audit_options: Any):
+        super().__init__()
+        self.fail_on = check_fail_on(fail_on)
+        self.audit_options = audit_options
+        self.report = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        example = getattr(pl_module, "example_input_array", None)
+        if example is not None:
+            # Lightning's convention: a tuple is *args, a dict **kwargs, a tensor the one input
+            batch = [tuple(example)] if isinstance(example, (tuple, list)) else example
+        else:
+            batch = next(iter(trainer.train_dataloader))
+        optimizers = list(getattr(trainer, "optimizers", None) or ())
+        optimizer = optimizers[0] if len(optimizers) == 1 else \
+            (_Optimizers(optimizers) if optimizers else None)
+        self.report = run_audit(pl_module, batch, optimizer, self.audit_options)
+        enforce(self.report, self.fail_on)
