@@ -323,8 +323,7 @@ class _Context:
             raise runs.CannotConfirm(f"the model's output is NaN or Inf at the saturating point "
                                  f"(spread {spreads[-1]:g} too)")
         self.passes += 2  # the backward pass
-        gen = torch.Generator(device="cpu").manual_seed(self.seed + 3)
-        weights = [torch.randn(y.shape, generator=gen, dtype=y.dtype).to(y.device) for y in outs]
+        weights = runs.noise_like(outs, self.seed + 3)
         loss = sum((y * w).sum() for y, w in zip(outs, weights) if y.requires_grad)
         # |L| ≤ Σ‖y‖‖w‖: the natural size of any log-scale derivative of L
         loss_scale = sum(float(y.detach().norm() * w.norm()) for y, w in zip(outs, weights))

@@ -52,10 +52,8 @@ def applied(params: generic.Point, claims, factors, seed: int):
         for name, s in claim.exponents.items():
             scales[name] = scales.get(name, 1.0) * a ** float(s)
     redrawn = [name for claim in claims for name in claim.redraw]
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    for name in redrawn:
-        noise = torch.randn(params[name].shape, generator=gen, dtype=torch.float64)
-        params[name] = noise.to(params[name]) * (params[name].abs().mean() + 1.0)
+    for name, noise in zip(redrawn, noise_like([params[n] for n in redrawn], seed)):
+        params[name] = noise * (params[name].abs().mean() + 1.0)
     for name, f in scales.items():
         params[name].mul_(f)
     try:
@@ -65,6 +63,18 @@ def applied(params: generic.Point, claims, factors, seed: int):
             params[name].div_(f)
         for name in redrawn:
             params[name] = params.fresh(name)
+
+
+def noise_like(tensors: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """Seeded standard normal noise shaped like each tensor, drawn on its device (a CPU draw
+    and a copy of an output-sized tensor would cost a GPU more than the check itself)."""
+    if not tensors:
+        return []
+    device = tensors[0].device
+    where = device if device.type == "cuda" else torch.device("cpu")
+    gen = torch.Generator(device=where).manual_seed(seed)
+    return [torch.randn(t.shape, generator=gen, dtype=torch.float64, device=where)
+            .to(device=t.device, dtype=t.dtype) for t in tensors]
 
 
 @contextlib.contextmanager

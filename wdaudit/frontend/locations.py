@@ -115,15 +115,27 @@ def _class_definition(name: str, modules) -> Location:
     while True:
         m = modules.get(path)
         if m is not None and not type(m).__module__.startswith("torch."):
-            try:
-                file = inspect.getsourcefile(type(m))
-                line = inspect.getsourcelines(type(m))[1]
-                return Location(os.path.abspath(file) if file else None, line)
-            except (OSError, TypeError):
-                pass
+            found = _where_defined(type(m))
+            if found is not None:
+                return found
         if not path:
             return Location()
         path = path.rpartition(".")[0]
+
+
+# getsourcelines reads and tokenises the whole file: once per class, not once per finding
+_defined: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _where_defined(cls: type) -> Location | None:
+    if cls not in _defined:
+        try:
+            file = inspect.getsourcefile(cls)
+            line = inspect.getsourcelines(cls)[1]
+            _defined[cls] = Location(os.path.abspath(file) if file else None, line)
+        except (OSError, TypeError):
+            _defined[cls] = None
+    return _defined[cls]
 
 
 def display_path(path: str | None) -> str | None:
