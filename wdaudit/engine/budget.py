@@ -46,7 +46,8 @@ def bill(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,
     floats = [p for p in params.values() if p.is_floating_point()]
     full = batch_size(inputs)
     fraction = 1.0 if batch is None or not full else batch / full
-    values = sum(_numel(meta) for meta in program.shapes.values())
+    held = set(program.params) | set(program.buffers) | set(program.constants)
+    values = sum(_numel(meta) for node, meta in program.shapes.items() if node not in held)
     return Bill(parameters=itemsize * sum(p.numel() for p in floats),
                 activations=int(itemsize * values * fraction),
                 gradient=itemsize * max((p.numel() for p in floats), default=0),

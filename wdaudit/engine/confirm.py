@@ -14,9 +14,12 @@ The real model's own change under the scaling is measured and reported; above
 ``EPS_MATTERS`` the claim is flagged eps-limited (true only in the eps → 0 limit).
 
 Memory: one float64 copy of the parameters lives at a time (the generic point, scaled and
-redrawn in place, then the saturating point), plus activations and one parameter's gradient.
-When the model cannot be run or measured at the check point, nothing is confirmed and the
-reason says why ("cannot confirm: ...").
+redrawn in place, then the saturating point), plus activations and one parameter's gradient;
+the bill is estimated first (``budget``) and, when it does not fit, paid on fewer examples or
+not at all.  When the model cannot be run or measured at the check point, nothing is
+confirmed and the reason says why ("cannot confirm: ...").  What adapts is never a check: the
+saturating point becomes milder after an overflow, float64 becomes float32 (with float32
+tolerances) where a kernel is missing, and the Confirmation says which was used.
 """
 
 from __future__ import annotations
@@ -71,11 +74,10 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
                             "analysis only, claims are not confirmed")
     degrees = claims.symmetries.degrees
     program = degrees.influence.graph.program
-    plan = _plan(program, setup)
-    if isinstance(plan, str):
-        return _failed(claims.claims, str(device), 0, plan, {})
-    inputs, bill = plan
+    inputs, bill, short = _plan(program, setup)
     extra = dict(batch=bill.batch, estimate=bill.total)
+    if short:
+        return _failed(claims.claims, str(device), 0, short, {}, extra)
     start = time.perf_counter()
     program = placed(program, device)
     timings = {"generic point": time.perf_counter() - start}
@@ -84,8 +86,8 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
                         extra=extra)
     except runs.CannotConfirm as exc:
         if not exc.kernel:
-            return _failed(claims.claims, str(device), 0, f"cannot confirm: {exc}", timings,
-                           extra)
+            return _failed(claims.claims, str(device), exc.passes, f"cannot confirm: {exc}",
+                           timings, extra)
         first = exc
     # an op without a float64 kernel (expert kernels, grouped_mm): the same checks in float32,
     # with tolerances set by float32 round-off
@@ -94,16 +96,17 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
                         extra=dict(extra, estimate=bill.total // 2))
     except runs.CannotConfirm as exc:
         reason = f"cannot confirm: {first}; in float32 too: {exc}"
-        return _failed(claims.claims, str(device), 0, reason, timings, extra)
+        return _failed(claims.claims, str(device), first.passes + exc.passes, reason, timings,
+                       extra)
 
 
 def _plan(program, setup: Setup):
-    """The inputs to confirm on and the memory bill, or why confirmation cannot run."""
+    """The inputs to confirm on, the memory bill, and why it cannot be paid ("" if it can)."""
     inputs = setup.inputs
     free = budget.available(setup.device, setup.memory_budget)
     full = budget.bill(program, setup.params, inputs)
     if free is None or full.total <= free:
-        return inputs, full
+        return inputs, full, ""
     n = full.batch
     # fewer examples: invariance is structural, and a traced (not exported) program is not
     # specialised to the batch size; never fewer than MIN_BATCH
@@ -114,9 +117,9 @@ def _plan(program, setup: Setup):
         k = min(n - 1, max(budget.MIN_BATCH, k))
         reduced = budget.bill(program, setup.params, inputs, batch=k)
         if reduced.total <= free:
-            return budget.first(inputs, k), reduced
+            return budget.first(inputs, k), reduced, ""
     g = budget.gib
-    return (f"cannot confirm: not enough memory: confirmation needs about {g(full.total)} "
+    return inputs, full, (f"cannot confirm: not enough memory: confirmation needs about {g(full.total)} "
             f"(float64 parameters {g(full.parameters)}, activations {g(full.activations)}, one "
             f"gradient {g(full.gradient)}) and {g(free)} is free on {setup.device}; the claims "
             "are static only [not confirmed numerically]")
@@ -146,6 +149,9 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
         start = time.perf_counter()
         euler = ctx.euler(todo)
         timings["euler"] = time.perf_counter() - start
+    except runs.CannotConfirm as exc:
+        exc.passes = ctx.passes
+        raise
     finally:
         ctx.release()
     tol = _tolerances(dtype)

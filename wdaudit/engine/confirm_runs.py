@@ -15,6 +15,7 @@ class CannotConfirm(RuntimeError):
     def __init__(self, message: str, kernel: bool = False):
         super().__init__(message)
         self.kernel = kernel  # the failure is a missing kernel at this precision
+        self.passes = 0  # how many passes ran before it
 
 
 def gradient_products(loss: torch.Tensor, leaves: Mapping[str, torch.Tensor]):
