@@ -9,8 +9,10 @@ float64 check).  Peaks come from the kernel's high-water mark (VmHWM), reset at 
 where Linux allows it (/proc/self/clear_refs); elsewhere from getrusage's lifetime maximum,
 which can only be reported for the audit as a whole.
 
-The promise being measured (docs/guarantees.md): confirmation holds one float64 copy of the
-parameters (2x the float32 size) plus activations and one parameter's gradient.
+The promise being measured (README, Guarantees, Memory): confirmation holds one float64 copy
+of the parameters (2x the float32 size) plus activations and one parameter's gradient.  The
+last column is the bill confirmation estimated before running (``Report.confirmation.estimate``,
+with its 1.25x headroom), which decides whether it runs at all.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def measure(name: str) -> dict:
     return {"model": name, "param_bytes": param_bytes, "peaks": peaks,
             "ineffective": len(report.ineffective), "parameters": len(report.parameters),
             "confirmed": report.confirmation.performed, "threads": torch.get_num_threads(),
+            "estimate": report.confirmation.estimate,
             "seconds": dict(report.timings)}
 
 
@@ -115,8 +118,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child)))
         return
-    print(f"{'model':12s} {'params fp32':>12s} {'trace+analysis':>15s} {'confirm':>16s}   "
-          "ineffective")
+    print(f"{'model':12s} {'params fp32':>12s} {'trace+analysis':>15s} {'confirm':>16s} "
+          f"{'estimated':>16s}   ineffective")
     for name in args.models:
         cmd = [sys.executable, __file__, "--child", name]
         if args.threads:
@@ -127,7 +130,9 @@ def main() -> None:
         cells = [_cell(result["peaks"].get(k), size) for k in ("trace+analysis", "confirm")]
         if "audit" in result["peaks"]:
             cells = ["", _cell(result["peaks"]["audit"], size) + " (whole audit)"]
-        print(f"{name:12s} {size / 2**20:9.0f} MiB {cells[0]:>15s} {cells[1]:>16s}   "
+        estimate = _cell(result["estimate"], size)
+        print(f"{name:12s} {size / 2**20:9.0f} MiB {cells[0]:>15s} {cells[1]:>16s} "
+              f"{estimate:>16s}   "
               f"{result['ineffective']}/{result['parameters']}"
               f"{'' if result['confirmed'] else ' (not confirmed)'}")
 

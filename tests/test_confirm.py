@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import wdaudit
+from wdaudit.engine import budget
 from wdaudit.engine import claims as claims_stage
 from wdaudit.engine import confirm as C
 from wdaudit.engine import degrees, graph, influence, symmetries
@@ -158,3 +159,129 @@ def test_confirmation_places_a_copy_of_the_program_and_leaves_the_traced_one():
     assert [n.name for n in moved.gm.graph.nodes] == [n.name for n in program.gm.graph.nodes]
     shared = {id(p) for p in program.root.parameters()}
     assert {id(p) for p in moved.root.parameters()} == shared  # parameters are not copied
+
+
+# --- accounting, memory, and confirmation that adapts without giving ground -----------------
+
+
+class ConvBN(nn.Module):
+    """Convs before train-mode BatchNorm: every conv weight is scale-free, the head is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.c2, self.b2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.b1(self.c1(x)))
+        return self.head(self.b2(self.c2(h)).mean((2, 3)))
+
+
+def _conv_bn():
+    torch.manual_seed(0)
+    return ConvBN(), torch.randn(12, 3, 8, 8)
+
+
+def test_timings_account_for_every_second_of_the_audit():
+    import time
+
+    model, x = _conv_bn()
+    start = time.perf_counter()
+    report = wdaudit.audit(model, x)
+    wall = time.perf_counter() - start
+    assert {"setup", "trace", "analysis", "generic point", "confirm", "report"} \
+        <= set(report.timings)
+    assert all(v >= 0 for v in report.timings.values())
+    assert abs(sum(report.timings.values()) - wall) <= 0.02 * wall + 1e-3
+
+
+def test_a_bill_over_budget_confirms_on_fewer_examples_with_the_same_verdicts():
+    model, x = _conv_bn()
+    full = wdaudit.audit(model, x)
+    assert full.confirmation.batch == 12 and full.confirmation.estimate > 0
+    # room for the parameters and a third of the activations: a reduced batch fits
+    bill = budget.bill(full_program(model, x), dict(model.named_parameters()), (x,))
+    room = int(budget.HEADROOM * (bill.parameters + bill.gradient + bill.activations / 3))
+    reduced = wdaudit.audit(model, x, memory_budget=room)
+    assert reduced.confirmation.performed
+    assert budget.MIN_BATCH <= reduced.confirmation.batch < 12
+    assert reduced.confirmation.estimate <= room
+    assert reduced.ineffective == full.ineffective and reduced.effective == full.effective
+    assert "batch" in reduced.to_dict()["confirmation"]
+
+
+def test_a_bill_nothing_can_pay_leaves_claims_unconfirmed_and_unknown_never_silent():
+    model, x = _conv_bn()
+    full = wdaudit.audit(model, x)
+    report = wdaudit.audit(model, x, memory_budget=1000)
+    assert not report.confirmation.performed
+    assert "not enough memory" in report.confirmation.reason
+    assert report.confirmation.passes == 0  # nothing was allocated for it
+    claimed = {m.name for g in report.groups for m in g.members}
+    assert claimed == full.ineffective
+    assert report.ineffective == frozenset() and report.unknown == claimed
+    assert not [f for f in report.findings if set(f.parameters) & claimed]
+    for name in claimed:
+        assert "[not confirmed numerically]" in report.parameters[name].reason
+    assert report.effective == full.effective  # static "effective" verdicts stand
+
+
+def full_program(model, x):
+    return trace(model, (x,))
+
+
+class Overflowing(nn.Module):
+    """A second output exp(250·g): at the saturating point's spread of 3 some entry of g
+    overflows float64; at 1.5 none does."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.ln, self.head = nn.Linear(6, 6), nn.LayerNorm(6), nn.Linear(6, 2)
+        self.g = nn.Parameter(torch.zeros(16))
+
+    def forward(self, x):
+        return self.head(self.ln(self.fc(x))), torch.exp(250.0 * self.g)
+
+
+def test_overflow_at_the_saturating_point_retries_a_milder_one():
+    torch.manual_seed(0)
+    model, x = Overflowing(), torch.randn(5, 6)
+    report = wdaudit.audit(model, x)
+    assert report.confirmation.performed and report.confirmation.spread == C.SPREADS[1]
+    assert {"fc.weight", "fc.bias"} <= report.ineffective
+    assert "g" in report.effective and "head.weight" in report.effective
+
+
+class NoDoubleKernel(nn.Module):
+    """Refuses float64 like an expert kernel without a float64 implementation."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.ln, self.head = nn.Linear(6, 6), nn.LayerNorm(6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        if x.dtype == torch.float64:
+            raise RuntimeError("\"grouped_mm\" not implemented for 'Double'")
+        return self.head(self.ln(self.fc(x)))
+
+
+def test_an_op_without_a_float64_kernel_is_confirmed_in_float32():
+    torch.manual_seed(0)
+    model, x = NoDoubleKernel(), torch.randn(5, 6)
+    report = wdaudit.audit(model, x)
+    assert report.confirmation.performed and report.confirmation.precision == "float32"
+    assert report.to_dict()["confirmation"]["precision"] == "float32"
+    assert report.ineffective == {"fc.weight", "fc.bias"}
+
+
+def test_false_claims_fail_in_float32_too():
+    torch.manual_seed(0)
+    x = torch.randn(5, 6)
+    model = Gated(0.0)
+    made = replace(derived_claims(model, x), claims=(Claim({"f.weight": 1.0, "f.bias": 1.0}),))
+    setup = C.Setup(dict(model.named_parameters()), (x,), torch.device("cpu"))
+    program = made.symmetries.degrees.influence.graph.program
+    result = C._attempt(made, program, setup, (x,), torch.float32,
+                        timings={"generic point": 0.0}, extra={})
+    assert result.precision == "float32" and not result.checks[0].confirmed and result.defects

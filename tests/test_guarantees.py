@@ -493,6 +493,24 @@ def test_confirmation_holds_one_float64_copy_of_the_parameters():
         f"peak {extra / float64:.2f} float64 copies of the parameters"
 
 
+def test_a_memory_cap_below_the_bill_is_said_and_the_model_untouched(monkeypatch):
+    """WDAUDIT_MEMORY_BUDGET caps confirmation like a small machine would: nothing confirmed,
+    the reason names the memory, no claim made from it, and the model as before."""
+    torch.manual_seed(0)
+    model, x = TwoWide(), torch.randn(4, 512)
+    float64 = 8 * sum(p.numel() for p in model.parameters())
+    monkeypatch.setenv("WDAUDIT_MEMORY_BUDGET", str(float64 // 2))  # not even one copy fits
+    before = fingerprint(model)
+    report = wdaudit.audit(model, x)
+    assert changes(before, fingerprint(model)) == []
+    assert not report.confirmation.performed and report.confirmation.passes == 0
+    assert "not enough memory" in report.confirmation.reason
+    assert report.confirmation.estimate > float64
+    assert report.ineffective == frozenset() and {"a.weight", "b.weight"} <= report.unknown
+    monkeypatch.setenv("WDAUDIT_MEMORY_BUDGET", str(4 * float64))
+    assert {"a.weight", "b.weight"} <= wdaudit.audit(model, x).ineffective
+
+
 # --- forwards that write to what they are given ------------------------------------------------
 
 

@@ -3,8 +3,8 @@ previous stage's frozen output, and assembles the :class:`~wdaudit.report.Report
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
+from dataclasses import replace
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -45,7 +45,7 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
           assume_decay: str = "all", strict: bool | None = None, seed: int = 0,
           locate: Callable | None = None, ignore_parameters: Sequence[str] = (),
           progress: Callable[[str], None] | None = None,
-          total_steps: int | None = None) -> Report:
+          total_steps: int | None = None, memory_budget: int | None = None) -> Report:
     """Audit ``model``: which weight-decay terms cannot regularise anything.
 
     ``example_inputs`` is a tensor or a tuple of positional arguments.  With an ``optimizer``,
@@ -57,7 +57,11 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     (their verdicts are still reported).  ``progress`` is called with ``"trace"``,
     ``"analysis"`` and ``"confirm"`` as each starts.  ``total_steps`` (the planned length of
     training) says in each group's ``equilibrium`` whether training reaches it.
+    ``memory_budget`` (bytes; default: what the device has free, or
+    ``WDAUDIT_MEMORY_BUDGET``) bounds what confirmation may allocate.  ``Report.timings``
+    accounts for every second of the call, stage by stage.
     """
+    clock = _Clock()
     if not isinstance(model, nn.Module):
         raise TypeError(f"audit() needs an nn.Module, got {type(model).__name__}")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) \
@@ -66,29 +70,31 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
         strict = os.environ.get("WDAUDIT_STRICT", "") not in ("", "0")
     where = resolve_device(device, model)
     step = progress or (lambda stage: None)
-    timings: dict[str, float] = {}
     params = dict(model.named_parameters())
     policy = findings_stage.Policy(findings_stage.decay_settings(params, optimizer, assume_decay),
                                    locate or locator(model), _matcher(ignore_parameters))
-    setup = confirm_stage.Setup(params, inputs, where, seed, confirm)
+    setup = confirm_stage.Setup(params, inputs, where, seed, confirm, memory_budget)
     with untouched(where):
+        clock.lap("setup")
         step("trace")
-        with _timer(timings, "trace"):
-            program = trace(model, inputs)
+        program = trace(model, inputs)
+        clock.lap("trace")
         step("analysis")
-        with _timer(timings, "analysis"):
-            graph = graph_stage.build(program)
-            overview = overview_of(graph, model, policy.locate)
-            influence = influence_stage.analyse(graph, strict)
-            degrees = degrees_stage.propagate(influence, strict)
-            symmetries = symmetries_stage.solve(degrees)
-            claims = claims_stage.claims_for(symmetries)
+        graph = graph_stage.build(program)
+        overview = overview_of(graph, model, policy.locate)
+        influence = influence_stage.analyse(graph, strict)
+        degrees = degrees_stage.propagate(influence, strict)
+        symmetries = symmetries_stage.solve(degrees)
+        claims = claims_stage.claims_for(symmetries)
+        clock.lap("analysis")
         if claims.claims and confirm:
             step("confirm")
-        start = time.perf_counter()
         confirmation = confirm_stage.confirm(claims, setup)
         if claims.claims and confirmation.outcome != SKIPPED:
-            timings["confirm"] = time.perf_counter() - start
+            # the generic point (drawing it, moving the program and inputs) is its own entry
+            point = confirmation.timings.get("generic point", 0.0)
+            clock.laps["generic point"] = point
+            clock.lap("confirm", minus=point)
     if strict and confirmation.defects:
         raise AnalysisDefect("; ".join(confirmation.defects))
     verdicts = verdicts_stage.decide(claims, confirmation)
@@ -97,8 +103,10 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
                         symmetries.rows, program.notes + influence.failures + degrees.failures)
     report = Report(type(model).__name__, found.parameters, verdicts.groups,
                     verdicts.rescalings, found.findings, coverage, confirmation,
-                    policy.decay.assumed, timings, overview=overview)
-    return annotate(report, model, optimizer, total_steps)
+                    policy.decay.assumed, {}, overview=overview)
+    report = annotate(report, model, optimizer, total_steps)
+    clock.lap("report")
+    return replace(report, timings=dict(clock.laps))
 
 
 def resolve_device(device: str | torch.device | None, model: nn.Module | None = None
@@ -122,10 +130,14 @@ def _matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
     return lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-@contextlib.contextmanager
-def _timer(timings: dict, key: str):
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+class _Clock:
+    """Laps that add up to the wall time of the call: each covers everything since the last."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, key: str, minus: float = 0.0) -> None:
+        now = time.perf_counter()
+        self.laps[key] = self.laps.get(key, 0.0) + now - self._last - minus
+        self._last = now

@@ -119,6 +119,13 @@ class Confirmation:
     reason: str = ""
     defects: tuple[str, ...] = ()
     checks: tuple[Check, ...] = ()
+    # what the checks adapted to this model (README, Guarantees): the precision, the examples
+    # per input, the saturating point's spread, and the memory bill estimated beforehand
+    precision: str = "float64"
+    batch: int | None = None
+    spread: float | None = None
+    estimate: int | None = None  # bytes
+    timings: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def performed(self) -> bool:
@@ -212,6 +219,10 @@ class Report:
                 "passes": self.confirmation.passes,
                 "reason": self.confirmation.reason,
                 "defects": list(self.confirmation.defects),
+                "precision": self.confirmation.precision,
+                "batch": self.confirmation.batch,
+                "saturating_spread": self.confirmation.spread,
+                "memory_estimate": self.confirmation.estimate,
             },
             "summary": self.summary(),
             "folklore": {rule: f.to_dict() for rule, f in self.folklore.items()},

@@ -14,21 +14,26 @@ The real model's own change under the scaling is measured and reported; above
 ``EPS_MATTERS`` the claim is flagged eps-limited (true only in the eps → 0 limit).
 
 Memory: one float64 copy of the parameters lives at a time (the generic point, scaled and
-redrawn in place, then the saturating point), plus activations and one parameter's gradient.
-When the model cannot be run or measured at the check point, nothing is confirmed and the
-reason says why ("cannot confirm: ...").
+redrawn in place, then the saturating point), plus activations and one parameter's gradient;
+the bill is estimated first (``budget``) and, when it does not fit, paid on fewer examples or
+not at all.  When the model cannot be run or measured at the check point, nothing is
+confirmed and the reason says why ("cannot confirm: ...").  What adapts is never a check: the
+saturating point becomes milder after an overflow, float64 becomes float32 (with float32
+tolerances) where a kernel is missing, and the Confirmation says which was used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
+import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 
 from ..report import CHECKED, FAILED, SKIPPED, Check, Confirmation
+from . import budget
+from . import confirm_runs as runs
 from . import generic_point as generic
 from .claims import Claims
 from .program import EPS_TINY, placed, run, run_model
@@ -41,22 +46,21 @@ TOL_FAITHFUL = 1e-4  # real model vs traced program, both eps as is (the model m
 EPS_MATTERS = 1e-4  # real-model change above which a claim is reported as eps-limited
 EPS_FINER = 1e-6  # a residual must shrink by ~this factor when eps does to count as an eps effect
 PLAUSIBLY_EPS = 1e-2  # residuals above this are never attributed to eps
+SPREADS = (3.0, 1.5)  # the saturating point's vector spread; the milder one after an overflow
 
 
 @dataclass(frozen=True)
 class Setup:
     """What confirmation needs beyond the claims: the user's parameters (only ever read), the
-    example inputs, where to run and with which seed, and whether to run at all."""
+    example inputs, where to run and with which seed, whether to run at all, and how many
+    bytes it may use (default: what the device has free)."""
 
     params: Mapping[str, torch.Tensor]
     inputs: tuple
     device: torch.device
     seed: int = 0
     enabled: bool = True
-
-
-class _CannotConfirm(RuntimeError):
-    pass
+    memory_budget: int | None = None
 
 
 def confirm(claims: Claims, setup: Setup) -> Confirmation:
@@ -69,76 +73,169 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
         return Confirmation(SKIPPED, "meta", 0, "parameters are on the meta device: static "
                             "analysis only, claims are not confirmed")
     degrees = claims.symmetries.degrees
-    program = placed(degrees.influence.graph.program, device)
-    ctx = _Context(program, tuple(degrees.eps_sites), setup)
+    program = degrees.influence.graph.program
+    inputs, bill, short = _plan(program, setup)
+    extra = dict(batch=bill.batch, estimate=bill.total)
+    if short:
+        return _failed(claims.claims, str(device), 0, short, {}, extra)
+    start = time.perf_counter()
+    program = placed(program, device)
+    timings = {"generic point": time.perf_counter() - start}
+    try:
+        return _attempt(claims, program, setup, inputs, torch.float64, timings=timings,
+                        extra=extra)
+    except runs.CannotConfirm as exc:
+        if not exc.kernel:
+            return _failed(claims.claims, str(device), exc.passes, f"cannot confirm: {exc}",
+                           timings, extra)
+        first = exc
+    # an op without a float64 kernel (expert kernels, grouped_mm): the same checks in float32,
+    # with tolerances set by float32 round-off
+    try:
+        return _attempt(claims, program, setup, inputs, torch.float32, timings=timings,
+                        extra=dict(extra, estimate=bill.total // 2))
+    except runs.CannotConfirm as exc:
+        reason = f"cannot confirm: {first}; in float32 too: {exc}"
+        return _failed(claims.claims, str(device), first.passes + exc.passes, reason, timings,
+                       extra)
+
+
+def _plan(program, setup: Setup):
+    """The inputs to confirm on, the memory bill, and why it cannot be paid ("" if it can)."""
+    inputs = setup.inputs
+    free = budget.available(setup.device, setup.memory_budget)
+    full = budget.bill(program, setup.params, inputs)
+    if free is None or full.total <= free:
+        return inputs, full, ""
+    n = full.batch
+    # fewer examples: invariance is structural, and a traced (not exported) program is not
+    # specialised to the batch size; never fewer than MIN_BATCH
+    if n and n > budget.MIN_BATCH and program.method == "symbolic_trace":
+        fixed = full.parameters + full.gradient
+        per_example = max(full.activations / n, 1.0)
+        k = int((free / budget.HEADROOM - fixed) / per_example)
+        k = min(n - 1, max(budget.MIN_BATCH, k))
+        reduced = budget.bill(program, setup.params, inputs, batch=k)
+        if reduced.total <= free:
+            return budget.first(inputs, k), reduced, ""
+    g = budget.gib
+    return inputs, full, (f"cannot confirm: not enough memory: confirmation needs about {g(full.total)} "
+            f"(float64 parameters {g(full.parameters)}, activations {g(full.activations)}, one "
+            f"gradient {g(full.gradient)}) and {g(free)} is free on {setup.device}; the claims "
+            "are static only [not confirmed numerically]")
+
+
+def _failed(todo, device: str, passes: int, reason: str, timings, extra=None) -> Confirmation:
+    nan = float("nan")
+    return Confirmation(FAILED, device, passes, reason, (),
+                        tuple(Check(False, nan, nan, nan, False, reason) for _ in todo),
+                        timings=dict(timings), **(extra or {}))
+
+
+def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, extra
+             ) -> Confirmation:
     todo = claims.claims
+    start = time.perf_counter()
+    ctx = _Context(program, tuple(claims.symmetries.degrees.eps_sites), setup, inputs, dtype)
+    timings["generic point"] += time.perf_counter() - start
     rng = random.Random(setup.seed)
     factors = [rng.choice((0.5, 2.0)) for _ in todo]
     results: dict[int, Check] = {}
+    start = time.perf_counter()
     try:
         ctx.baseline()
         ctx.bisect(list(range(len(todo))), todo, factors, results)
+        timings["checks"] = time.perf_counter() - start
+        start = time.perf_counter()
         euler = ctx.euler(todo)
-    except _CannotConfirm as exc:
-        reason = f"cannot confirm: {exc}"
-        nan = float("nan")
-        return Confirmation(FAILED, str(device), ctx.passes, reason, (),
-                            tuple(Check(False, nan, nan, nan, False, reason) for _ in todo))
+        timings["euler"] = time.perf_counter() - start
+    except runs.CannotConfirm as exc:
+        exc.passes = ctx.passes
+        raise
+    finally:
+        ctx.release()
+    tol = _tolerances(dtype)
     checks, defects = [], []
     for i, claim in enumerate(todo):
         check = results[i]
-        ok = check.confirmed and euler[i] <= TOL_EULER
-        note = check.note or ("" if euler[i] <= TOL_EULER else f"Euler residual {euler[i]:.2e}")
+        ok = check.confirmed and euler[i] <= tol.euler
+        note = check.note or ("" if euler[i] <= tol.euler else f"Euler residual {euler[i]:.2e}")
         checks.append(Check(ok, check.max_relative_change, check.exact_relative_change,
                             euler[i], check.eps_limited, note))
         if not ok:
             members = ", ".join(list(claim.exponents) + list(claim.redraw))
             defects.append(f"claim over [{members}] failed confirmation: {note}")
-    return Confirmation(CHECKED, str(device), ctx.passes, "", tuple(defects), tuple(checks))
+    return Confirmation(CHECKED, str(setup.device), ctx.passes, "", tuple(defects),
+                        tuple(checks), precision=str(dtype).removeprefix("torch."),
+                        spread=ctx.spread, timings=dict(timings), **extra)
+
+
+@dataclass(frozen=True)
+class _Tolerances:
+    exact: float
+    euler: float
+
+
+FLOAT32_TOL = 2**10 * torch.finfo(torch.float32).eps
+"""Exact and Euler tolerance when an op has no float64 kernel: a thousand units of float32
+round-off (1.2e-4), the float64 tolerances' margin being out of reach in float32."""
+
+
+def _tolerances(dtype: torch.dtype) -> _Tolerances:
+    if dtype == torch.float64:
+        return _Tolerances(TOL_EXACT, TOL_EULER)
+    return _Tolerances(max(TOL_EXACT, FLOAT32_TOL), max(TOL_EULER, FLOAT32_TOL))
 
 
 class _Context:
     """One confirmation run: the float64 point, the casted buffers, constants and inputs."""
 
-    def __init__(self, program, eps_sites, setup: Setup):
+    def __init__(self, program, eps_sites, setup: Setup, inputs: tuple, dtype: torch.dtype):
         params, device, seed = setup.params, setup.device, setup.seed
-        buffers, inputs = dict(program.root.named_buffers()), setup.inputs
+        buffers = dict(program.root.named_buffers())
         self.program = program
         self.eps = eps_sites
         self.device = device
+        self.dtype = dtype
+        self.tol = _tolerances(dtype)
         self.source = params  # the user's tensors: only read, for shapes and centres
-        self.params = generic.draw(params, device=device, dtype=torch.float64, seed=seed)
+        self.params = generic.draw(params, device=device, dtype=dtype, seed=seed)
         self.large: generic.Point | None = None  # drawn when the generic point is done with
-        self.buffers = {k: _cast(v, device) for k, v in buffers.items()}
-        self.constants = {k: _cast(v, device) for k, v in program.constants.items()}
-        self.inputs = tuple(_cast(x, device) for x in inputs)
+        self.spread: float | None = None  # the saturating point's spread, once used
+        self.buffers = {k: runs.cast(v, device, dtype) for k, v in buffers.items()}
+        self.constants = {k: runs.cast(v, device, dtype) for k, v in program.constants.items()}
+        self.inputs = tuple(runs.cast(x, device, dtype) for x in inputs)
         self.passes = 0
         self.seed = seed
+
+    def release(self) -> None:
+        """Drop the point and the outputs now, not when the caller's frame goes."""
+        self.params = self.large = self.real0 = self.exact0 = None
 
     # -- runs -------------------------------------------------------------------------
     def _program(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
         self.passes += 1
-        with torch.no_grad(), seeded(self.seed, self.device), _float64_default(), \
-                _running("the traced program"):
-            return _floats(run(self.program, params, self.buffers, self.inputs,
+        with torch.no_grad(), seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
+                runs.running("the traced program"):
+            return runs.floats(run(self.program, params, self.buffers, self.inputs,
                                constants=self.constants, eps_zero=self.eps if eps_zero else (),
-                               promote=torch.float64, eps_value=eps_value))
+                               promote=self.dtype, eps_value=eps_value))
 
     def _real(self, params) -> list[torch.Tensor]:
         self.passes += 1
-        with torch.no_grad(), seeded(self.seed, self.device), _float64_default(), \
-                _running("the model"):
-            return _floats(run_model(self.program.root, params, self.buffers, self.inputs))
+        with torch.no_grad(), seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
+                runs.running("the model"):
+            return runs.floats(run_model(self.program.root, params, self.buffers, self.inputs))
 
     def baseline(self) -> None:
         self.real0 = self._real(self.params)
         if not any(y.numel() for y in self.real0):
-            raise _CannotConfirm("the model has no floating-point output to measure")
+            raise runs.CannotConfirm("the model has no floating-point output to measure")
         self.exact0 = self._program(self.params, eps_zero=True)
         for y in self.real0 + self.exact0:
             if not torch.isfinite(y).all():
-                raise _CannotConfirm("the model's output is NaN or Inf at the check point")
-        self.fidelity0 = _relative(self._program(self.params, eps_zero=False), self.real0)
+                raise runs.CannotConfirm("the model's output is NaN or Inf at the check point")
+        self.fidelity0 = runs.relative(self._program(self.params, eps_zero=False), self.real0)
 
     # -- the joint test and bisection -----------------------------------------------------
     def bisect(self, idx: list[int], claims, factors, results: dict[int, Check]) -> None:
@@ -155,19 +252,20 @@ class _Context:
         # each output is reduced to a number as soon as it exists: outputs can be large
         # the traced program is checked against the model at the base point only: both
         # tracers refuse value-dependent control flow, so what agrees there agrees here
-        with _applied(self.params, claims, factors, self.seed):
-            real = _relative(self._real(self.params), self.real0)
-            exact = _relative(self._program(self.params, eps_zero=True), self.exact0)
-        with _applied(self.params, claims, [1.0 / f for f in factors], self.seed + 7):
-            exact = max(exact, _relative(self._program(self.params, eps_zero=True), self.exact0))
-        if TOL_EXACT < exact <= PLAUSIBLY_EPS:
+        with runs.applied(self.params, claims, factors, self.seed):
+            real = runs.relative(self._real(self.params), self.real0)
+            exact = runs.relative(self._program(self.params, eps_zero=True), self.exact0)
+        with runs.applied(self.params, claims, [1.0 / f for f in factors], self.seed + 7):
+            back = runs.relative(self._program(self.params, eps_zero=True), self.exact0)
+        exact = max(exact, back)
+        if self.tol.exact < exact <= PLAUSIBLY_EPS:
             exact = self._finer_limit(claims, factors, exact)
         faithful = self.fidelity0
-        ok = exact <= TOL_EXACT and faithful <= TOL_FAITHFUL
+        ok = exact <= self.tol.exact and faithful <= TOL_FAITHFUL
         note = ""
         if faithful > TOL_FAITHFUL:
             note = f"the traced program and the model disagree by {faithful:.2e} at the check point"
-        elif exact > TOL_EXACT:
+        elif exact > self.tol.exact:
             note = f"output changed by {exact:.2e} (relative) with eps -> 0"
         return Check(ok, real, exact, 0.0, real > EPS_MATTERS, note)
 
@@ -179,15 +277,15 @@ class _Context:
         base = self._program(self.params, eps_zero=True, eps_value=fine)
         worst = 0.0
         for fs, salt in ((factors, 0), ([1.0 / f for f in factors], 7)):
-            with _applied(self.params, claims, fs, self.seed + salt):
+            with runs.applied(self.params, claims, fs, self.seed + salt):
                 out = self._program(self.params, eps_zero=True, eps_value=fine)
-            worst = max(worst, _relative(out, base))
-        return 0.0 if worst <= max(TOL_EXACT, coarse * EPS_FINER * 1e3) else worst
+            worst = max(worst, runs.relative(out, base))
+        return 0.0 if worst <= max(self.tol.exact, coarse * EPS_FINER * 1e3) else worst
 
     # -- Euler identity at a saturating point --------------------------------------------
     def euler(self, claims) -> list[float]:
         residuals = self._euler(claims, EPS_TINY)
-        shaky = [i for i, r in enumerate(residuals) if r > TOL_EULER]
+        shaky = [i for i, r in enumerate(residuals) if r > self.tol.euler]
         if shaky:
             # a group whose influence at this point is itself an eps effect (a channel of near
             # zero variance) fades as eps does; a violation does not.  Not finer than 1e-4:
@@ -197,28 +295,41 @@ class _Context:
                 residuals[i] = r
         return residuals
 
-    def _saturating_point(self) -> generic.Point:
+    def _saturating_point(self, claims, spread: float) -> generic.Point:
         if self.large is None:
-            # the generic point is done with: it becomes the saturating one, in place
-            self.large = generic.saturate(self.params, spread=3.0)
+            # the generic point is done with: it becomes the saturating one, in place.  Only
+            # claimed parameters need a gradient: the backward pass skips every other weight's
+            self.large = generic.saturate(self.params, spread=spread)
             self.params = self.real0 = self.exact0 = None
-            for v in self.large.values():
-                v.requires_grad_(v.is_floating_point())
+            claimed = {k for c in claims for k in list(c.exponents) + list(c.redraw)}
+            for k, v in self.large.items():
+                v.requires_grad_(v.is_floating_point() and k in claimed)
+        elif spread != self.spread:
+            with torch.no_grad():
+                self.large = generic.saturate(self.large, spread=spread)
+        self.spread = spread
         return self.large
 
     def _euler(self, claims, eps_value: float) -> list[float]:
-        leaves = self._saturating_point()
-        self.passes += 3  # a forward and a backward
-        with seeded(self.seed, self.device), _float64_default(), \
-                _running("the traced program"):
-            outs = _floats(run(self.program, leaves, self.buffers, self.inputs,
-                               constants=self.constants, eps_zero=self.eps, promote=torch.float64,
-                               eps_value=eps_value))
-        for y in outs:
-            if not torch.isfinite(y).all():
-                raise _CannotConfirm("the model's output is NaN or Inf at the saturating point")
-        gen = torch.Generator(device="cpu").manual_seed(self.seed + 3)
-        weights = [torch.randn(y.shape, generator=gen, dtype=y.dtype).to(y.device) for y in outs]
+        spreads = SPREADS if self.spread is None else (self.spread,)
+        for spread in spreads:
+            leaves = self._saturating_point(claims, spread)
+            self.passes += 1
+            with seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
+                    runs.running("the traced program"):
+                outs = runs.floats(run(self.program, leaves, self.buffers, self.inputs,
+                                   constants=self.constants, eps_zero=self.eps,
+                                   promote=self.dtype, eps_value=eps_value))
+            if all(bool(torch.isfinite(y).all()) for y in outs):
+                break
+            # overflow at this spread (exp, a deep stack of gains): a milder one still saturates
+            # clamps; give up only when the mildest overflows too
+            outs = []
+        else:
+            raise runs.CannotConfirm(f"the model's output is NaN or Inf at the saturating point "
+                                 f"(spread {spreads[-1]:g} too)")
+        self.passes += 2  # the backward pass
+        weights = runs.noise_like(outs, self.seed + 3)
         loss = sum((y * w).sum() for y, w in zip(outs, weights) if y.requires_grad)
         # |L| ≤ Σ‖y‖‖w‖: the natural size of any log-scale derivative of L
         loss_scale = sum(float(y.detach().norm() * w.norm()) for y, w in zip(outs, weights))
@@ -226,7 +337,7 @@ class _Context:
         del outs, weights  # the graph keeps what the backward needs; outputs can be large
         if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
             return [0.0] * len(claims)
-        dots, norms = _gradient_products(loss, {k: leaves[k] for k in names})
+        dots, norms = runs.gradient_products(loss, {k: leaves[k] for k in names})
         floor = EULER_FLOOR * loss_scale
         out = []
         for claim in claims:
@@ -242,100 +353,3 @@ class _Context:
         return out
 
 
-def _gradient_products(loss: torch.Tensor, leaves: Mapping[str, torch.Tensor]):
-    """``⟨∇_p L, θ_p⟩`` and ``‖∇_p L‖‖θ_p‖`` for every leaf, from one backward pass.  Each
-    gradient is folded into two numbers and dropped as soon as it is complete, so the pass
-    never holds a second copy of the parameters."""
-    dots: dict[str, float] = {}
-    norms: dict[str, float] = {}
-
-    def fold(name):
-        def hook(p: torch.Tensor) -> None:
-            g, theta = p.grad.reshape(-1), p.detach().reshape(-1)
-            dots[name] = float(torch.dot(g, theta))
-            norms[name] = float(g.norm() * theta.norm())
-            p.grad = None
-        return hook
-
-    handles = [v.register_post_accumulate_grad_hook(fold(k)) for k, v in leaves.items()]
-    try:
-        with _running("the backward pass through the traced program"):
-            loss.backward()
-    finally:
-        for h in handles:
-            h.remove()
-    return dots, norms
-
-
-@contextlib.contextmanager
-def _applied(params: generic.Point, claims, factors, seed: int):
-    """Scale group members in place (exact for powers of two) and redraw no-effect members;
-    on exit divide back and redraw the generic values exactly, so only one float64 copy of
-    the parameters ever exists."""
-    scales: dict[str, float] = {}
-    for claim, a in zip(claims, factors):
-        for name, s in claim.exponents.items():
-            scales[name] = scales.get(name, 1.0) * a ** float(s)
-    redrawn = [name for claim in claims for name in claim.redraw]
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    for name in redrawn:
-        noise = torch.randn(params[name].shape, generator=gen, dtype=torch.float64)
-        params[name] = noise.to(params[name]) * (params[name].abs().mean() + 1.0)
-    for name, f in scales.items():
-        params[name].mul_(f)
-    try:
-        yield
-    finally:
-        for name, f in scales.items():
-            params[name].div_(f)
-        for name in redrawn:
-            params[name] = params.fresh(name)
-
-
-@contextlib.contextmanager
-def _float64_default():
-    """Tensors the model creates without a dtype (``torch.zeros(n, d)``) are made at check
-    precision too, so that they mix with our float64 parameters; restored afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-@contextlib.contextmanager
-def _running(what: str):
-    """An error raised while running the user's code means the point cannot be measured."""
-    try:
-        yield
-    except _CannotConfirm:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever the model raises, we cannot measure
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise _CannotConfirm(f"{what} raised {type(exc).__name__} at the check point: "
-                             f"{first}") from exc
-
-
-def _cast(x, device):
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.is_floating_point():
-            return x.to(device=device, dtype=torch.float64)
-        return x.to(device)
-    return x
-
-
-def _floats(outs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    return [y for y in outs if y.is_floating_point() or y.is_complex()]
-
-
-def _relative(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
-    """Largest per-output relative change (so a small output is not drowned by a big one)."""
-    worst = 0.0
-    for x, y in zip(a, b):
-        x, y = x.detach().double(), y.detach().double()
-        diff = float((x - y).norm())
-        ref = float(y.norm())
-        worst = max(worst, diff / ref if ref > 0 else (0.0 if diff == 0 else float("inf")))
-    return worst

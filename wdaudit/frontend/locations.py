@@ -10,7 +10,6 @@ points at the class definition of the nearest enclosing module written outside t
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import os
 import sys
@@ -116,7 +115,7 @@ def _class_definition(name: str, modules) -> Location:
     while True:
         m = modules.get(path)
         if m is not None and not type(m).__module__.startswith("torch."):
-            found = _defined_at(type(m))
+            found = _where_defined(type(m))
             if found is not None:
                 return found
         if not path:
@@ -124,15 +123,19 @@ def _class_definition(name: str, modules) -> Location:
         path = path.rpartition(".")[0]
 
 
-@functools.lru_cache(maxsize=256)
-def _defined_at(cls: type) -> Location | None:
-    """Where a class is defined (each parse of its file costs ~20 ms: asked once per class)."""
-    try:
-        file = inspect.getsourcefile(cls)
-        line = inspect.getsourcelines(cls)[1]
-        return Location(os.path.abspath(file) if file else None, line)
-    except (OSError, TypeError):
-        return None
+# getsourcelines reads and tokenises the whole file: once per class, not once per finding
+_defined: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _where_defined(cls: type) -> Location | None:
+    if cls not in _defined:
+        try:
+            file = inspect.getsourcefile(cls)
+            line = inspect.getsourcelines(cls)[1]
+            _defined[cls] = Location(os.path.abspath(file) if file else None, line)
+        except (OSError, TypeError):
+            _defined[cls] = None
+    return _defined[cls]
 
 
 def display_path(path: str | None) -> str | None:

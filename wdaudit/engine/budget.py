@@ -1,0 +1,139 @@
+"""Confirmation's memory bill, known before it is paid.
+
+Confirmation holds one copy of the parameters at check precision, the activations one forward
+pass keeps for the backward pass, and one parameter's gradient at a time (DESIGN.md §4).  All
+three are known before anything is allocated: the parameter count, and the shape of every
+value the traced program computes (recorded by the float32 run that checked the trace, or by
+``torch.export``).  When the bill exceeds what the device has free, confirmation runs on fewer
+examples (only where that keeps it meaningful) or not at all, and says so; it never lets the
+kernel kill the process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from .program import Program
+
+MIN_BATCH = 4
+"""The smallest batch a reduced confirmation runs on.  Not 2: BatchNorm over two samples maps
+every channel to ±1, a function blind to everything upstream, so a false claim would pass."""
+
+HEADROOM = 1.25  # the estimate leaves out allocator slack, kernels' workspaces, Python objects
+
+
+@dataclass(frozen=True)
+class Bill:
+    """What confirmation at one batch size is expected to need, in bytes."""
+
+    parameters: int  # one copy at check precision
+    activations: int  # every value of one forward pass (kept for the backward pass)
+    gradient: int  # the largest single gradient
+    batch: int | None  # examples per input (None: the inputs have no common batch axis)
+
+    @property
+    def total(self) -> int:
+        return int(HEADROOM * (self.parameters + self.activations + self.gradient))
+
+
+def bill(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,
+         itemsize: int = 8, batch: int | None = None) -> Bill:
+    """The bill at ``batch`` examples (default: the inputs as given)."""
+    floats = [p for p in params.values() if p.is_floating_point()]
+    full = batch_size(inputs)
+    fraction = 1.0 if batch is None or not full else batch / full
+    held = set(program.params) | set(program.buffers) | set(program.constants)
+    values = sum(_numel(meta) for node, meta in program.shapes.items() if node not in held)
+    return Bill(parameters=itemsize * sum(p.numel() for p in floats),
+                activations=int(itemsize * values * fraction),
+                gradient=itemsize * max((p.numel() for p in floats), default=0),
+                batch=batch if batch is not None else full)
+
+
+def batch_size(inputs: tuple) -> int | None:
+    """The common leading size of the tensor inputs, if they have one."""
+    sizes = {x.shape[0] for x in inputs if isinstance(x, torch.Tensor) and x.dim() > 0}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def first(inputs: tuple, k: int) -> tuple:
+    """The first ``k`` examples of every tensor input."""
+    return tuple(x[:k] if isinstance(x, torch.Tensor) and x.dim() > 0 else x for x in inputs)
+
+
+def available(device: torch.device, override: int | None = None) -> int | None:
+    """Free memory on ``device`` in bytes (None when unknown): the override if given, else
+    ``WDAUDIT_MEMORY_BUDGET``, else what the CUDA driver or the kernel (and a cgroup limit)
+    says is free."""
+    if override is not None:
+        return int(override)
+    env = os.environ.get("WDAUDIT_MEMORY_BUDGET", "").strip()
+    if env:
+        return parse_bytes(env)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        return _cpu_available()
+    return None
+
+
+def parse_bytes(text: str) -> int:
+    """'1.5G', '800M', '123456' → bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(float(text))
+
+
+def _cpu_available() -> int | None:
+    free = _meminfo("MemAvailable")
+    limit = _cgroup_free()
+    known = [v for v in (free, limit) if v is not None]
+    return min(known) if known else None
+
+
+def _meminfo(key: str) -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _cgroup_free() -> int | None:
+    """cgroup v2: the limit minus what the group already uses (None without a limit)."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            return int(limit) - int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _numel(meta: Any) -> int:
+    if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[0], tuple) \
+            and isinstance(meta[1], torch.dtype):
+        if not meta[1].is_floating_point:
+            return 0
+        n = 1
+        for s in meta[0]:
+            n *= int(s)
+        return n
+    if isinstance(meta, tuple):
+        return sum(_numel(m) for m in meta)
+    return 0
+
+
+def gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"

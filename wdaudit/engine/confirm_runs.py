@@ -1,0 +1,138 @@
+"""What every confirmation run shares: running the user's code at check precision, telling a
+missing kernel from a model that raises, scaling claims in place and measuring changes."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Mapping, Sequence
+
+import torch
+
+from . import generic_point as generic
+
+
+class CannotConfirm(RuntimeError):
+    def __init__(self, message: str, kernel: bool = False):
+        super().__init__(message)
+        self.kernel = kernel  # the failure is a missing kernel at this precision
+        self.passes = 0  # how many passes ran before it
+
+
+def gradient_products(loss: torch.Tensor, leaves: Mapping[str, torch.Tensor]):
+    """``⟨∇_p L, θ_p⟩`` and ``‖∇_p L‖‖θ_p‖`` for every leaf, from one backward pass.  Each
+    gradient is folded into two numbers and dropped as soon as it is complete, so the pass
+    never holds a second copy of the parameters."""
+    dots: dict[str, float] = {}
+    norms: dict[str, float] = {}
+
+    def fold(name):
+        def hook(p: torch.Tensor) -> None:
+            g, theta = p.grad.reshape(-1), p.detach().reshape(-1)
+            dots[name] = float(torch.dot(g, theta))
+            norms[name] = float(g.norm() * theta.norm())
+            p.grad = None
+        return hook
+
+    handles = [v.register_post_accumulate_grad_hook(fold(k)) for k, v in leaves.items()]
+    try:
+        with running("the backward pass through the traced program"):
+            loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return dots, norms
+
+
+@contextlib.contextmanager
+def applied(params: generic.Point, claims, factors, seed: int):
+    """Scale group members in place (exact for powers of two) and redraw no-effect members;
+    on exit divide back and redraw the generic values exactly, so only one float64 copy of
+    the parameters ever exists."""
+    scales: dict[str, float] = {}
+    for claim, a in zip(claims, factors):
+        for name, s in claim.exponents.items():
+            scales[name] = scales.get(name, 1.0) * a ** float(s)
+    redrawn = [name for claim in claims for name in claim.redraw]
+    for name, noise in zip(redrawn, noise_like([params[n] for n in redrawn], seed)):
+        params[name] = noise * (params[name].abs().mean() + 1.0)
+    for name, f in scales.items():
+        params[name].mul_(f)
+    try:
+        yield
+    finally:
+        for name, f in scales.items():
+            params[name].div_(f)
+        for name in redrawn:
+            params[name] = params.fresh(name)
+
+
+def noise_like(tensors: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """Seeded standard normal noise shaped like each tensor, drawn on its device (a CPU draw
+    and a copy of an output-sized tensor would cost a GPU more than the check itself)."""
+    if not tensors:
+        return []
+    device = tensors[0].device
+    where = device if device.type == "cuda" else torch.device("cpu")
+    gen = torch.Generator(device=where).manual_seed(seed)
+    return [torch.randn(t.shape, generator=gen, dtype=torch.float64, device=where)
+            .to(device=t.device, dtype=t.dtype) for t in tensors]
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Tensors the model creates without a dtype (``torch.zeros(n, d)``) are made at check
+    precision too, so that they mix with our parameters; restored afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@contextlib.contextmanager
+def running(what: str):
+    """An error raised while running the user's code means the point cannot be measured."""
+    try:
+        yield
+    except CannotConfirm:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, we cannot measure
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CannotConfirm(f"{what} raised {type(exc).__name__} at the check point: "
+                             f"{first}", kernel=_missing_kernel(exc)) from exc
+
+
+_NO_KERNEL = ("not implemented for 'double'", "expected scalar type", "float64", "double",
+              "dtype")
+
+
+def _missing_kernel(exc: Exception) -> bool:
+    """Whether an error is about the precision (no float64 kernel), not about the model."""
+    text = str(exc).lower()
+    return isinstance(exc, (RuntimeError, TypeError, NotImplementedError)) \
+        and any(k in text for k in _NO_KERNEL)
+
+
+def cast(x, device, dtype: torch.dtype = torch.float64):
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.is_floating_point():
+            return x.to(device=device, dtype=dtype)
+        return x.to(device)
+    return x
+
+
+def floats(outs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [y for y in outs if y.is_floating_point() or y.is_complex()]
+
+
+def relative(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
+    """Largest per-output relative change (so a small output is not drowned by a big one)."""
+    worst = 0.0
+    for x, y in zip(a, b):
+        x, y = x.detach().double(), y.detach().double()
+        diff = float((x - y).norm())
+        ref = float(y.norm())
+        worst = max(worst, diff / ref if ref > 0 else (0.0 if diff == 0 else float("inf")))
+    return worst
