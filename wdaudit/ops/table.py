@@ -288,18 +288,18 @@ ROWS: list[Row] = [
                 erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num
     """),
     # -- tensors made from constants, metadata -------------------------------------------------
-    Row(E.constant, O.mixes, """
+    Row(E.constant, O.value_free, """
         aten: ones ones_like arange linspace logspace eye rand randn randint rand_like
               randn_like randint_like randperm empty empty_like empty_strided new_ones new_empty
-              one_hot triu_indices tril_indices meshgrid
+              triu_indices tril_indices
         torch: ones ones_like arange linspace logspace eye rand randn randint rand_like
-               randn_like randint_like randperm empty empty_like meshgrid triu_indices
-               tril_indices
-        F: one_hot
+               randn_like randint_like randperm empty empty_like triu_indices tril_indices
         method: new_ones new_empty new_tensor
     """),
-    Row(E.full, O.mixes, "aten: full new_full full_like\n torch: full full_like\n method: new_full"),
-    Row(E.zeros, O.mixes, """
+    Row(E.constant, O.mixes, "aten: one_hot meshgrid\n torch: meshgrid\n F: one_hot"),
+    Row(E.full, O.value_free,
+        "aten: full new_full full_like\n torch: full full_like\n method: new_full"),
+    Row(E.zeros, O.value_free, """
         aten: zeros zeros_like new_zeros
         torch: zeros zeros_like
         method: new_zeros zero_
@@ -309,7 +309,7 @@ ROWS: list[Row] = [
               sym_constrain_range_for_size _functional_assert_async _print
         torch: _assert _assert_async
     """),
-    Row(E.shape_query, O.mixes, """
+    Row(E.shape_query, O.value_free, """
         aten: sym_size sym_numel sym_stride sym_storage_offset size stride numel dim
         torch: numel is_floating_point is_tensor is_complex
         method: size dim numel stride nelement ndimension element_size is_floating_point
@@ -326,8 +326,14 @@ def _getattr_rule(c: Call) -> Any:
     return E.CONST  # shape, dtype, device, ndim …
 
 
+def _getattr_offsets(c: O.OffsetCall) -> Any:
+    if c.args.get("name") in ("T", "mT", "H", "mH", "data", "real"):
+        return O.mixes(c)
+    return O.value_free(c)  # shape, dtype, device, ndim …
+
+
 # spellings that are not an op of any namespace above
 SPECIAL: dict[Any, Op] = {
     operator.setitem: Op("setitem", E.scatter, O.mixes, EXPLICIT["setitem"], inplace=True),
-    getattr: Op("getattr", _getattr_rule, O.mixes, EXPLICIT["getattr"]),
+    getattr: Op("getattr", _getattr_rule, _getattr_offsets, EXPLICIT["getattr"]),
 }

@@ -31,7 +31,7 @@ ROWS: list[Row] = [
         torch: baddbmm addbmm addmv addr addcmul
         method: baddbmm addmv addcmul
     """),
-    Row(L.einsum, O.mixes, "aten: einsum\n torch: einsum"),
+    Row(L.einsum, OL.einsum, "aten: einsum\n torch: einsum"),
     Row(L.linear, OL.linear, "aten: linear\n F: linear"),
     Row(L.linear, partial(OL.linear, conv=True), """
         aten: conv1d conv2d conv3d convolution _convolution
