@@ -60,7 +60,8 @@ class Row:
 
 
 # Namespaces: torch (torch.X), F (torch.nn.functional.X), method (Tensor.X), aten (every
-# overload of aten.X), op (operator.X), builtin (builtins.X).
+# overload of aten.X), op (operator.X), builtin (builtins.X), library (every overload of a
+# custom op by its qualified name, ns::name: libraries register theirs when imported).
 ROWS: list[Row] = [
     # -- degree-preserving shape ops: where each additive term's constant axes go ----------
     Row(E.preserve, O.reshape, """
@@ -277,15 +278,17 @@ ROWS: list[Row] = [
               log1p sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh erf erfc erfinv
               round floor ceil trunc frac logit sinc lgamma digamma xlogy special_xlog1py
               local_response_norm logaddexp logaddexp2 hypot relu6 prod cumprod logcumsumexp
-              nan_to_num fake_quantize_per_tensor_affine bernoulli poisson multinomial
+              nan_to_num fake_quantize_per_tensor_affine bernoulli poisson multinomial histc
+              bincount
         torch: sigmoid tanh exp expm1 exp2 log log2 log10 log1p sin cos tan asin acos atan atan2
                sinh cosh erf erfc erfinv round floor ceil trunc frac logit sinc lgamma digamma
                prod cumprod logaddexp hypot nan_to_num celu selu bernoulli poisson
-               multinomial
+               multinomial histc bincount
         F: gelu silu mish sigmoid tanh hardswish hardsigmoid softplus elu selu celu logsigmoid
            glu hardshrink softshrink tanhshrink softsign relu6 local_response_norm
         method: sigmoid tanh exp expm1 log log2 log10 log1p sin cos tan asin acos atan sinh cosh
-                erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num
+                erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num histc
+                bincount
     """),
     # -- tensors made from constants, metadata -------------------------------------------------
     Row(E.constant, O.value_free, """

@@ -25,6 +25,11 @@ ROWS: list[Row] = [
         torch: mv dot vdot outer ger inner
         method: mv dot outer
     """),
+    Row(L.grouped_mm, O.mixes, """
+        aten: _grouped_mm
+        F: grouped_mm
+        library: transformers::grouped_mm_fallback
+    """),
     Row(L.addmm, partial(OL.linear, addmm=True), "aten: addmm\n torch: addmm\n method: addmm"),
     Row(L.addmm, O.mixes, """
         aten: baddbmm addbmm addmv addr addcmul
