@@ -30,7 +30,7 @@ class Lookup:
     library: dict[str, Op]  # custom ops by qualified name (registered when a library loads)
 
 
-_NAMESPACES = ("torch", "F", "method", "aten", "op", "builtin", "library")
+_NAMESPACES = ("torch", "F", "fft", "method", "aten", "op", "builtin", "library")
 
 
 def _parse(spec: str):
@@ -51,7 +51,7 @@ def _build() -> Lookup:
     methods: dict[str, Op] = {}
     packets: dict[Any, Op] = {}
     library: dict[str, Op] = {}
-    namespaces = {"torch": torch, "F": F, "builtin": builtins}
+    namespaces = {"torch": torch, "F": F, "builtin": builtins, "fft": torch.fft}
     for row in table.ROWS + table_layers.ROWS:
         for ns, name in _parse(row.names):
             op = Op(name, row.degrees, row.offsets, view=row.view, keeps_split=row.keeps_split)

@@ -60,7 +60,7 @@ class Row:
 
 
 # Namespaces: torch (torch.X), F (torch.nn.functional.X), method (Tensor.X), aten (every
-# overload of aten.X), op (operator.X), builtin (builtins.X), library (every overload of a
+# overload of aten.X), op (operator.X), builtin (builtins.X), fft (torch.fft.X), library (every overload of a
 # custom op by its qualified name, ns::name: libraries register theirs when imported).
 ROWS: list[Row] = [
     # -- degree-preserving shape ops: where each additive term's constant axes go ----------
@@ -118,6 +118,29 @@ ROWS: list[Row] = [
         method: movedim diagonal unfold mT data __getitem__
         op: getitem
     """, view=True),
+    # -- linear maps of complex and spectral values: degree-preserving, terms mixed ----------
+    Row(E.preserve, O.mixes, """
+        aten: view_as_complex view_as_real real imag
+        torch: view_as_complex view_as_real real imag
+    """, view=True),
+    Row(E.preserve, O.mixes, """
+        aten: fft_fft fft_ifft fft_fft2 fft_ifft2 fft_fftn fft_ifftn fft_rfft fft_irfft fft_rfft2
+              fft_irfft2 fft_rfftn fft_irfftn fft_hfft fft_ihfft fft_fftshift fft_ifftshift
+              _fft_r2c _fft_c2r _fft_c2c conj_physical
+        fft: fft ifft fft2 ifft2 fftn ifftn rfft irfft rfft2 irfft2 rfftn irfftn hfft ihfft
+             fftshift ifftshift
+        torch: conj_physical
+    """),
+    Row(E.scale_invariant, O.mixes, "aten: angle\n torch: angle\n method: angle"),
+    # -- losses computed inside the model: not homogeneous in their input --------------------
+    Row(E.nonlinear, O.mixes, """
+        aten: cross_entropy_loss nll_loss nll_loss_nd nll_loss2d mse_loss l1_loss smooth_l1_loss
+              huber_loss binary_cross_entropy binary_cross_entropy_with_logits kl_div
+              soft_margin_loss multilabel_margin_loss multi_margin_loss
+        F: cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss binary_cross_entropy
+           binary_cross_entropy_with_logits kl_div soft_margin_loss multilabel_margin_loss
+           multi_margin_loss
+    """),
     # -- degree-preserving, terms mixed -----------------------------------------------------
     Row(E.preserve, O.mixes, """
         aten: index index_select gather flip roll repeat tile tril triu pixel_shuffle
