@@ -149,6 +149,7 @@ ROWS: list[Row] = [
               adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d
               _adaptive_avg_pool3d upsample_nearest1d upsample_nearest2d upsample_nearest3d
               upsample_bilinear2d upsample_linear1d upsample_trilinear3d upsample_bicubic2d
+              _upsample_bicubic2d_aa _upsample_bilinear2d_aa
               _upsample_nearest_exact2d feature_alpha_dropout reflection_pad1d reflection_pad2d
               reflection_pad3d replication_pad1d replication_pad2d replication_pad3d
               _unsafe_index slice_copy select_copy unbind_copy t_copy alias_copy detach_copy mH
