@@ -353,10 +353,14 @@ def _getattr_rule(c: Call) -> Any:
     return E.CONST  # shape, dtype, device, ndim …
 
 
+_METADATA = {"shape", "dtype", "device", "ndim", "layout", "is_cuda", "is_meta", "is_sparse",
+             "is_quantized", "requires_grad", "itemsize", "nbytes"}
+
+
 def _getattr_offsets(c: O.OffsetCall) -> Any:
-    if c.args.get("name") in ("T", "mT", "H", "mH", "data", "real"):
-        return O.mixes(c)
-    return O.value_free(c)  # shape, dtype, device, ndim …
+    if c.args.get("name") in _METADATA:
+        return O.value_free(c)  # a tensor's metadata carries none of its values
+    return O.mixes(c)
 
 
 # spellings that are not an op of any namespace above
