@@ -219,3 +219,46 @@ ZOO: dict[str, Callable] = {
     "hf_bert": hf_bert, "hf_llama": hf_llama, "hf_t5_encoder": hf_t5_encoder,
     "hf_distilbert": hf_distilbert,
 }
+
+
+# --- mixture-of-experts (tests/test_moe.py): one layer, 3 experts, top-2 -----------------------
+# The experts run with transformers' "batched_mm" implementation: plain bmm and indexing, which
+# run in float64 (the oracle and confirmation).  The default "grouped_mm" calls a kernel
+# without a float64 implementation on CPU.
+
+MOE_VOCAB = 32
+_MOE = dict(vocab_size=MOE_VOCAB, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16,
+            tie_word_embeddings=False, use_cache=False, num_experts_per_tok=2)
+
+
+def _experts(model, implementation):
+    model.config._experts_implementation = implementation
+    return model, torch.randint(0, MOE_VOCAB, (2, 4)), MOE_VOCAB
+
+
+def hf_mixtral(implementation="batched_mm"):
+    import transformers as tf
+
+    cfg = tf.MixtralConfig(**_MOE, num_local_experts=3)
+    return _experts(tf.MixtralForCausalLM(cfg), implementation)
+
+
+def hf_qwen2_moe(implementation="batched_mm"):  # routed experts plus a gated shared expert
+    import transformers as tf
+
+    cfg = tf.Qwen2MoeConfig(**_MOE, num_experts=3, moe_intermediate_size=8,
+                            shared_expert_intermediate_size=8)
+    return _experts(tf.Qwen2MoeForCausalLM(cfg), implementation)
+
+
+def hf_gpt_oss(implementation="batched_mm"):  # expert biases, clamped SwiGLU, attention sinks
+    import transformers as tf
+
+    cfg = tf.GptOssConfig(**_MOE, head_dim=4, num_local_experts=3,
+                          layer_types=["full_attention"])
+    return _experts(tf.GptOssForCausalLM(cfg), implementation)
+
+
+MOE: dict[str, Callable] = {"hf_mixtral": hf_mixtral, "hf_qwen2_moe": hf_qwen2_moe,
+                            "hf_gpt_oss": hf_gpt_oss}

@@ -71,12 +71,18 @@ class _InfluenceWalk(GraphWalk):
         leaf = self.program.leaves.get(node.name)
         own = {k: _own(v, leaf) for k, v in args.items() if isinstance(v, OwnTensor)}
         call = OffsetCall(node.name, {**args, **own}, tuple(node.args), self.env,
-                          self.program.shape, self.program.params, self._everything(node))
+                          self.program.shape, self.program.params, self._everything(node),
+                          number_of=self._number)
         info = op.offsets(call)
         for p, at in call.absorbed.items():
             self.absorbed.setdefault(p, at)
         self.summands.update(call.summands)
         return info
+
+    def _number(self, name: str) -> bool:
+        # a run records None for a value that is not a tensor (nothing for nodes not run)
+        shapes = self.program.shapes
+        return name in shapes and shapes[name] is None
 
     def unknown(self, node: fx.Node, reason: str) -> Info:
         return Info(self._everything(node))

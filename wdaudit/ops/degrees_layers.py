@@ -22,6 +22,18 @@ def matmul(c: Call) -> Deg | None:
     return Deg(a.form + b.form)
 
 
+def grouped_mm(c: Call) -> Deg | None:
+    """Mixture-of-experts products: rows of ``input`` grouped by expert (``offs``, integer
+    boundaries the router chose), each group times its expert's matrix.  Per group a matmul,
+    so degrees add; a bias must match the product."""
+    a, b = c.deg("input"), c.deg("weight", "mat2")
+    c.raw("offs", "out_dtype")
+    if a is None or b is None:
+        return None
+    prod = ZERO if (a.zero or b.zero) else Deg(a.form + b.form)
+    return c.same([prod, c.deg("bias")], "a bias must scale like the product it is added to")
+
+
 def addmm(c: Call) -> Deg | None:
     """``beta * input + alpha * (mat1 @ mat2)``: a bias add after a product (GPT-2's Conv1D)."""
     m1 = c.deg("mat1", "batch1", "tensor1", "mat", "vec1")

@@ -27,9 +27,10 @@ class Lookup:
     functions: dict[Any, Op]
     methods: dict[str, Op]
     packets: dict[Any, Op]
+    library: dict[str, Op]  # custom ops by qualified name (registered when a library loads)
 
 
-_NAMESPACES = ("torch", "F", "method", "aten", "op", "builtin")
+_NAMESPACES = ("torch", "F", "fft", "method", "aten", "op", "builtin", "library")
 
 
 def _parse(spec: str):
@@ -49,7 +50,8 @@ def _build() -> Lookup:
     functions: dict[Any, Op] = {}
     methods: dict[str, Op] = {}
     packets: dict[Any, Op] = {}
-    namespaces = {"torch": torch, "F": F, "builtin": builtins}
+    library: dict[str, Op] = {}
+    namespaces = {"torch": torch, "F": F, "builtin": builtins, "fft": torch.fft}
     for row in table.ROWS + table_layers.ROWS:
         for ns, name in _parse(row.names):
             op = Op(name, row.degrees, row.offsets, view=row.view, keeps_split=row.keeps_split)
@@ -65,6 +67,8 @@ def _build() -> Lookup:
                 if inplace is not None and inplace not in packets:
                     packets[inplace] = replace(op, signature=aten_signature(inplace),
                                                inplace=True)
+            elif ns == "library":
+                library[name] = op
             elif ns == "op":
                 unary = ("input",) if name in UNARY else ("input", "other")
                 # operator.iadd & co. mutate a tensor in place
@@ -76,7 +80,7 @@ def _build() -> Lookup:
                     functions[fn] = replace(op, signature=EXPLICIT.get(name)
                                             or python_signature(fn))
     functions.update(table.SPECIAL)
-    return Lookup(functions, methods, packets)
+    return Lookup(functions, methods, packets, library)
 
 
 LOOKUP = _build()
@@ -94,7 +98,9 @@ def lookup(node: fx.Node, module: nn.Module | None = None) -> Op | None:
     target = node.target
     if isinstance(target, torch._ops.OpOverload):
         if target not in _OVERLOADS:
-            op = LOOKUP.packets.get(target.overloadpacket)
+            packet = target.overloadpacket
+            op = LOOKUP.packets.get(packet) or \
+                LOOKUP.library.get(getattr(packet, "_qualified_op_name", ""))
             # bind by this overload's own schema (aten.mean.dim is not aten.mean.default)
             _OVERLOADS[target] = None if op is None else \
                 replace(op, signature=overload_signature(target))

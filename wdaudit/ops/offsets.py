@@ -59,6 +59,8 @@ class OffsetCall:
     everything: frozenset[str]  # every parameter any operand depends on
     absorbed: dict[str, str] = field(default_factory=dict)  # parameter -> node removing it
     summands: dict[str, tuple[str, str]] = field(default_factory=dict)  # pseudo -> (node, role)
+    # node -> whether the trace saw it hold a Python number (a size, a scale made from one)
+    number_of: Callable[[str], bool] = lambda name: False
 
     def info(self, value: Any) -> Info:
         if isinstance(value, fx.Node):
@@ -87,6 +89,10 @@ class OffsetCall:
             self.absorbed.setdefault(p, self.node)
         return gone
 
+    def is_number(self, value: Any) -> bool:
+        """A literal number, or a node the trace saw hold one (``1 / sqrt(k.size(-1))``)."""
+        return is_number(value) or (isinstance(value, fx.Node) and self.number_of(value.name))
+
     def pure_param(self, value: Any) -> bool:
         if isinstance(value, tuple) and value and value[0] == "param":
             return True
@@ -101,24 +107,51 @@ def mixes(c: OffsetCall) -> Info:
     return c.mixed()
 
 
+def value_free(c: OffsetCall) -> Info:
+    """Shape queries and tensors made like another (``x.size(-1)``, ``ones_like(x)``): the
+    result does not depend on the values of a tensor ``input``, only on what the other
+    arguments hold (a size made from ``p.item()`` still depends on p)."""
+    found: set[str] = set()
+    for name, value in c.args.items():
+        if name != "input" or c.shape(value) is None:
+            found |= _node_deps(c, value)
+    return Info(frozenset(found))
+
+
+def _node_deps(c: OffsetCall, value: Any) -> frozenset[str]:
+    if isinstance(value, (list, tuple)) and not (value and value[0] == "param"):
+        return frozenset().union(*(_node_deps(c, v) for v in value)) if value else frozenset()
+    if isinstance(value, dict):
+        return _node_deps(c, list(value.values()))
+    return deps(c.infos.get(value.name)) if isinstance(value, fx.Node) else c.info(value).deps
+
+
 def pass_through(c: OffsetCall) -> Info:
     """clone, dropout (off), dtype casts, slices: every term stays as it was."""
     return c.mixed(c.info(c.args.get("input")).offsets)
 
 
 def scaled(c: OffsetCall) -> Info:
-    """``x * c`` and ``x / c`` for a number ``c``: terms stay additive; tensors mix."""
-    if is_number(c.args.get("other")):
-        return pass_through(c)
+    """``x * c`` and ``x / c`` for a number ``c``: terms stay additive (those the number itself
+    is made of excepted); tensors mix."""
+    other = c.args.get("other")
+    if c.is_number(other):
+        gone = c.info(other).deps
+        return c.mixed({p: a for p, a in c.info(c.args.get("input")).offsets.items()
+                        if p not in gone})
     return mixes(c)
 
 
 def product(c: OffsetCall) -> Info:
     """(f + h)·y = f·y + h·y: the term stays additive, constant where it was and where y
     does not vary (a per-channel gain keeps it constant along the batch)."""
-    if is_number(c.args.get("other")):
-        return pass_through(c)
     a, b = c.args.get("input"), c.args.get("other")
+    if c.is_number(b):
+        return scaled(c)
+    if c.is_number(a):
+        return scaled(OffsetCall(c.node, {**c.args, "input": b, "other": a}, c.positional,
+                                 c.infos, c.shape_of, c.params, c.everything, c.absorbed,
+                                 c.summands, c.number_of))
     out = c.out_shape
     if out is None:
         return c.mixed()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from torch import fx
+
 from . import axes as ax
 from .offsets import Info, OffsetCall, TupleInfo
 
@@ -67,6 +69,34 @@ def matmul(c: OffsetCall) -> Info:
             if own_axis in aligned:
                 kept.add(own_axis)
             offsets[p] = frozenset(kept)
+    return c.mixed(offsets)
+
+
+def einsum(c: OffsetCall) -> Info:
+    """Two operands, explicit output: a term of one operand constant along its letter ℓ stays
+    constant along ℓ in the output when the other operand does not carry ℓ (a key-side term
+    of ``bhqd,bhkd->bhqk`` is constant along k)."""
+    eq, ops = c.args.get("equation"), c.args.get("operands", c.args.get("tensors"))
+    if isinstance(ops, (list, tuple)) and len(ops) == 1 and isinstance(ops[0], (list, tuple)):
+        ops = ops[0]
+    if not isinstance(eq, str) or "->" not in eq or "." in eq or not isinstance(ops, (list, tuple)) \
+            or len(ops) != 2 or not all(isinstance(o, fx.Node) for o in ops):
+        return c.mixed()
+    ins, out = eq.replace(" ", "").split("->")
+    subs = ins.split(",")
+    shapes = [c.shape(o) for o in ops]
+    if len(subs) != 2 or any(s is None or len(s) != len(sub) or len(set(sub)) != len(sub)
+                             for s, sub in zip(shapes, subs)):
+        return c.mixed()
+    offsets: dict[str, frozenset[int]] = {}
+    for i in (0, 1):
+        mine, other = subs[i], subs[1 - i]
+        other_deps = c.info(ops[1 - i]).deps
+        for p, a in c.info(ops[i]).offsets.items():
+            if p in other_deps:
+                continue
+            flat = {mine[j] for j in a} - set(other)
+            offsets[p] = frozenset(k for k, letter in enumerate(out) if letter in flat)
     return c.mixed(offsets)
 
 

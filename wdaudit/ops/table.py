@@ -60,7 +60,8 @@ class Row:
 
 
 # Namespaces: torch (torch.X), F (torch.nn.functional.X), method (Tensor.X), aten (every
-# overload of aten.X), op (operator.X), builtin (builtins.X).
+# overload of aten.X), op (operator.X), builtin (builtins.X), fft (torch.fft.X), library (every overload of a
+# custom op by its qualified name, ns::name: libraries register theirs when imported).
 ROWS: list[Row] = [
     # -- degree-preserving shape ops: where each additive term's constant axes go ----------
     Row(E.preserve, O.reshape, """
@@ -117,6 +118,29 @@ ROWS: list[Row] = [
         method: movedim diagonal unfold mT data __getitem__
         op: getitem
     """, view=True),
+    # -- linear maps of complex and spectral values: degree-preserving, terms mixed ----------
+    Row(E.preserve, O.mixes, """
+        aten: view_as_complex view_as_real real imag
+        torch: view_as_complex view_as_real real imag
+    """, view=True),
+    Row(E.preserve, O.mixes, """
+        aten: fft_fft fft_ifft fft_fft2 fft_ifft2 fft_fftn fft_ifftn fft_rfft fft_irfft fft_rfft2
+              fft_irfft2 fft_rfftn fft_irfftn fft_hfft fft_ihfft fft_fftshift fft_ifftshift
+              _fft_r2c _fft_c2r _fft_c2c conj_physical
+        fft: fft ifft fft2 ifft2 fftn ifftn rfft irfft rfft2 irfft2 rfftn irfftn hfft ihfft
+             fftshift ifftshift
+        torch: conj_physical
+    """),
+    Row(E.scale_invariant, O.mixes, "aten: angle\n torch: angle\n method: angle"),
+    # -- losses computed inside the model: not homogeneous in their input --------------------
+    Row(E.nonlinear, O.mixes, """
+        aten: cross_entropy_loss nll_loss nll_loss_nd nll_loss2d mse_loss l1_loss smooth_l1_loss
+              huber_loss binary_cross_entropy binary_cross_entropy_with_logits kl_div
+              soft_margin_loss multilabel_margin_loss multi_margin_loss
+        F: cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss binary_cross_entropy
+           binary_cross_entropy_with_logits kl_div soft_margin_loss multilabel_margin_loss
+           multi_margin_loss
+    """),
     # -- degree-preserving, terms mixed -----------------------------------------------------
     Row(E.preserve, O.mixes, """
         aten: index index_select gather flip roll repeat tile tril triu pixel_shuffle
@@ -125,6 +149,7 @@ ROWS: list[Row] = [
               adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d
               _adaptive_avg_pool3d upsample_nearest1d upsample_nearest2d upsample_nearest3d
               upsample_bilinear2d upsample_linear1d upsample_trilinear3d upsample_bicubic2d
+              _upsample_bicubic2d_aa _upsample_bilinear2d_aa
               _upsample_nearest_exact2d feature_alpha_dropout reflection_pad1d reflection_pad2d
               reflection_pad3d replication_pad1d replication_pad2d replication_pad3d
               _unsafe_index slice_copy select_copy unbind_copy t_copy alias_copy detach_copy mH
@@ -277,29 +302,31 @@ ROWS: list[Row] = [
               log1p sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh erf erfc erfinv
               round floor ceil trunc frac logit sinc lgamma digamma xlogy special_xlog1py
               local_response_norm logaddexp logaddexp2 hypot relu6 prod cumprod logcumsumexp
-              nan_to_num fake_quantize_per_tensor_affine bernoulli poisson multinomial
+              nan_to_num fake_quantize_per_tensor_affine bernoulli poisson multinomial histc
+              bincount
         torch: sigmoid tanh exp expm1 exp2 log log2 log10 log1p sin cos tan asin acos atan atan2
                sinh cosh erf erfc erfinv round floor ceil trunc frac logit sinc lgamma digamma
                prod cumprod logaddexp hypot nan_to_num celu selu bernoulli poisson
-               multinomial
+               multinomial histc bincount
         F: gelu silu mish sigmoid tanh hardswish hardsigmoid softplus elu selu celu logsigmoid
            glu hardshrink softshrink tanhshrink softsign relu6 local_response_norm
         method: sigmoid tanh exp expm1 log log2 log10 log1p sin cos tan asin acos atan sinh cosh
-                erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num
+                erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num histc
+                bincount
     """),
     # -- tensors made from constants, metadata -------------------------------------------------
-    Row(E.constant, O.mixes, """
+    Row(E.constant, O.value_free, """
         aten: ones ones_like arange linspace logspace eye rand randn randint rand_like
               randn_like randint_like randperm empty empty_like empty_strided new_ones new_empty
-              one_hot triu_indices tril_indices meshgrid
+              triu_indices tril_indices
         torch: ones ones_like arange linspace logspace eye rand randn randint rand_like
-               randn_like randint_like randperm empty empty_like meshgrid triu_indices
-               tril_indices
-        F: one_hot
+               randn_like randint_like randperm empty empty_like triu_indices tril_indices
         method: new_ones new_empty new_tensor
     """),
-    Row(E.full, O.mixes, "aten: full new_full full_like\n torch: full full_like\n method: new_full"),
-    Row(E.zeros, O.mixes, """
+    Row(E.constant, O.mixes, "aten: one_hot meshgrid\n torch: meshgrid\n F: one_hot"),
+    Row(E.full, O.value_free,
+        "aten: full new_full full_like\n torch: full full_like\n method: new_full"),
+    Row(E.zeros, O.value_free, """
         aten: zeros zeros_like new_zeros
         torch: zeros zeros_like
         method: new_zeros zero_
@@ -309,7 +336,7 @@ ROWS: list[Row] = [
               sym_constrain_range_for_size _functional_assert_async _print
         torch: _assert _assert_async
     """),
-    Row(E.shape_query, O.mixes, """
+    Row(E.shape_query, O.value_free, """
         aten: sym_size sym_numel sym_stride sym_storage_offset size stride numel dim
         torch: numel is_floating_point is_tensor is_complex
         method: size dim numel stride nelement ndimension element_size is_floating_point
@@ -326,8 +353,18 @@ def _getattr_rule(c: Call) -> Any:
     return E.CONST  # shape, dtype, device, ndim …
 
 
+_METADATA = {"shape", "dtype", "device", "ndim", "layout", "is_cuda", "is_meta", "is_sparse",
+             "is_quantized", "requires_grad", "itemsize", "nbytes"}
+
+
+def _getattr_offsets(c: O.OffsetCall) -> Any:
+    if c.args.get("name") in _METADATA:
+        return O.value_free(c)  # a tensor's metadata carries none of its values
+    return O.mixes(c)
+
+
 # spellings that are not an op of any namespace above
 SPECIAL: dict[Any, Op] = {
     operator.setitem: Op("setitem", E.scatter, O.mixes, EXPLICIT["setitem"], inplace=True),
-    getattr: Op("getattr", _getattr_rule, O.mixes, EXPLICIT["getattr"]),
+    getattr: Op("getattr", _getattr_rule, _getattr_offsets, EXPLICIT["getattr"]),
 }

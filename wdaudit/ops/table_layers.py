@@ -25,13 +25,18 @@ ROWS: list[Row] = [
         torch: mv dot vdot outer ger inner
         method: mv dot outer
     """),
+    Row(L.grouped_mm, O.mixes, """
+        aten: _grouped_mm
+        F: grouped_mm
+        library: transformers::grouped_mm_fallback
+    """),
     Row(L.addmm, partial(OL.linear, addmm=True), "aten: addmm\n torch: addmm\n method: addmm"),
     Row(L.addmm, O.mixes, """
         aten: baddbmm addbmm addmv addr addcmul
         torch: baddbmm addbmm addmv addr addcmul
         method: baddbmm addmv addcmul
     """),
-    Row(L.einsum, O.mixes, "aten: einsum\n torch: einsum"),
+    Row(L.einsum, OL.einsum, "aten: einsum\n torch: einsum"),
     Row(L.linear, OL.linear, "aten: linear\n F: linear"),
     Row(L.linear, partial(OL.linear, conv=True), """
         aten: conv1d conv2d conv3d convolution _convolution

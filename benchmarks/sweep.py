@@ -1,0 +1,266 @@
+"""Breadth sweep: audit every architecture of timm's registry and every transformers model
+type that has a base model, each built small from its config with random weights (nothing is
+downloaded), one subprocess per model under a time limit so that one hang stops nothing.
+
+    python benchmarks/sweep.py                          # the full registries (hours)
+    python benchmarks/sweep.py --sample 40 --seed 0     # a seeded sample of each library
+    python benchmarks/sweep.py --library timm --only fastvit_t8,resnet18
+
+One line per model: library, name, status, seconds, parameters left unknown, refuted claims,
+unknown ops; then a summary per library.  Statuses:
+
+* ``clean``: audited, no unknown op, no parameter left unknown, no refuted claim;
+* ``unknown-op`` / ``unknown-param`` / ``refuted``: audited, with that defect (worst first:
+  refuted > unknown-op > unknown-param);
+* ``untraceable``: neither tracer follows the model (wdaudit exits 2 with a TraceError);
+* ``timeout`` / ``crash``: the audit ran past the limit, or raised;
+* ``not-built``: the small model could not be built or run (a config the shrinking breaks,
+  a missing optional dependency): counted apart, not as the audit's failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import warnings
+
+IMAGE = 64  # px: the smallest many timm architectures accept (patch 16, 4 stages of /2)
+TOKENS = 16
+VOCAB = 128
+WIDTH = 32  # hidden size of the small transformers configs
+
+
+# --- the registries --------------------------------------------------------------------------
+
+
+def timm_names() -> list[str]:
+    import timm
+
+    return sorted(timm.list_models())
+
+
+def transformers_types() -> list[str]:
+    """Model types that map to a base model class (AutoModel)."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    return sorted(MODEL_MAPPING_NAMES)
+
+
+# --- building one small model ----------------------------------------------------------------
+
+
+def build_timm(name: str):
+    import timm
+    import torch
+
+    model = None
+    for kwargs in ({"img_size": IMAGE}, {}):
+        try:
+            model = timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
+            break
+        except TypeError:
+            continue
+    size = IMAGE
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    if not _accepts(model, size):  # a fixed input size the model was not built small for
+        size = int((cfg.get("input_size") or (3, 224, 224))[-1])
+    chans = int((cfg.get("input_size") or (3,))[0])
+    return model, torch.randn(2, chans, size, size)
+
+
+def _accepts(model, size: int) -> bool:
+    import torch
+
+    try:
+        with torch.no_grad():
+            model.eval()(torch.randn(1, 3, size, size))
+        return True
+    except Exception:
+        return False
+    finally:
+        model.train()
+
+
+# config attributes shrunk wherever a config has them
+_SMALL = {
+    "hidden_size": WIDTH, "d_model": WIDTH, "n_embd": WIDTH, "dim": WIDTH, "embed_dim": WIDTH,
+    "intermediate_size": 2 * WIDTH, "ffn_dim": 2 * WIDTH, "d_ff": 2 * WIDTH,
+    "n_inner": 2 * WIDTH, "hidden_dim": 2 * WIDTH, "encoder_ffn_dim": 2 * WIDTH,
+    "decoder_ffn_dim": 2 * WIDTH, "moe_intermediate_size": WIDTH,
+    "shared_expert_intermediate_size": WIDTH,
+    "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
+    "encoder_layers": 2, "decoder_layers": 2, "num_decoder_layers": 2,
+    "num_attention_heads": 2, "n_head": 2, "n_heads": 2, "num_heads": 2,
+    "encoder_attention_heads": 2, "decoder_attention_heads": 2, "num_key_value_heads": 1,
+    "head_dim": WIDTH // 2, "d_kv": WIDTH // 2, "kv_lora_rank": 8, "q_lora_rank": 8,
+    "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "v_head_dim": 8,
+    "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4,
+    "num_experts_per_tok": 2, "vocab_size": VOCAB, "max_position_embeddings": 64,
+    "n_positions": 64, "use_cache": False, "tie_word_embeddings": False,
+}
+
+
+def build_transformers(model_type: str):
+    import torch
+    import transformers as tf
+
+    cfg = tf.AutoConfig.for_model(model_type)
+    for key, value in _SMALL.items():
+        if hasattr(cfg, key) and isinstance(getattr(cfg, key), int):
+            setattr(cfg, key, value)
+    for sub in ("text_config", "encoder", "decoder"):
+        inner = getattr(cfg, sub, None)
+        if inner is not None and hasattr(inner, "to_dict"):
+            for key, value in _SMALL.items():
+                if isinstance(getattr(inner, key, None), int):
+                    setattr(inner, key, value)
+    if hasattr(cfg, "layer_types") and isinstance(cfg.layer_types, list):
+        cfg.layer_types = cfg.layer_types[:getattr(cfg, "num_hidden_layers", 2)]
+    torch.manual_seed(0)
+    model = tf.AutoModel.from_config(cfg)
+    ids = torch.randint(3, min(VOCAB, getattr(cfg, "vocab_size", VOCAB) or VOCAB), (2, TOKENS))
+    with torch.no_grad():
+        model.eval()(ids)  # a model that does not take token ids is not built here
+    return model.train(), ids
+
+
+# --- auditing one model (the child process) ----------------------------------------------------
+
+
+def audit_one(spec: str) -> dict:
+    import torch
+
+    import wdaudit
+
+    library, name = spec.split(":", 1)
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    try:
+        model, x = (build_timm if library == "timm" else build_transformers)(name)
+    except BaseException as exc:  # noqa: BLE001 - any failure to build is reported, not raised
+        return {"status": "not-built", "error": _one_line(exc)}
+    start = time.perf_counter()
+    try:
+        report = wdaudit.audit(model, x, strict=False)  # unknown ops are counted, not raised
+    except wdaudit.TraceError as exc:
+        return {"status": "untraceable", "error": _one_line(exc),
+                "seconds": time.perf_counter() - start}
+    except BaseException as exc:  # noqa: BLE001
+        return {"status": "crash", "error": _one_line(exc), "seconds": time.perf_counter() - start}
+    return _summarise(report, time.perf_counter() - start)
+
+
+def _summarise(report, seconds: float) -> dict:
+    ops = sorted({u.op for u in report.coverage.unknown_ops})
+    checked = report.confirmation.performed
+    refuted = [g.names[0] for g in report.groups if checked and not g.confirmed]
+    unknown = sorted(report.unknown)
+    status = "refuted" if refuted else "unknown-op" if ops else \
+        "unknown-param" if unknown else "clean"
+    return {"status": status, "seconds": seconds, "parameters": len(report.parameters),
+            "unknown_params": len(unknown), "refuted": len(refuted), "unknown_ops": ops,
+            "refuted_examples": refuted[:3], "confirmation": report.confirmation.outcome,
+            "reason": report.confirmation.reason}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+# --- the parent: one subprocess per model ---------------------------------------------------------
+
+
+def run_one(spec: str, timeout: float) -> dict:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True,
+                              text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "seconds": time.perf_counter() - start}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"status": "crash", "error": tail[:200], "seconds": time.perf_counter() - start}
+
+
+def pick(names: list[str], sample: int | None, seed: int) -> list[str]:
+    if sample is None or sample >= len(names):
+        return names
+    return sorted(random.Random(seed).sample(names, sample))
+
+
+def sweep(specs: list[str], timeout: float, out=sys.stdout) -> list[dict]:
+    rows = []
+    for spec in specs:
+        row = {"model": spec, **run_one(spec, timeout)}
+        rows.append(row)
+        print(format_row(row), file=out, flush=True)
+    return rows
+
+
+def format_row(row: dict) -> str:
+    detail = ", ".join(row.get("unknown_ops", [])) or row.get("error", "") or \
+        ", ".join(row.get("refuted_examples", [])) or row.get("reason", "")
+    return (f"{row['model']:<58} {row['status']:<13} {row.get('seconds', 0):7.1f}s "
+            f"unknown={row.get('unknown_params', '-'):<4} refuted={row.get('refuted', '-'):<3} "
+            f"{detail}")
+
+
+def summary(rows: list[dict]) -> list[str]:
+    lines = []
+    for library in sorted({r["model"].split(":")[0] for r in rows}):
+        mine = [r for r in rows if r["model"].startswith(library + ":")]
+        built = [r for r in mine if r["status"] != "not-built"]
+        audited = [r for r in built if r["status"] not in ("untraceable", "timeout", "crash")]
+        clean = [r for r in audited if r["status"] == "clean"]
+        slow = [r for r in audited if r.get("seconds", 0) > 60]
+        lines.append(f"{library}: {len(mine)} sampled, {len(built)} built, "
+                     f"{len(audited)} audited ({_pct(audited, built)}), {len(clean)} clean "
+                     f"({_pct(clean, built)}), {sum(r.get('refuted', 0) for r in mine)} refuted "
+                     f"claims, {len(slow)} over 60 s")
+    return lines
+
+
+def _pct(part: list, whole: list) -> str:
+    return f"{100.0 * len(part) / len(whole):.0f} %" if whole else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--library", choices=("timm", "transformers", "all"), default="all")
+    ap.add_argument("--sample", type=int, default=None, help="models per library (seeded)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per model")
+    ap.add_argument("--only", default="", help="comma-separated names (skips the registry)")
+    ap.add_argument("--json", default="", help="write the rows here as well")
+    ap.add_argument("--one", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        warnings.filterwarnings("ignore")
+        print(json.dumps(audit_one(args.one)), flush=True)
+        return 0
+    specs: list[str] = []
+    for library, names in (("timm", timm_names), ("transformers", transformers_types)):
+        if args.library in (library, "all"):
+            chosen = args.only.split(",") if args.only else pick(names(), args.sample, args.seed)
+            specs += [f"{library}:{n}" for n in chosen if n]
+    rows = sweep(specs, args.timeout)
+    for line in summary(rows):
+        print(line)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Complex views, FFTs and losses computed inside the model (issue 8): each is an op-table row
+(linear maps keep the degree; a loss is not homogeneous in its input), unit-tested on its own
+and differentially against the brute-force oracle."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.support.differential import differential
+from wdaudit.ops.lookup import LOOKUP
+
+
+@pytest.mark.parametrize("fn", [torch.fft.fftn, torch.fft.rfft, torch.fft.fft2, torch.fft.irfft,
+                                torch.view_as_complex, torch.view_as_real])
+def test_linear_complex_and_spectral_maps_keep_the_degree(fn):
+    assert LOOKUP.functions[fn].degrees.__name__ == "preserve"
+
+
+@pytest.mark.parametrize("fn", [F.cross_entropy, F.nll_loss, F.mse_loss,
+                                F.binary_cross_entropy_with_logits])
+def test_losses_pin_their_inputs(fn):
+    assert LOOKUP.functions[fn].degrees.__name__ == "nonlinear"
+
+
+class FourierMixer(nn.Module):
+    """FNet's token mixing: Re(FFT2(x)), a linear map, between a projection and a norm."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.inp, self.norm, self.out = nn.Linear(d, d), nn.LayerNorm(d), nn.Linear(d, 3)
+
+    def forward(self, x):
+        return self.out(self.norm(torch.fft.fftn(self.inp(x), dim=(-2, -1)).real))
+
+
+class ComplexRotary(nn.Module):
+    """LLaMA-4-style rotary embedding: pairs as complex numbers times unit phases."""
+
+    def __init__(self, d=8, t=5):
+        super().__init__()
+        self.q, self.out = nn.Linear(d, d), nn.Linear(d, 3)
+        self.norm = nn.LayerNorm(d)
+        angles = torch.outer(torch.arange(t).float(), torch.linspace(0.1, 1.0, d // 2))
+        self.register_buffer("phase", torch.polar(torch.ones_like(angles), angles))
+
+    def forward(self, x):
+        q = torch.view_as_complex(self.q(x).reshape(*x.shape[:-1], -1, 2))
+        rotated = torch.view_as_real(q * self.phase).flatten(-2)
+        return self.out(self.norm(rotated))
+
+
+class TinyGPTWithLoss(nn.Module):
+    """nanoGPT's interface: forward(idx, targets) returns the logits and the loss."""
+
+    def __init__(self, vocab=11, d=8):
+        super().__init__()
+        self.emb, self.mlp = nn.Embedding(vocab, d), nn.Linear(d, d)
+        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx, targets):
+        logits = self.head(self.norm(torch.relu(self.mlp(self.emb(idx)))))
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, loss
+
+
+def test_fourier_mixing_matches_oracle():
+    torch.manual_seed(0)
+    report, truth = differential(FourierMixer(), torch.randn(2, 4, 6))
+    assert "inp.weight" in truth.ineffective  # rescaled before a norm, through the FFT
+
+
+def test_complex_rotary_matches_oracle():
+    torch.manual_seed(0)
+    report, truth = differential(ComplexRotary(), torch.randn(2, 5, 8))
+    assert "q.weight" in truth.ineffective
+
+
+def test_loss_inside_the_model_matches_oracle():
+    torch.manual_seed(0)
+    idx, targets = torch.randint(0, 11, (2, 5)), torch.randint(0, 11, (2, 5))
+    report, truth = differential(TinyGPTWithLoss(), (idx, targets), int_high=11)
+    assert not report.coverage.unknown_ops
+    assert report.parameters["head.weight"].verdict == "effective"
