@@ -28,8 +28,11 @@ def test_moe_matches_oracle(name):
 def test_grouped_matmul_experts_get_the_same_verdicts():
     torch.manual_seed(0)
     model, ids, _ = zoo.hf_mixtral("grouped_mm")
-    grouped = wdaudit.audit(model, ids, confirm=False)  # no float64 kernel: checked below
+    # aten._grouped_mm has no float64 kernel on CPU: confirmation runs its float64 stand-in
+    grouped = wdaudit.audit(model, ids)
     assert not grouped.coverage.unknown_ops
+    assert grouped.confirmation.performed and grouped.confirmation.precision == "float64"
+    assert not [n for n, p in grouped.parameters.items() if p.verdict == "unknown"]
     model.config._experts_implementation = "batched_mm"
     batched = wdaudit.audit(model, ids)  # confirmed, and matches the oracle (above)
     assert {n: p.verdict for n, p in grouped.parameters.items()} == \

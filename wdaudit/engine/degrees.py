@@ -129,6 +129,10 @@ class _DegreeWalk(GraphWalk):
             bound = {k: self._resolve(node, v) for k, v in bound.items()}
         sources = {k: v.name for k, v in args.items() if isinstance(v, fx.Node)}
         shapes = {k: self.program.shape(v) for k, v in sources.items()}
+        for k, v in args.items():  # the parts of a list operand (cat's tensors), by index
+            if isinstance(v, (list, tuple)):
+                shapes.update({f"{k}[{i}]": self.program.shape(x.name)
+                               for i, x in enumerate(v) if isinstance(x, fx.Node)})
         return Call(node.name, op.name, bound, sources, shapes,
                     out_shape=self.program.shape(node.name))
 

@@ -65,7 +65,8 @@ class Flattened(nn.Module):
     """Calls the model and returns every tensor it outputs as one flat tuple.
 
     Dicts, dataclasses (Hugging Face ``ModelOutput``), nested tuples and objects holding
-    tensors (a KV cache) all count: DESIGN.md says every tensor output counts.
+    tensors all count: every tensor output counts.  A transformers KV cache does not: it is
+    inference state, and the semantics are those of training.
     """
 
     def __init__(self, model: nn.Module):
@@ -88,6 +89,10 @@ def flatten_outputs(obj: Any, path: str, paths: list[str], depth: int = 0, seen=
         return [obj]
     if obj is None or isinstance(obj, (str, bytes, int, float, bool, torch.dtype, torch.device)):
         return []
+    if _is_kv_cache(obj):
+        # a transformers KV cache is inference state: under training semantics (DESIGN.md §1)
+        # no loss reads it, so the values it holds are not outputs
+        return []
     if depth > 8 or id(obj) in seen:
         return []
     seen.add(id(obj))
@@ -105,3 +110,9 @@ def flatten_outputs(obj: Any, path: str, paths: list[str], depth: int = 0, seen=
         for k, v in vars(obj).items():
             out += flatten_outputs(v, f"{path}.{k}", paths, depth + 1, seen)
     return out
+
+
+def _is_kv_cache(obj: Any) -> bool:
+    """An instance of ``transformers.cache_utils.Cache`` (checked by name: no import)."""
+    return any(c.__name__ == "Cache" and c.__module__ == "transformers.cache_utils"
+               for c in type(obj).__mro__)

@@ -258,6 +258,12 @@ def cat(c: Call, *, split: bool = False) -> Deg | Split:
     tensors = c.raw("tensors", "input")
     dim = c.raw("dim", "axis", default=0)
     items = tensors if isinstance(tensors, (list, tuple)) else [tensors]
+    key = "tensors" if c.has("tensors") else "input"
+    # a part with no elements contributes no value (a KV cache's lazily created empty
+    # tensor): how it scales cannot matter, so it constrains nothing
+    empty = [i for i in range(len(items)) if _no_elements(c.shape(f"{key}[{i}]"))]
+    if len(empty) < len(items):
+        items = [t for i, t in enumerate(items) if i not in empty]
     parts = [as_deg(t) for t in items]
     live = {p.form for p in parts if p is not None and not p.zero}
     rank = len(c.out_shape) if c.out_shape else None
@@ -296,3 +302,7 @@ def max_min(c: Call) -> Any:
     if other is None:
         return preserve(c)
     return reduce_with_indices(c)
+
+
+def _no_elements(shape: tuple[int, ...] | None) -> bool:
+    return shape is not None and 0 in shape
