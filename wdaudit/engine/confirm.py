@@ -45,6 +45,8 @@ EULER_FLOOR = 1e-4  # ... when that scale is above this fraction of the loss's s
 TOL_FAITHFUL = 1e-4  # real model vs traced program, both eps as is (the model may cast to fp32)
 EPS_MATTERS = 1e-4  # real-model change above which a claim is reported as eps-limited
 EPS_FINER = 1e-6  # a residual must shrink by ~this factor when eps does to count as an eps effect
+EPS_TIERS = (1e-4, 1e-8)  # finer eps for Euler residuals above tolerance (fastvit_t8: a
+# channel of variance ~1e-17 at the saturating point needs eps 1e-24 to leave its eps effect)
 PLAUSIBLY_EPS = 1e-2  # residuals above this are never attributed to eps
 SPREADS = (3.0, 1.5)  # the saturating point's vector spread; the milder one after an overflow
 
@@ -285,12 +287,15 @@ class _Context:
     # -- Euler identity at a saturating point --------------------------------------------
     def euler(self, claims) -> list[float]:
         residuals = self._euler(claims, EPS_TINY)
-        shaky = [i for i, r in enumerate(residuals) if r > self.tol.euler]
-        if shaky:
+        for factor in EPS_TIERS:
+            shaky = [i for i, r in enumerate(residuals) if r > self.tol.euler]
+            if not shaky:
+                break
             # a group whose influence at this point is itself an eps effect (a channel of near
-            # zero variance) fades as eps does; a violation does not.  Not finer than 1e-4:
-            # below that, round-off in constant channels grows like 1/sqrt(eps)
-            finer = self._euler([claims[i] for i in shaky], EPS_TINY * 1e-4)
+            # zero variance) fades in proportion to eps; a violation does not fade at all.
+            # Each tier is a closer look at the eps -> 0 limit the claim is about; round-off
+            # in constant channels grows like 1/sqrt(eps), which can only fail a claim
+            finer = self._euler([claims[i] for i in shaky], EPS_TINY * factor)
             for i, r in zip(shaky, finer):
                 residuals[i] = r
         return residuals
