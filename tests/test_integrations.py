@@ -163,3 +163,17 @@ def test_lightning_callback_fail_on_stops_training():
     with pytest.raises(FindingsFound):
         trainer.fit(module)
     assert trainer.global_step == 0
+
+
+def test_the_first_batch_is_drawn_without_moving_the_global_rng():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from wdaudit.integrations import first_batch
+
+    loader = DataLoader(TensorDataset(torch.arange(10.0)), batch_size=2, shuffle=True)
+    before = torch.get_rng_state()
+    next(iter(loader))  # a shuffling sampler seeds itself from torch's RNG ...
+    assert not torch.equal(before, torch.get_rng_state())
+    before = torch.get_rng_state()
+    first_batch(loader)  # ... which the callbacks' draw leaves where it was
+    assert torch.equal(before, torch.get_rng_state())

@@ -32,6 +32,13 @@ class FindingsFound(RuntimeError):
         self.report = report
 
 
+def first_batch(dataloader) -> Any:
+    """The dataloader's first batch, drawn without moving the global RNGs: a shuffling sampler
+    seeds itself from torch's RNG, and training's own data order must not depend on the audit."""
+    with torch.random.fork_rng(devices=[]):
+        return next(iter(dataloader))
+
+
 def check_fail_on(fail_on: str | None) -> str | None:
     if fail_on is not None and fail_on not in SEVERITIES:
         raise ValueError(f"fail_on must be one of {', '.join(SEVERITIES)} or None, "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import check_fail_on, enforce, run_audit
+from . import check_fail_on, enforce, first_batch, run_audit
 
 try:
     from lightning.pytorch import Callback
@@ -47,7 +47,7 @@ class WDAuditCallback(Callback):
             # Lightning's convention: a tuple is *args, a dict **kwargs, a tensor the one input
             batch = [tuple(example)] if isinstance(example, (tuple, list)) else example
         else:
-            batch = next(iter(trainer.train_dataloader))
+            batch = first_batch(trainer.train_dataloader)
         optimizers = list(getattr(trainer, "optimizers", None) or ())
         optimizer = optimizers[0] if len(optimizers) == 1 else \
             (_Optimizers(optimizers) if optimizers else None)

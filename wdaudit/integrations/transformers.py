@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from . import check_fail_on, enforce, run_audit
+from . import check_fail_on, enforce, first_batch, run_audit
 
 
 class WDAuditCallback(TrainerCallback):
@@ -30,7 +30,7 @@ class WDAuditCallback(TrainerCallback):
                        train_dataloader=None, **kwargs):
         if model is None or train_dataloader is None:
             return control
-        batch = next(iter(train_dataloader))
+        batch = first_batch(train_dataloader)
         self.report = run_audit(model, batch, optimizer, self.audit_options)
         enforce(self.report, self.fail_on)
         return control
