@@ -72,7 +72,7 @@ class _InfluenceWalk(GraphWalk):
         own = {k: _own(v, leaf) for k, v in args.items() if isinstance(v, OwnTensor)}
         call = OffsetCall(node.name, {**args, **own}, tuple(node.args), self.env,
                           self.program.shape, self.program.params, self._everything(node),
-                          number_of=self._number)
+                          number_of=self._number, length_of=self._length)
         info = op.offsets(call)
         for p, at in call.absorbed.items():
             self.absorbed.setdefault(p, at)
@@ -83,6 +83,13 @@ class _InfluenceWalk(GraphWalk):
         # a run records None for a value that is not a tensor (nothing for nodes not run)
         shapes = self.program.shapes
         return name in shapes and shapes[name] is None
+
+    def _length(self, name: str) -> int | None:
+        # a torch.Size (or tuple of ints) is recorded as one None per number
+        meta = self.program.shapes.get(name)
+        if isinstance(meta, tuple) and all(v is None for v in meta):
+            return len(meta)
+        return None
 
     def unknown(self, node: fx.Node, reason: str) -> Info:
         return Info(self._everything(node))

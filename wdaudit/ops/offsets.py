@@ -61,6 +61,8 @@ class OffsetCall:
     summands: dict[str, tuple[str, str]] = field(default_factory=dict)  # pseudo -> (node, role)
     # node -> whether the trace saw it hold a Python number (a size, a scale made from one)
     number_of: Callable[[str], bool] = lambda name: False
+    # node -> how many numbers the trace saw it hold, for a size (``x.shape[-1:]``)
+    length_of: Callable[[str], int | None] = lambda name: None
 
     def info(self, value: Any) -> Info:
         if isinstance(value, fx.Node):
@@ -151,7 +153,7 @@ def product(c: OffsetCall) -> Info:
     if c.is_number(a):
         return scaled(OffsetCall(c.node, {**c.args, "input": b, "other": a}, c.positional,
                                  c.infos, c.shape_of, c.params, c.everything, c.absorbed,
-                                 c.summands, c.number_of))
+                                 c.summands, c.number_of, c.length_of))
     out = c.out_shape
     if out is None:
         return c.mixed()

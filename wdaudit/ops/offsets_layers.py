@@ -158,7 +158,7 @@ def _norm(c: OffsetCall, reduced_of: Callable[[int], frozenset[int] | None],
 
 
 def layer_norm(c: OffsetCall, *, stats: bool = False) -> Any:
-    k = len(tuple(c.args.get("normalized_shape") or ()))
+    k = _normalized_rank(c)
     return _norm(c, lambda r: frozenset(range(r - k, r)), lambda r: tuple(range(r - k, r)),
                  stats)
 
@@ -188,3 +188,17 @@ def _no_padding(padding) -> bool:
     if isinstance(padding, int):
         return padding == 0
     return isinstance(padding, (list, tuple)) and all(p == 0 for p in padding)
+
+
+def _normalized_rank(c: OffsetCall) -> int:
+    """How many trailing dims a layer norm normalises.  ``normalized_shape`` may be a traced
+    size (nanoGPT's ``F.layer_norm(x, self.weight.shape, ...)``, ``x.shape[-1:]``): then the
+    weight's shape (it equals normalized_shape) or the length the trace saw.  Unknown: 0,
+    which absorbs no additive term (conservative)."""
+    shape = c.args.get("normalized_shape")
+    if not isinstance(shape, fx.Node):
+        return len(tuple(shape or ()))
+    weight = c.shape(c.args.get("weight"))
+    if weight is not None:
+        return len(weight)
+    return c.length_of(shape.name) or 0
