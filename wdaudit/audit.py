@@ -4,7 +4,7 @@ previous stage's frozen output, and assembles the :class:`~wdaudit.report.Report
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import replace
+from dataclasses import dataclass, replace
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -20,10 +20,11 @@ from .engine import findings as findings_stage
 from .engine import graph as graph_stage
 from .engine import influence as influence_stage
 from .engine import symmetries as symmetries_stage
+from .engine import parts as opaque_parts
 from .engine import verdicts as verdicts_stage
 from .engine.overview import overview_of
 from .engine.rng import untouched
-from .engine.trace import trace
+from .engine.trace import TraceError, trace
 from .frontend.locations import locator
 from .report import SKIPPED, Coverage, Report
 
@@ -38,6 +39,91 @@ class DeviceError(ValueError):
 
 class CudaUnavailable(DeviceError):
     """A CUDA device was asked for where CUDA is not available."""
+
+
+@dataclass(frozen=True)
+class _Setup:
+    confirm: confirm_stage.Setup
+    locate: Callable | None  # None: no overview (a part audited on its own needs none)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The stages' outputs for one model (or one part of it), trace to verdicts."""
+
+    program: Any
+    graph: Any
+    influence: Any
+    degrees: Any
+    symmetries: Any
+    confirmation: Any
+    verdicts: Any
+    overview: Any
+
+
+def _run(model: nn.Module, inputs: tuple, setup, strict: bool, step, clock) -> _Run:
+    step("trace")
+    program = trace(model, inputs)
+    if strict and program.method == "opaque":  # strict: no part of the model set aside
+        raise TraceError(program.notes[-1].rpartition(" The model is audited as one")[0])
+    clock.lap("trace")
+    step("analysis")
+    graph = graph_stage.build(program)
+    overview = overview_of(graph, model, setup.locate) if setup.locate else None
+    influence = influence_stage.analyse(graph, strict)
+    degrees = degrees_stage.propagate(influence, strict)
+    symmetries = symmetries_stage.solve(degrees)
+    claims = claims_stage.claims_for(symmetries)
+    clock.lap("analysis")
+    if claims.claims and setup.confirm.enabled:
+        step("confirm")
+    confirmation = confirm_stage.confirm(claims, setup.confirm)
+    if claims.claims and confirmation.outcome != SKIPPED:
+        # the generic point (drawing it, moving the program and inputs) is its own entry
+        point = confirmation.timings.get("generic point", 0.0)
+        clock.laps["generic point"] = clock.laps.get("generic point", 0.0) + point
+        clock.lap("confirm", minus=point)
+    verdicts = verdicts_stage.decide(claims, confirmation)
+    return _Run(program, graph, influence, degrees, symmetries, confirmation, verdicts,
+                overview)
+
+
+def _with_parts(run: _Run, setup, depth: int):
+    """Verdicts with what the submodules inside opaque ops show when audited on their own
+    (``engine.parts``), the confirmation with their passes and defects, and notes."""
+    found, notes = opaque_parts.find(run.program, setup.confirm.inputs)
+    notes = list(notes)
+    parameters, groups = dict(run.verdicts.parameters), run.verdicts.groups
+    confirmation = run.confirmation
+    for part in found:
+        bound = opaque_parts.Bound(part)
+        sub = _Setup(replace(setup.confirm, params=dict(bound.named_parameters()),
+                             inputs=part.inputs), None)
+        try:
+            inner = _run(bound, part.inputs, sub, False, lambda stage: None, _Clock())
+            if depth < opaque_parts.MAX_DEPTH and (inner.program.method == "opaque"
+                                                   or inner.degrees.unknown_ops):
+                verdicts, conf, _ = _with_parts(inner, sub, depth + 1)
+            else:
+                verdicts, conf = inner.verdicts, inner.confirmation
+        except Exception as exc:  # noqa: BLE001 - a part that fails leaves its verdicts unknown
+            notes.append(f"submodule '{part.path}' could not be audited on its own: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                         [:300])
+            continue
+        done = opaque_parts.Audited(part, verdicts.parameters, verdicts.groups, conf,
+                                    inner.program.method)
+        parameters, groups, changed = opaque_parts.merge(parameters, groups, done)
+        confirmation = replace(confirmation, passes=confirmation.passes + conf.passes,
+                               defects=confirmation.defects + tuple(
+                                   f"in '{part.path}' (audited on its own): {d}"
+                                   for d in conf.defects))
+        notes.append(f"submodule '{part.path}' audited on its own ({done.method}): {changed} "
+                     f"of its {len(part.eligible)} parameters that act only through it found "
+                     "ineffective")
+    verdicts = replace(run.verdicts, parameters=parameters, groups=groups)
+    return verdicts, confirmation, tuple(notes)
+
 
 
 def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optimizer | None = None,
@@ -73,37 +159,25 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     params = dict(model.named_parameters())
     policy = findings_stage.Policy(findings_stage.decay_settings(params, optimizer, assume_decay),
                                    locate or locator(model), _matcher(ignore_parameters))
-    setup = confirm_stage.Setup(params, inputs, where, seed, confirm, memory_budget)
+    setup = _Setup(confirm_stage.Setup(params, inputs, where, seed, confirm, memory_budget),
+                   policy.locate)
     with untouched(where):
         clock.lap("setup")
-        step("trace")
-        program = trace(model, inputs)
-        clock.lap("trace")
-        step("analysis")
-        graph = graph_stage.build(program)
-        overview = overview_of(graph, model, policy.locate)
-        influence = influence_stage.analyse(graph, strict)
-        degrees = degrees_stage.propagate(influence, strict)
-        symmetries = symmetries_stage.solve(degrees)
-        claims = claims_stage.claims_for(symmetries)
-        clock.lap("analysis")
-        if claims.claims and confirm:
-            step("confirm")
-        confirmation = confirm_stage.confirm(claims, setup)
-        if claims.claims and confirmation.outcome != SKIPPED:
-            # the generic point (drawing it, moving the program and inputs) is its own entry
-            point = confirmation.timings.get("generic point", 0.0)
-            clock.laps["generic point"] = point
-            clock.lap("confirm", minus=point)
+        run = _run(model, inputs, setup, strict, step, clock)
+        verdicts, confirmation, notes = run.verdicts, run.confirmation, ()
+        if run.program.method == "opaque" or run.degrees.unknown_ops:
+            verdicts, confirmation, notes = _with_parts(run, setup, depth=0)
+            clock.lap("parts")
     if strict and confirmation.defects:
         raise AnalysisDefect("; ".join(confirmation.defects))
-    verdicts = verdicts_stage.decide(claims, confirmation)
     found = findings_stage.find(verdicts, policy)
-    coverage = Coverage(program.method, len(graph.order), degrees.unknown_ops,
-                        symmetries.rows, program.notes + influence.failures + degrees.failures)
+    program, degrees = run.program, run.degrees
+    coverage = Coverage(program.method, len(run.graph.order), degrees.unknown_ops,
+                        run.symmetries.rows, program.notes + run.influence.failures
+                        + degrees.failures + notes)
     report = Report(type(model).__name__, found.parameters, verdicts.groups,
                     verdicts.rescalings, found.findings, coverage, confirmation,
-                    policy.decay.assumed, {}, overview=overview)
+                    policy.decay.assumed, {}, overview=run.overview)
     report = annotate(report, model, optimizer, total_steps)
     clock.lap("report")
     return replace(report, timings=dict(clock.laps))

@@ -133,7 +133,10 @@ def _user_outputs(program: Program, output_node: fx.Node | None) -> list[str]:
 def describe(node: fx.Node, program: Program) -> str:
     """A short, stable name for the op a node applies (for reports and errors)."""
     if node.op == "call_module":
-        return type(program.gm.get_submodule(node.target)).__name__
+        module = program.gm.get_submodule(node.target)
+        if module is program.root:  # the whole model, opaque: name it, not our wrapper
+            return f"{type(program.root.model).__name__}.forward"
+        return type(module).__name__
     if node.op == "call_method":
         return f"Tensor.{node.target}"
     target = node.target

@@ -41,7 +41,7 @@ class LeafModule:
 class Program:
     root: nn.Module  # the working copy, wrapped so that it returns a flat tuple of tensors
     gm: fx.GraphModule
-    method: str  # "symbolic_trace" or "export"
+    method: str  # "symbolic_trace", "export", or "opaque" (neither could follow forward)
     params: Mapping[str, str]  # node -> canonical parameter name
     buffers: Mapping[str, str]  # node -> buffer name (in the wrapper's namespace)
     constants: Mapping[str, torch.Tensor]  # node -> constant tensor baked into the graph
@@ -352,8 +352,13 @@ def placed(program: Program, device: torch.device) -> Program:
                     and v.device != device:
                 setattr(m, k, v.to(device))
     # a graph of its own: the new module must not become the owner of the traced graph
-    gm = fx.GraphModule(root, copy.deepcopy(program.gm.graph)) \
-        if program.method == "symbolic_trace" else program.gm
+    gm = program.gm
+    if program.method == "symbolic_trace":
+        gm = fx.GraphModule(root, copy.deepcopy(program.gm.graph))
+    elif program.method == "opaque":  # the one node calls the root itself
+        holder = nn.Module()
+        holder.whole = root
+        gm = fx.GraphModule(holder, copy.deepcopy(program.gm.graph))
     return replace(program, root=root, gm=gm)
 
 

@@ -12,6 +12,7 @@ model again, in float64, like every program.
 from __future__ import annotations
 
 from dataclasses import replace
+import operator
 import traceback
 from typing import Any
 
@@ -74,7 +75,9 @@ def _trace(model: nn.Module, inputs: tuple) -> Program:
         opaque_prog = _with_opaque_parts(root, canon, reference, inputs, attempts)
         if opaque_prog is not None:
             return opaque_prog
-        raise TraceError(_explain(attempts, root)) from exc
+        if reference is None:  # nothing ran: the parts cannot be found either
+            raise TraceError(_explain(attempts, root)) from exc
+        return _opaque_whole(root, canon, reference, inputs, attempts)
     if fx_prog is not None and len(_unknown_ops(fx_prog)) <= len(_unknown_ops(ex_prog)):
         return fx_prog
     notes = tuple(f"{name} was not used: {_short(exc)}" for name, exc in attempts)
@@ -102,6 +105,26 @@ def _with_opaque_parts(root, canon, reference, inputs, attempts) -> Program | No
                       "is an opaque op and what crosses it is unknown" for p in sorted(opaque))
         return _replace_notes(prog, notes)
     return None
+
+
+def _opaque_whole(root, canon, reference, inputs, attempts) -> Program:
+    """Neither tracer follows the model's own forward: the model is one opaque op, and
+    ``engine.parts`` audits the submodules it calls, each on its own."""
+    graph = fx.Graph()
+    args = tuple(graph.placeholder(f"input_{i}") for i in range(len(inputs)))
+    whole = graph.call_module("whole", args)
+    graph.output(tuple(graph.call_function(operator.getitem, (whole, i))
+                       for i in range(len(reference))))
+    holder = nn.Module()
+    holder.whole = root
+    gm = fx.GraphModule(holder, graph)
+    buffer_names = {id(b): n for n, b in root.named_buffers()}
+    prog = Program(root, gm, "opaque", {}, {}, {}, tuple(a.name for a in args), None,
+                   tuple(root.output_paths), {whole.name: _leaf(root, canon, buffer_names)},
+                   {whole.name: ""})
+    prog = _check(prog, reference, inputs)
+    return _replace_notes(prog, (_explain(attempts, root) + " The model is audited as one "
+                                 "opaque op, and the submodules it calls each on their own.",))
 
 
 # --- the wrapper -------------------------------------------------------------------------

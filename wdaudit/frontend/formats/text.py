@@ -76,6 +76,12 @@ def _where(finding) -> str:
 
 def _notes(report, context) -> list[str]:
     notes = []
+    if report.coverage.method == "opaque":
+        parts = [n for n in report.coverage.notes if n.startswith("submodule '")
+                 and "audited on its own" in n]
+        notes.append(f"{report.model}.forward could not be traced (data-dependent control flow); "
+                     f"{len(parts)} submodule(s) it calls were audited on their own, and only "
+                     "their parameters can be found ineffective (JSON: coverage.notes)")
     unknown = report.coverage.unknown_ops
     if unknown:
         ops = sorted({u.op for u in unknown})
