@@ -300,6 +300,7 @@ class _Context:
             finer = self._euler([claims[i] for i in shaky], EPS_TINY * factor)
             for i, r in zip(shaky, finer):
                 residuals[i] = r
+        # what is then reported as the residual is that output change, at most TOL_EXACT
         for i, claim in enumerate(claims):
             if residuals[i] > self.tol.euler and claim.redraw and not claim.exponents:
                 change = self._redrawn_at_saturation(claim)
