@@ -12,7 +12,9 @@ unknown ops; then a summary per library.  Statuses:
 * ``clean``: audited, no unknown op, no parameter left unknown, no refuted claim;
 * ``unknown-op`` / ``unknown-param`` / ``refuted``: audited, with that defect (worst first:
   refuted > unknown-op > unknown-param);
-* ``untraceable``: neither tracer follows the model (wdaudit exits 2 with a TraceError);
+* ``opaque``: audited, but neither tracer follows the model's own forward: it is one opaque op
+  and only the submodules it calls were audited (each on its own);
+* ``untraceable``: the audit raised a TraceError;
 * ``timeout`` / ``crash``: the audit ran past the limit, or raised;
 * ``not-built``: the small model could not be built or run (a config the shrinking breaks,
   a missing optional dependency): counted apart, not as the audit's failure.
@@ -160,11 +162,12 @@ def _summarise(report, seconds: float) -> dict:
     checked = report.confirmation.performed
     refuted = [g.names[0] for g in report.groups if checked and not g.confirmed]
     unknown = sorted(report.unknown)
-    status = "refuted" if refuted else "unknown-op" if ops else \
-        "unknown-param" if unknown else "clean"
+    status = "refuted" if refuted else "opaque" if report.coverage.method == "opaque" else \
+        "unknown-op" if ops else "unknown-param" if unknown else "clean"
     return {"status": status, "seconds": seconds, "parameters": len(report.parameters),
             "unknown_params": len(unknown), "refuted": len(refuted), "unknown_ops": ops,
             "refuted_examples": refuted[:3], "confirmation": report.confirmation.outcome,
+            "trace": report.coverage.method,
             "reason": report.confirmation.reason}
 
 
