@@ -651,6 +651,35 @@ example_inputs = torch.randn(3, 4)
     assert "def forward" not in result.stderr  # torch.export's partial graph stays out
 
 
+def test_untraceable_model_without_strict_audits_its_parts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "branchy.py", '''
+import torch
+from torch import nn
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.body = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+
+    def forward(self, x):
+        y = self.body(self.fc(x))
+        if y.sum() > 0:  # data-dependent control flow defeats both tracers
+            return y * 2
+        return y
+
+
+model = Branchy()
+example_inputs = torch.randn(3, 4)
+''')
+    result = run("branchy.py", env={"WDAUDIT_STRICT": "0"})
+    assert result.exit_code == 1, result.output  # a finding, from the part
+    assert "Branchy.forward could not be traced" in result.output
+    assert "'body.0.bias', 'body.0.weight'" in result.output
+
+
 def test_unknown_op_in_strict_mode(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "odd.py", "import torch\nfrom torch import nn\n\n"
