@@ -196,16 +196,49 @@ def test_timings_account_for_every_second_of_the_audit():
     assert abs(sum(report.timings.values()) - wall) <= 0.02 * wall + 1e-3
 
 
+def test_a_large_batch_is_confirmed_on_a_few_examples_with_the_same_verdicts(monkeypatch):
+    model, x = _conv_bn()  # 12 examples
+    capped = wdaudit.audit(model, x)
+    assert capped.confirmation.performed and capped.confirmation.batch == budget.CAP_BATCH
+    monkeypatch.setattr(budget, "CAP_BATCH", 1000)
+    whole = wdaudit.audit(model, x)
+    assert whole.confirmation.batch == 12
+    assert capped.ineffective == whole.ineffective and capped.effective == whole.effective
+    assert capped.ineffective and not capped.unknown
+
+
+class BatchBound(nn.Module):
+    """A traced program that only runs at the batch size it was traced with (a per-example
+    gain table): on fewer examples the model raises, and the full batch is used instead."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.fc, self.ln, self.head = nn.Linear(6, 6), nn.LayerNorm(6), nn.Linear(6, 2)
+        self.register_buffer("gain", torch.rand(n, 6) + 0.5)
+
+    def forward(self, x):
+        return self.head(self.ln(self.fc(x) * self.gain))
+
+
+def test_a_program_bound_to_its_batch_is_confirmed_on_the_full_batch():
+    torch.manual_seed(0)
+    report = wdaudit.audit(BatchBound(12), torch.randn(12, 6))
+    assert report.coverage.method == "symbolic_trace"
+    assert report.confirmation.performed and report.confirmation.batch == 12
+    assert {"fc.weight", "fc.bias"} <= report.ineffective and not report.unknown
+
+
 def test_a_bill_over_budget_confirms_on_fewer_examples_with_the_same_verdicts():
     model, x = _conv_bn()
     full = wdaudit.audit(model, x)
-    assert full.confirmation.batch == 12 and full.confirmation.estimate > 0
-    # room for the parameters and a third of the activations: a reduced batch fits
-    bill = budget.bill(full_program(model, x), dict(model.named_parameters()), (x,))
-    room = int(budget.HEADROOM * (bill.parameters + bill.gradient + bill.activations / 3))
+    assert full.confirmation.batch == budget.CAP_BATCH and full.confirmation.estimate > 0
+    # room for the parameters and just over half the activations: a reduced batch fits
+    bill = budget.bill(full_program(model, x), dict(model.named_parameters()), (x,),
+                       batch=budget.CAP_BATCH)
+    room = int(budget.HEADROOM * (bill.parameters + bill.gradient + bill.activations * 0.55))
     reduced = wdaudit.audit(model, x, memory_budget=room)
     assert reduced.confirmation.performed
-    assert budget.MIN_BATCH <= reduced.confirmation.batch < 12
+    assert budget.MIN_BATCH <= reduced.confirmation.batch < budget.CAP_BATCH
     assert reduced.confirmation.estimate <= room
     assert reduced.ineffective == full.ineffective and reduced.effective == full.effective
     assert "batch" in reduced.to_dict()["confirmation"]

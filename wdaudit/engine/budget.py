@@ -23,6 +23,11 @@ MIN_BATCH = 4
 """The smallest batch a reduced confirmation runs on.  Not 2: BatchNorm over two samples maps
 every channel to ±1, a function blind to everything upstream, so a false claim would pass."""
 
+CAP_BATCH = 8
+"""Confirmation runs on at most this many examples when the program allows it (a traced, not
+exported, program is not specialised to the batch size): the claims are structural, so eight
+examples exercise them as well as 256 do, and the user's large batch stays out of float64."""
+
 HEADROOM = 1.25  # the estimate leaves out allocator slack, kernels' workspaces, Python objects
 
 

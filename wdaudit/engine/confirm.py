@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import torch
@@ -50,6 +50,7 @@ EPS_FINER = 1e-6  # a residual must shrink by ~this factor when eps does to coun
 EPS_TIERS = (1e-4, 1e-8)  # finer eps for Euler residuals above tolerance (fastvit_t8: a
 # channel of variance ~1e-17 at the saturating point needs eps 1e-24 to leave its eps effect)
 PLAUSIBLY_EPS = 1e-2  # residuals above this are never attributed to eps
+_DISAGREE = "the traced program and the model disagree"
 SPREADS = (3.0, 1.5)  # the saturating point's vector spread; the milder one after an overflow
 
 
@@ -85,33 +86,67 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
     start = time.perf_counter()
     program = placed(program, device)
     timings = {"generic point": time.perf_counter() - start}
+    capped = bill.batch == budget.CAP_BATCH < (budget.batch_size(setup.inputs) or 0)
     try:
-        return _attempt(claims, program, setup, inputs, torch.float64, timings=timings,
+        done = _attempt(claims, program, setup, inputs, torch.float64, timings=timings,
                         extra=extra)
+        if not (capped and _unfaithful(done)):
+            return done
+        passes = done.passes
     except runs.CannotConfirm as exc:
-        if not exc.kernel:
-            return _failed(claims.claims, str(device), exc.passes, f"cannot confirm: {exc}",
-                           timings, extra)
-        first = exc
+        if not capped or exc.kernel:
+            return _fallbacks(claims, program, setup, (inputs, bill, timings), exc)
+        passes = exc.passes
+    # on fewer examples the model disagreed with its program, or could not run: a program
+    # specialised to the batch after all; the claims are judged on the full batch instead
+    inputs, bill, short = _plan(program, setup, cap=False)
+    extra = dict(batch=bill.batch, estimate=bill.total)
+    if short:
+        return _failed(claims.claims, str(device), passes, short, timings, extra)
+    try:
+        done = _attempt(claims, program, setup, inputs, torch.float64, timings=timings,
+                        extra=extra)
+        return replace(done, passes=done.passes + passes)
+    except runs.CannotConfirm as exc:
+        exc.passes += passes
+        return _fallbacks(claims, program, setup, (inputs, bill, timings), exc)
+
+
+def _unfaithful(done: Confirmation) -> bool:
+    return any(c.note.startswith(_DISAGREE) for c in done.checks)
+
+
+def _fallbacks(claims: Claims, program, setup: Setup, planned, exc: runs.CannotConfirm
+               ) -> Confirmation:
+    """After a float64 attempt that could not run: float32 where a kernel was missing,
+    otherwise the reason."""
+    inputs, bill, timings = planned
+    extra = dict(batch=bill.batch, estimate=bill.total)
+    if not exc.kernel:
+        return _failed(claims.claims, str(setup.device), exc.passes, f"cannot confirm: {exc}",
+                       timings, extra)
     # an op without a float64 kernel (expert kernels, grouped_mm): the same checks in float32,
     # with tolerances set by float32 round-off
     try:
         return _attempt(claims, program, setup, inputs, torch.float32, timings=timings,
                         extra=dict(extra, estimate=bill.total // 2))
-    except runs.CannotConfirm as exc:
-        reason = f"cannot confirm: {first}; in float32 too: {exc}"
-        return _failed(claims.claims, str(device), first.passes + exc.passes, reason, timings,
-                       extra)
+    except runs.CannotConfirm as again:
+        reason = f"cannot confirm: {exc}; in float32 too: {again}"
+        return _failed(claims.claims, str(setup.device), exc.passes + again.passes, reason,
+                       timings, extra)
 
 
-def _plan(program, setup: Setup):
-    """The inputs to confirm on, the memory bill, and why it cannot be paid ("" if it can)."""
+def _plan(program, setup: Setup, cap: bool = True):
+    """The inputs to confirm on, the memory bill, and why it cannot be paid ("" if it can).
+    At most ``budget.CAP_BATCH`` examples where the program is not specialised to the batch."""
     inputs = setup.inputs
     free = budget.available(setup.device, setup.memory_budget)
-    full = budget.bill(program, setup.params, inputs)
+    n = budget.batch_size(inputs)
+    if cap and n and n > budget.CAP_BATCH and program.method == "symbolic_trace":
+        n = budget.CAP_BATCH
+    full = budget.bill(program, setup.params, inputs, batch=n)
     if free is None or full.total <= free:
-        return inputs, full, ""
-    n = full.batch
+        return budget.first(inputs, n) if n != budget.batch_size(inputs) else inputs, full, ""
     # fewer examples: invariance is structural, and a traced (not exported) program is not
     # specialised to the batch size; never fewer than MIN_BATCH
     if n and n > budget.MIN_BATCH and program.method == "symbolic_trace":
@@ -268,7 +303,7 @@ class _Context:
         ok = exact <= self.tol.exact and faithful <= TOL_FAITHFUL
         note = ""
         if faithful > TOL_FAITHFUL:
-            note = f"the traced program and the model disagree by {faithful:.2e} at the check point"
+            note = f"{_DISAGREE} by {faithful:.2e} at the check point"
         elif exact > self.tol.exact:
             note = f"output changed by {exact:.2e} (relative) with eps -> 0"
         return Check(ok, real, exact, 0.0, real > EPS_MATTERS, note)
