@@ -113,8 +113,8 @@ class _Finder:
                 continue
             call = self.calls.get(p)
             if call is _VARYING:
-                self.notes.append(f"submodule '{p}' is called with differing arguments: its "
-                                  "own submodules are audited instead")
+                self.notes.append(f"submodule '{p}' is called with differing arguments: it is "
+                                  "not audited whole, its own submodules may be")
             if call is None or call is _UNBINDABLE or call is _VARYING:
                 self.select(p)  # its children may stand alone
                 continue
