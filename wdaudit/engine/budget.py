@@ -142,3 +142,32 @@ def _numel(meta: Any) -> int:
 
 def gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def plan(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,
+         device: torch.device, memory_budget: int | None, cap: bool = True):
+    """The inputs to confirm on, their bill, and why it cannot be paid ("" if it can).
+
+    At most ``CAP_BATCH`` examples (with ``cap``) and, when the bill does not fit, fewer still,
+    never below ``MIN_BATCH``: invariance is structural, and a traced (not exported) program is
+    not specialised to the batch size."""
+    free = available(device, memory_budget)
+    n = whole = batch_size(inputs)
+    traced = program.method == "symbolic_trace"
+    if cap and n and n > CAP_BATCH and traced:
+        n = CAP_BATCH
+    full = bill(program, params, inputs, batch=n)
+    if free is None or full.total <= free:
+        return (first(inputs, n) if n != whole else inputs), full, ""
+    if n and n > MIN_BATCH and traced:
+        per_example = max(full.activations / n, 1.0)
+        k = int((free / HEADROOM - full.parameters - full.gradient) / per_example)
+        k = min(n - 1, max(MIN_BATCH, k))
+        reduced = bill(program, params, inputs, batch=k)
+        if reduced.total <= free:
+            return first(inputs, k), reduced, ""
+    return inputs, full, (
+        f"cannot confirm: not enough memory: confirmation needs about {gib(full.total)} "
+        f"(float64 parameters {gib(full.parameters)}, activations {gib(full.activations)}, one "
+        f"gradient {gib(full.gradient)}) and {gib(free)} is free on {device}; the claims are "
+        "static only [not confirmed numerically]")

@@ -79,7 +79,8 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
                             "analysis only, claims are not confirmed")
     degrees = claims.symmetries.degrees
     program = degrees.influence.graph.program
-    inputs, bill, short = _plan(program, setup)
+    inputs, bill, short = budget.plan(program, setup.params, setup.inputs, device,
+                                      setup.memory_budget)
     extra = dict(batch=bill.batch, estimate=bill.total)
     if short:
         return _failed(claims.claims, str(device), 0, short, {}, extra)
@@ -99,7 +100,8 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
         passes = exc.passes
     # on fewer examples the model disagreed with its program, or could not run: a program
     # specialised to the batch after all; the claims are judged on the full batch instead
-    inputs, bill, short = _plan(program, setup, cap=False)
+    inputs, bill, short = budget.plan(program, setup.params, setup.inputs, setup.device,
+                                      setup.memory_budget, cap=False)
     extra = dict(batch=bill.batch, estimate=bill.total)
     if short:
         return _failed(claims.claims, str(device), passes, short, timings, extra)
@@ -134,34 +136,6 @@ def _fallbacks(claims: Claims, program, setup: Setup, planned, exc: runs.CannotC
         reason = f"cannot confirm: {exc}; in float32 too: {again}"
         return _failed(claims.claims, str(setup.device), exc.passes + again.passes, reason,
                        timings, extra)
-
-
-def _plan(program, setup: Setup, cap: bool = True):
-    """The inputs to confirm on, the memory bill, and why it cannot be paid ("" if it can).
-    At most ``budget.CAP_BATCH`` examples where the program is not specialised to the batch."""
-    inputs = setup.inputs
-    free = budget.available(setup.device, setup.memory_budget)
-    n = budget.batch_size(inputs)
-    if cap and n and n > budget.CAP_BATCH and program.method == "symbolic_trace":
-        n = budget.CAP_BATCH
-    full = budget.bill(program, setup.params, inputs, batch=n)
-    if free is None or full.total <= free:
-        return budget.first(inputs, n) if n != budget.batch_size(inputs) else inputs, full, ""
-    # fewer examples: invariance is structural, and a traced (not exported) program is not
-    # specialised to the batch size; never fewer than MIN_BATCH
-    if n and n > budget.MIN_BATCH and program.method == "symbolic_trace":
-        fixed = full.parameters + full.gradient
-        per_example = max(full.activations / n, 1.0)
-        k = int((free / budget.HEADROOM - fixed) / per_example)
-        k = min(n - 1, max(budget.MIN_BATCH, k))
-        reduced = budget.bill(program, setup.params, inputs, batch=k)
-        if reduced.total <= free:
-            return budget.first(inputs, k), reduced, ""
-    g = budget.gib
-    return inputs, full, (f"cannot confirm: not enough memory: confirmation needs about {g(full.total)} "
-            f"(float64 parameters {g(full.parameters)}, activations {g(full.activations)}, one "
-            f"gradient {g(full.gradient)}) and {g(free)} is free on {setup.device}; the claims "
-            "are static only [not confirmed numerically]")
 
 
 def _failed(todo, device: str, passes: int, reason: str, timings, extra=None) -> Confirmation:
