@@ -98,7 +98,13 @@ _SMALL = {
     "encoder_ffn_dim": 2 * WIDTH, "decoder_ffn_dim": 2 * WIDTH, "moe_intermediate_size": WIDTH,
     "shared_expert_intermediate_size": WIDTH, "shared_experts_intermediate_size": WIDTH,
     "adapter_in_dim": WIDTH, "adapter_input_size": WIDTH, "adapter_out_dim": WIDTH,
-    "downsample_hidden_size": WIDTH,
+    "downsample_hidden_size": WIDTH, "cross_hidden_size": WIDTH, "mamba_d_head": WIDTH,
+    "backbone_hidden_size": WIDTH, "text_vocab_size": VOCAB, "condition_dim": WIDTH,
+    "out_hidden_size": WIDTH, "mamba_d_ssm": 2 * WIDTH, "mamba_d_state": 16,
+    "vocab_size_per_layer_input": VOCAB, "hidden_size_per_layer_input": 8,
+    "text_hidden_size": WIDTH, "entity_vocab_size": VOCAB, "entity_emb_size": WIDTH,
+    # audio codecs double their channels at each of ~4 downsamplings
+    "num_filters": 4, "encoder_hidden_size": 4, "decoder_hidden_size": WIDTH,
     "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
     "encoder_layers": 2, "decoder_layers": 2, "num_decoder_layers": 2,
     "num_attention_heads": 2, "n_head": 2, "n_heads": 2, "num_heads": 2,
@@ -113,7 +119,7 @@ _SMALL = {
 }
 # list-valued entries, element by element: per-stage sizes of CNN-like and hierarchical configs
 _SMALL_LISTS = {
-    "depths": lambda v, first: 1,
+    "depths": lambda v, first: 1, "block_sizes": lambda v, first: 1,
     "hidden_sizes": lambda v, first: max(1, v * 16 // first),
     "embed_dims": lambda v, first: max(1, v * 16 // first),
     "conv_dim": lambda v, first: max(1, v * 16 // first),
@@ -124,16 +130,21 @@ _SMALL_LISTS = {
 }
 # shrunk to at most this: a stride-4 stem stays 4, group norms divide the shrunk widths
 _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, "n_group": 2,
-           "topk_group": 1, "max_length": 2 * TOKENS}
+           "topk_group": 1, "max_length": 2 * TOKENS, "num_kv_shared_layers": 0, "n_groups": 2,
+           "num_windows": 4}
+_FILLED = ("vocab_size", "head_dim")  # None in some defaults, where the model needs a size
+_DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the layer count
 # (a, b): a stays equal to b after shrinking where the full-size config has them equal; some
 # validators and layers require it (multi-head attention, MLA's rotary head dim, a quantizer
 # without projections)
 _TIED = (("num_key_value_heads", "num_attention_heads"), ("head_dim", "qk_rope_head_dim"),
-         ("codebook_dim", "hidden_size"))
+         ("codebook_dim", "hidden_size"), ("upsample_groups", "hidden_size"))
 # what the generic shrinking cannot know, per model type
 _PER_TYPE = {
     "glm_ocr_text": {"rope_parameters": {"mrope_section": [2, 3, 3]}},  # default [8, 12, 12]
     "glm4v_moe_text": {"rope_parameters": {"mrope_section": [1, 1, 2]}},  # half rotary
+    "mamba2": {"head_dim": 2 * WIDTH // 2},  # num_heads * head_dim == expand * hidden_size
+    "gpt_neo": {"attention_types": [[["global", "local"], 1]]},  # expands to per-layer types
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2}),
@@ -180,20 +191,21 @@ class _TokenIds:
 
 
 def _shrink(d: dict, ids: _TokenIds) -> dict:
-    layers = d.get("num_hidden_layers")
+    layers = next((d[k] for k in _DEPTHS if isinstance(d.get(k), int)), None)
     kept = _kept_layers(d, layers)
     tied = [(a, b) for a, b in _TIED if d.get(a) is not None and d.get(a) == d.get(b)]
     for key, value in list(d.items()):
         if isinstance(value, dict):
             d[key] = _shrink(value, ids)
-        elif isinstance(_SMALL.get(key), bool):
+        elif isinstance(_SMALL.get(key), bool) or (key in _FILLED and value is None):
             d[key] = _SMALL[key]
         elif isinstance(value, int) and not isinstance(value, bool):
             d[key] = _small_int(key, value, ids)
         elif isinstance(value, list) and key in _SMALL_LISTS:
             d[key] = _small_list(key, value)
         elif isinstance(value, list) and kept and len(value) == layers:
-            d[key] = [value[i] for i in kept]  # one entry per layer: layer types, MoE layers...
+            value = [value[i] for i in kept]  # one entry per layer: layer types, MoE layers...
+            d[key] = [_small_int(key, v, ids) if type(v) is int else v for v in value]
     if kept and isinstance(d.get("per_layer_config"), dict):
         d["per_layer_config"] = {str(new): d["per_layer_config"][k] for k in d["per_layer_config"]
                                  for new, old in enumerate(kept) if int(k) == old}
@@ -230,6 +242,8 @@ def _keep_outputs(d: dict, kept: list[int]) -> None:
 
 
 def _small_int(key: str, value: int, ids: _TokenIds) -> int:
+    if value == 0:
+        return value  # a size of 0 turns a part off (no RoPE, no shared expert): it stays off
     if key in _SMALL and not isinstance(_SMALL[key], bool):
         return _SMALL[key]
     if key in _CAPPED:
@@ -271,7 +285,11 @@ def _candidate_inputs(model, cfg):
     for count in range(first, min(len(names), first + 3) + 1):
         if _MAKERS.get(names[count - 1]) is None and count > first:
             continue
-        yield tuple(_make(name, cfg) for name in names[:count])
+        inputs = tuple(_make(name, cfg) for name in names[:count])
+        yield inputs
+        at = names.index("input_values") if "input_values" in names[:count] else None
+        if at is not None and inputs[at].dim() == 2:  # codecs take (batch, channels, time)
+            yield inputs[:at] + (inputs[at][:, None],) + inputs[at + 1:]
 
 
 def _make(name: str, cfg):
