@@ -102,7 +102,8 @@ _SMALL = {
     "backbone_hidden_size": WIDTH, "text_vocab_size": VOCAB, "condition_dim": WIDTH,
     "out_hidden_size": WIDTH, "mamba_d_ssm": 2 * WIDTH, "mamba_d_state": 16,
     "vocab_size_per_layer_input": VOCAB, "hidden_size_per_layer_input": 8,
-    "text_hidden_size": WIDTH, "entity_vocab_size": VOCAB, "entity_emb_size": WIDTH,
+    "text_hidden_size": WIDTH, "pooler_output_size": WIDTH,
+    "projection_size": WIDTH, "entity_vocab_size": VOCAB, "entity_emb_size": WIDTH,
     # audio codecs double their channels at each of ~4 downsamplings
     "num_filters": 4, "encoder_hidden_size": 4, "decoder_hidden_size": WIDTH,
     "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
@@ -117,37 +118,41 @@ _SMALL = {
     "n_positions": 64, "max_source_positions": TOKENS, "max_target_positions": 64,
     "image_size": PIXELS, "use_cache": False, "tie_word_embeddings": False,
 }
-# list-valued entries, element by element: per-stage sizes of CNN-like and hierarchical configs
+# list-valued entries, element by element (the element, the list's largest): per-stage sizes of
+# CNN-like and hierarchical configs, the widest stage 64 and the others in proportion
 _SMALL_LISTS = {
-    "depths": lambda v, first: 1, "block_sizes": lambda v, first: 1,
-    "hidden_sizes": lambda v, first: max(1, v * 16 // first),
-    "embed_dims": lambda v, first: max(1, v * 16 // first),
-    "conv_dim": lambda v, first: max(1, v * 16 // first),
-    "num_heads": lambda v, first: min(v, 2),
-    "num_attention_heads": lambda v, first: min(v, 2),
-    "image_size": lambda v, first: PIXELS,
-    "patch_size": lambda v, first: min(v, 8),
+    "depths": lambda v, top: 1, "block_sizes": lambda v, top: 1,
+    "hidden_sizes": lambda v, top: max(8, 8 * round(v * 8 / top)),
+    "embed_dims": lambda v, top: max(8, 8 * round(v * 8 / top)),
+    "conv_dim": lambda v, top: max(8, 8 * round(v * 8 / top)),
+    "neck_hidden_sizes": lambda v, top: max(8, 8 * round(v * 8 / top)),
+    "num_heads": lambda v, top: min(v, 2),
+    "num_attention_heads": lambda v, top: min(v, 2),
+    "image_size": lambda v, top: PIXELS,
+    "patch_size": lambda v, top: min(v, 8),
 }
 # shrunk to at most this: a stride-4 stem stays 4, group norms divide the shrunk widths
 _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, "n_group": 2,
            "topk_group": 1, "max_length": 2 * TOKENS, "num_kv_shared_layers": 0, "n_groups": 2,
            "num_windows": 4}
-_FILLED = ("vocab_size", "head_dim")  # None in some defaults, where the model needs a size
+_FILLED = ("vocab_size", "head_dim", "num_key_value_heads")  # None in some defaults, where the model needs a size
 _DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the layer count
 # (a, b): a stays equal to b after shrinking where the full-size config has them equal; some
 # validators and layers require it (multi-head attention, MLA's rotary head dim, a quantizer
 # without projections)
 _TIED = (("num_key_value_heads", "num_attention_heads"), ("head_dim", "qk_rope_head_dim"),
          ("codebook_dim", "hidden_size"), ("upsample_groups", "hidden_size"))
+# multimodal RoPE families whose modeling code defaults the section list ([8, 12, 12],
+# [16, 24, 24]: 2:3:3 of half the full-size rotary dim) where the config states none
+_MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "paddleocr")
 # what the generic shrinking cannot know, per model type
 _PER_TYPE = {
-    "glm_ocr_text": {"rope_parameters": {"mrope_section": [2, 3, 3]}},  # default [8, 12, 12]
-    "glm4v_moe_text": {"rope_parameters": {"mrope_section": [1, 1, 2]}},  # half rotary
+    "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},  # five stride-2 stages and a 2x2 unfold
     "mamba2": {"head_dim": 2 * WIDTH // 2},  # num_heads * head_dim == expand * hidden_size
     "gpt_neo": {"attention_types": [[["global", "local"], 1]]},  # expands to per-layer types
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
-                    {"patch_size": 2, "window_size": 2}),
+                    {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
 }
 
 
@@ -222,8 +227,8 @@ def _shrink(d: dict, ids: _TokenIds) -> dict:
 def _kept_layers(d: dict, layers) -> list[int]:
     """The two layers of a deep config that stay: the first of each layer type (so that the
     small model has both kinds of a hybrid), then the first layers.  Empty if not deep."""
-    if not isinstance(layers, int) or layers <= 2:
-        return []
+    if not isinstance(layers, int) or layers <= 2 or "depths" in d:
+        return []  # (with per-stage depths, the layer count is the stage count)
     types = d.get("layer_types")
     kinds = types if isinstance(types, list) and len(types) == layers else [0] * layers
     names = [repr(kind) for kind in kinds]
@@ -255,19 +260,23 @@ def _small_int(key: str, value: int, ids: _TokenIds) -> int:
 
 def _small_list(key: str, value: list) -> list:
     if value and all(isinstance(v, int) for v in value):
-        return [_SMALL_LISTS[key](v, value[0] or 1) for v in value]
+        return [_SMALL_LISTS[key](v, max(value) or 1) for v in value]
     return value
 
 
 def _fit_rope_sections(d: dict) -> None:
-    """Rotary section lists (multimodal RoPE) sum to half the head dim: rescale them to the
+    """Rotary section lists (multimodal RoPE) sum to half the rotary dim: rescale them to the
     shrunk one."""
-    half = (d.get("head_dim") or WIDTH // 2) // 2
+    rope = d.get("rope_parameters") if isinstance(d.get("rope_parameters"), dict) else {}
+    share = rope.get("partial_rotary_factor", d.get("partial_rotary_factor")) or 1.0
+    half = int((d.get("head_dim") or WIDTH // 2) * share) // 2
+    if str(d.get("model_type")).startswith(_MROPE_DEFAULT) and "mrope_section" not in rope:
+        rope["mrope_section"] = [2, 3, 3]  # the modeling code's default, in proportion
     for rope in (d, d.get("rope_parameters"), d.get("rope_scaling")):
         if not isinstance(rope, dict):
             continue
         for key, value in rope.items():
-            if "section" in str(key) and isinstance(value, list) and sum(value or [0]) > half:
+            if "section" in str(key) and isinstance(value, list) and sum(value or [half]) != half:
                 small = [max(1, v * half // sum(value)) for v in value]
                 small[-1] += half - sum(small)
                 rope[key] = small
@@ -287,9 +296,9 @@ def _candidate_inputs(model, cfg):
             continue
         inputs = tuple(_make(name, cfg) for name in names[:count])
         yield inputs
-        at = names.index("input_values") if "input_values" in names[:count] else None
-        if at is not None and inputs[at].dim() == 2:  # codecs take (batch, channels, time)
-            yield inputs[:at] + (inputs[at][:, None],) + inputs[at + 1:]
+        for at, name in enumerate(names[:count]):
+            if name in _LAYOUTS and inputs[at] is not None:
+                yield inputs[:at] + (_LAYOUTS[name](inputs[at]),) + inputs[at + 1:]
 
 
 def _make(name: str, cfg):
@@ -317,8 +326,9 @@ def _pixels(cfg):
     import torch
 
     vision = _sub(cfg, "vision_config", "backbone_config")
-    chans = getattr(vision, "num_channels", 3)
-    return torch.randn(2, chans if isinstance(chans, int) else 3, PIXELS, PIXELS)
+    chans, side = getattr(vision, "num_channels", 3), getattr(vision, "image_size", PIXELS)
+    side = side if isinstance(side, int) else PIXELS
+    return torch.randn(2, chans if isinstance(chans, int) else 3, side, side)
 
 
 def _waveform(cfg):
@@ -347,6 +357,9 @@ def _mask(cfg):
     return torch.ones(2, TOKENS, dtype=torch.long)
 
 
+# the other layout an input may have: one-channel waveforms of codecs, (batch, time, bins)
+# features of conformer encoders
+_LAYOUTS = {"input_values": lambda x: x[:, None], "input_features": lambda x: x.transpose(1, 2)}
 _MAKERS = {
     "input_ids": _token_ids, "decoder_input_ids": _token_ids, "attention_mask": _mask,
     "pixel_values": _pixels, "input_values": _waveform, "input_features": _features,
