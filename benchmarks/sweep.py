@@ -147,6 +147,7 @@ _TIED = (("num_key_value_heads", "num_attention_heads"), ("head_dim", "qk_rope_h
 _MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "paddleocr")
 # what the generic shrinking cannot know, per model type
 _PER_TYPE = {
+    "qwen2_5_vl_vision": {"window_size": 32},  # in pixels: patch 8 x merge 2 x 2 tokens
     "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},  # five stride-2 stages and a 2x2 unfold
     "mamba2": {"head_dim": 2 * WIDTH // 2},  # num_heads * head_dim == expand * hidden_size
     "gpt_neo": {"attention_types": [[["global", "local"], 1]]},  # expands to per-layer types
@@ -294,16 +295,34 @@ def _candidate_inputs(model, cfg):
     for count in range(first, min(len(names), first + 3) + 1):
         if _MAKERS.get(names[count - 1]) is None and count > first:
             continue
-        inputs = tuple(_make(name, cfg) for name in names[:count])
+        inputs = tuple(_make(name, cfg, names) for name in names[:count])
         yield inputs
         for at, name in enumerate(names[:count]):
             if name in _LAYOUTS and inputs[at] is not None:
                 yield inputs[:at] + (_LAYOUTS[name](inputs[at]),) + inputs[at + 1:]
 
 
-def _make(name: str, cfg):
+def _make(name: str, cfg, names: list[str]):
+    if name in ("pixel_values", "hidden_states") and {"grid_thw", "image_grid_thw"} & set(names):
+        return _patches(cfg)
     maker = _MAKERS.get(name)
     return maker(cfg) if maker else None
+
+
+def _patches(cfg):
+    """Flattened patches of one image, for the vision towers that take them with their grid."""
+    import torch
+
+    vision = _sub(cfg, "vision_config")
+    chans = getattr(vision, "in_channels", None) or getattr(vision, "num_channels", None) or 3
+    frames = getattr(vision, "temporal_patch_size", None) or 1
+    return torch.randn(_GRID[1] * _GRID[2], chans * frames * vision.patch_size ** 2)
+
+
+def _grid(cfg):
+    import torch
+
+    return torch.tensor([_GRID])
 
 
 def _sub(cfg, *names):
@@ -360,7 +379,9 @@ def _mask(cfg):
 # the other layout an input may have: one-channel waveforms of codecs, (batch, time, bins)
 # features of conformer encoders
 _LAYOUTS = {"input_values": lambda x: x[:, None], "input_features": lambda x: x.transpose(1, 2)}
+_GRID = (1, 4, 4)  # frames, rows, columns of patches: merges 2x2 into 2x2 tokens
 _MAKERS = {
+    "grid_thw": _grid, "image_grid_thw": _grid,
     "input_ids": _token_ids, "decoder_input_ids": _token_ids, "attention_mask": _mask,
     "pixel_values": _pixels, "input_values": _waveform, "input_features": _features,
 }
