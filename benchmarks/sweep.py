@@ -103,7 +103,7 @@ _SMALL = {
     "out_hidden_size": WIDTH, "mamba_d_ssm": 2 * WIDTH, "mamba_d_state": 16,
     "vocab_size_per_layer_input": VOCAB, "hidden_size_per_layer_input": 8,
     "text_hidden_size": WIDTH, "pooler_output_size": WIDTH,
-    "projection_size": WIDTH, "entity_vocab_size": VOCAB, "entity_emb_size": WIDTH,
+    "projection_size": WIDTH, "encoder_hidden_dim": WIDTH, "conv_channels": WIDTH, "entity_vocab_size": VOCAB, "entity_emb_size": WIDTH,
     # audio codecs double their channels at each of ~4 downsamplings
     "num_filters": 4, "encoder_hidden_size": 4, "decoder_hidden_size": WIDTH,
     "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
@@ -126,6 +126,8 @@ _SMALL_LISTS = {
     "embed_dims": lambda v, top: max(8, 8 * round(v * 8 / top)),
     "conv_dim": lambda v, top: max(8, 8 * round(v * 8 / top)),
     "neck_hidden_sizes": lambda v, top: max(8, 8 * round(v * 8 / top)),
+    "encoder_in_channels": lambda v, top: max(8, 8 * round(v * 8 / top)),  # = backbone's
+    "decoder_in_channels": lambda v, top: WIDTH,  # = the encoder's hidden dim
     "num_heads": lambda v, top: min(v, 2),
     "num_attention_heads": lambda v, top: min(v, 2),
     "image_size": lambda v, top: PIXELS,
@@ -134,7 +136,7 @@ _SMALL_LISTS = {
 # shrunk to at most this: a stride-4 stem stays 4, group norms divide the shrunk widths
 _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, "n_group": 2,
            "topk_group": 1, "max_length": 2 * TOKENS, "num_kv_shared_layers": 0, "n_groups": 2,
-           "num_windows": 4}
+           "num_windows": 4, "num_queries": 8, "num_frames": 2}
 _FILLED = ("vocab_size", "head_dim", "num_key_value_heads")  # None in some defaults, where the model needs a size
 _DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the layer count
 # (a, b): a stays equal to b after shrinking where the full-size config has them equal; some
@@ -377,8 +379,9 @@ def _mask(cfg):
 
 
 # the other layout an input may have: one-channel waveforms of codecs, (batch, time, bins)
-# features of conformer encoders
-_LAYOUTS = {"input_values": lambda x: x[:, None], "input_features": lambda x: x.transpose(1, 2)}
+# features of conformer encoders, two-frame videos
+_LAYOUTS = {"input_values": lambda x: x[:, None], "input_features": lambda x: x.transpose(1, 2),
+            "pixel_values": lambda x: x[:, None].repeat(1, 2, 1, 1, 1)}
 _GRID = (1, 4, 4)  # frames, rows, columns of patches: merges 2x2 into 2x2 tokens
 _MAKERS = {
     "grid_thw": _grid, "image_grid_thw": _grid,
