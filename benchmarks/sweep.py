@@ -103,7 +103,9 @@ _SMALL = {
     "out_hidden_size": WIDTH, "mamba_d_ssm": 2 * WIDTH, "mamba_d_state": 16,
     "vocab_size_per_layer_input": VOCAB, "hidden_size_per_layer_input": 8,
     "text_hidden_size": WIDTH, "pooler_output_size": WIDTH,
-    "projection_size": WIDTH, "encoder_hidden_dim": WIDTH, "conv_channels": WIDTH, "entity_vocab_size": VOCAB, "entity_emb_size": WIDTH,
+    "projection_size": WIDTH, "encoder_hidden_dim": WIDTH, "conv_channels": WIDTH,
+    "audio_hidden_size": WIDTH, "moe_hidden_size": WIDTH, "projector_hidden_size": WIDTH,
+    "moe_shared_expert_intermediate_size": WIDTH, "entity_vocab_size": VOCAB, "entity_emb_size": WIDTH,
     # audio codecs double their channels at each of ~4 downsamplings
     "num_filters": 4, "encoder_hidden_size": 4, "decoder_hidden_size": WIDTH,
     "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
@@ -128,6 +130,7 @@ _SMALL_LISTS = {
     "neck_hidden_sizes": lambda v, top: max(8, 8 * round(v * 8 / top)),
     "encoder_in_channels": lambda v, top: max(8, 8 * round(v * 8 / top)),  # = backbone's
     "decoder_in_channels": lambda v, top: WIDTH,  # = the encoder's hidden dim
+    "vision_feature_layer": lambda v, top: min(v, 1),  # a layer of the two kept
     "num_heads": lambda v, top: min(v, 2),
     "num_attention_heads": lambda v, top: min(v, 2),
     "image_size": lambda v, top: PIXELS,
@@ -207,7 +210,8 @@ def _shrink(d: dict, ids: _TokenIds) -> dict:
             d[key] = _shrink(value, ids)
         elif isinstance(_SMALL.get(key), bool) or (key in _FILLED and value is None):
             d[key] = _SMALL[key]
-        elif isinstance(value, int) and not isinstance(value, bool):
+        elif isinstance(value, int) and not isinstance(value, bool) and \
+                not (key in _DEPTHS and "depths" in d):  # there, the count of stages
             d[key] = _small_int(key, value, ids)
         elif isinstance(value, list) and key in _SMALL_LISTS:
             d[key] = _small_list(key, value)
