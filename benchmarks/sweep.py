@@ -92,33 +92,40 @@ def _accepts(model, size: int) -> bool:
 # config entries shrunk wherever they occur: in the config, its sub-configs (text, vision,
 # audio, encoder, ...) and its per-layer overrides
 _SMALL = {
+    # widths
     "hidden_size": WIDTH, "d_model": WIDTH, "n_embd": WIDTH, "dim": WIDTH, "embed_dim": WIDTH,
-    "embedding_size": WIDTH, "projection_dim": WIDTH, "intermediate_size": 2 * WIDTH,
-    "ffn_dim": 2 * WIDTH, "d_ff": 2 * WIDTH, "n_inner": 2 * WIDTH, "hidden_dim": 2 * WIDTH,
-    "encoder_ffn_dim": 2 * WIDTH, "decoder_ffn_dim": 2 * WIDTH, "moe_intermediate_size": WIDTH,
-    "shared_expert_intermediate_size": WIDTH, "shared_experts_intermediate_size": WIDTH,
+    "embedding_size": WIDTH, "projection_dim": WIDTH, "projection_size": WIDTH,
+    "text_hidden_size": WIDTH, "audio_hidden_size": WIDTH, "out_hidden_size": WIDTH,
+    "cross_hidden_size": WIDTH, "backbone_hidden_size": WIDTH, "encoder_hidden_dim": WIDTH,
+    "pooler_output_size": WIDTH, "condition_dim": WIDTH, "conv_channels": WIDTH,
     "adapter_in_dim": WIDTH, "adapter_input_size": WIDTH, "adapter_out_dim": WIDTH,
-    "downsample_hidden_size": WIDTH, "cross_hidden_size": WIDTH, "mamba_d_head": WIDTH,
-    "backbone_hidden_size": WIDTH, "text_vocab_size": VOCAB, "condition_dim": WIDTH,
-    "out_hidden_size": WIDTH, "mamba_d_ssm": 2 * WIDTH, "mamba_d_state": 16,
-    "vocab_size_per_layer_input": VOCAB, "hidden_size_per_layer_input": 8,
-    "text_hidden_size": WIDTH, "pooler_output_size": WIDTH,
-    "projection_size": WIDTH, "encoder_hidden_dim": WIDTH, "conv_channels": WIDTH,
-    "audio_hidden_size": WIDTH, "moe_hidden_size": WIDTH, "projector_hidden_size": WIDTH,
-    "moe_shared_expert_intermediate_size": WIDTH, "entity_vocab_size": VOCAB, "entity_emb_size": WIDTH,
-    # audio codecs double their channels at each of ~4 downsamplings
-    "num_filters": 4, "encoder_hidden_size": 4, "decoder_hidden_size": WIDTH,
+    "downsample_hidden_size": WIDTH, "projector_hidden_size": WIDTH, "entity_emb_size": WIDTH,
+    "hidden_size_per_layer_input": 8,
+    # feed-forward and expert widths
+    "intermediate_size": 2 * WIDTH, "ffn_dim": 2 * WIDTH, "ffn_hidden_size": 2 * WIDTH,
+    "d_ff": 2 * WIDTH, "n_inner": 2 * WIDTH, "hidden_dim": 2 * WIDTH,
+    "encoder_ffn_dim": 2 * WIDTH, "decoder_ffn_dim": 2 * WIDTH, "moe_intermediate_size": WIDTH,
+    "moe_hidden_size": WIDTH, "shared_expert_intermediate_size": WIDTH,
+    "shared_experts_intermediate_size": WIDTH, "moe_shared_expert_intermediate_size": WIDTH,
+    "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4, "num_experts_per_tok": 2,
+    # depth
     "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
     "encoder_layers": 2, "decoder_layers": 2, "num_decoder_layers": 2,
+    # attention heads
     "num_attention_heads": 2, "n_head": 2, "n_heads": 2, "num_heads": 2,
     "encoder_attention_heads": 2, "decoder_attention_heads": 2, "num_key_value_heads": 1,
     "head_dim": WIDTH // 2, "d_kv": WIDTH // 2, "kv_lora_rank": 8, "q_lora_rank": 8,
     "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "qk_head_dim": 16, "v_head_dim": 8,
-    "index_n_heads": 2, "mamba_n_heads": 2,    "index_head_dim": 16,
-    "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4,
-    "num_experts_per_tok": 2, "vocab_size": VOCAB, "max_position_embeddings": 64,
-    "n_positions": 64, "max_source_positions": TOKENS, "max_target_positions": 64,
-    "image_size": PIXELS, "use_cache": False, "tie_word_embeddings": False,
+    "index_n_heads": 2, "index_head_dim": 16,
+    # state-space mixers: mamba_n_heads * mamba_d_head == mamba_d_ssm == expand (2) * width
+    "mamba_n_heads": 2, "mamba_d_head": WIDTH, "mamba_d_ssm": 2 * WIDTH, "mamba_d_state": 16,
+    # audio codecs double their channels at each of ~4 downsamplings
+    "num_filters": 4, "encoder_hidden_size": 4, "decoder_hidden_size": WIDTH,
+    # vocabularies, positions, images
+    "vocab_size": VOCAB, "text_vocab_size": VOCAB, "vocab_size_per_layer_input": VOCAB,
+    "entity_vocab_size": VOCAB, "max_position_embeddings": 64, "n_positions": 64,
+    "max_source_positions": TOKENS, "max_target_positions": 64, "image_size": PIXELS,
+    "use_cache": False, "tie_word_embeddings": False,
 }
 # list-valued entries, element by element (the element, the list's largest): per-stage sizes of
 # CNN-like and hierarchical configs, the widest stage 64 and the others in proportion
@@ -140,7 +147,8 @@ _SMALL_LISTS = {
 _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, "n_group": 2,
            "topk_group": 1, "max_length": 2 * TOKENS, "num_kv_shared_layers": 0, "n_groups": 2,
            "num_windows": 4, "num_queries": 8, "num_frames": 2}
-_FILLED = ("vocab_size", "head_dim", "num_key_value_heads")  # None in some defaults, where the model needs a size
+# None in some defaults where the model needs a size
+_FILLED = ("vocab_size", "head_dim", "num_key_value_heads")
 _DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the layer count
 # (a, b): a stays equal to b after shrinking where the full-size config has them equal; some
 # validators and layers require it (multi-head attention, MLA's rotary head dim, a quantizer
@@ -153,7 +161,8 @@ _MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "paddleocr")
 # what the generic shrinking cannot know, per model type
 _PER_TYPE = {
     "qwen2_5_vl_vision": {"window_size": 32},  # in pixels: patch 8 x merge 2 x 2 tokens
-    "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},  # five stride-2 stages and a 2x2 unfold
+    # five stride-2 stages, then a 2x2 unfold
+    "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},
     "mamba2": {"head_dim": 2 * WIDTH // 2},  # num_heads * head_dim == expand * hidden_size
     "gpt_neo": {"attention_types": [[["global", "local"], 1]]},  # expands to per-layer types
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
