@@ -111,6 +111,7 @@ _SMALL = {
     # depth
     "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
     "encoder_layers": 2, "decoder_layers": 2, "num_decoder_layers": 2,
+    "depth": 2,  # of the vision towers of multimodal models
     # attention heads
     "num_attention_heads": 2, "n_head": 2, "n_heads": 2, "num_heads": 2,
     "encoder_attention_heads": 2, "decoder_attention_heads": 2, "num_key_value_heads": 1,
@@ -146,7 +147,8 @@ _SMALL_LISTS = {
 # shrunk to at most this: a stride-4 stem stays 4, group norms divide the shrunk widths
 _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, "n_group": 2,
            "topk_group": 1, "max_length": 2 * TOKENS, "num_kv_shared_layers": 0, "n_groups": 2,
-           "num_windows": 4, "num_queries": 8, "num_frames": 2}
+           "num_windows": 4, "num_queries": 8, "num_frames": 2,
+           "num_blocks": 2}
 # None in some defaults where the model needs a size
 _FILLED = ("vocab_size", "head_dim", "num_key_value_heads")
 _DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the layer count
@@ -154,7 +156,8 @@ _DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the laye
 # validators and layers require it (multi-head attention, MLA's rotary head dim, a quantizer
 # without projections)
 _TIED = (("num_key_value_heads", "num_attention_heads"), ("head_dim", "qk_rope_head_dim"),
-         ("codebook_dim", "hidden_size"), ("upsample_groups", "hidden_size"))
+         ("codebook_dim", "hidden_size"), ("upsample_groups", "hidden_size"),
+         ("embedding_dim", "hidden_size"))
 # multimodal RoPE families whose modeling code defaults the section list ([8, 12, 12],
 # [16, 24, 24]: 2:3:3 of half the full-size rotary dim) where the config states none
 _MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "paddleocr")
