@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -161,8 +162,12 @@ _TIED = (("num_key_value_heads", "num_attention_heads"), ("head_dim", "qk_rope_h
 # multimodal RoPE families whose modeling code defaults the section list ([8, 12, 12],
 # [16, 24, 24]: 2:3:3 of half the full-size rotary dim) where the config states none
 _MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "paddleocr")
+_EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}
 # what the generic shrinking cannot know, per model type
 _PER_TYPE = {
+    # the top conv's width, hidden_dim, must be round_filters(1280) of the width coefficient
+    "efficientnet": _EFFICIENTNET,
+    "align": {"vision_config": _EFFICIENTNET, "projection_dim": 80},  # = the last block's width
     "qwen2_5_vl_vision": {"window_size": 32},  # in pixels: patch 8 x merge 2 x 2 tokens
     # five stride-2 stages, then a 2x2 unfold
     "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},
@@ -183,15 +188,27 @@ def build_transformers(model_type: str):
     cfg = type(base).from_dict(small)
     torch.manual_seed(0)
     model = tf.AutoModel.from_config(cfg).eval()
-    error = None
+    errors = []
     for inputs in _candidate_inputs(model, cfg):
         try:
             with torch.no_grad():
                 model(*inputs)  # a model none of the candidates runs is not built here
             return model.train(), inputs[0] if len(inputs) == 1 else inputs
         except Exception as exc:  # noqa: BLE001 - the next candidate may fit
-            error = exc
-    raise error or TypeError("no input this sweep knows how to make")
+            errors.append(exc)
+    raise _telling(errors)
+
+
+_MISSING = re.compile(r"required positional argument|You have to specify|cannot be `?None")
+
+
+def _telling(errors: list[Exception]) -> Exception:
+    """The failure to report: the first one with every required input given (the candidates
+    after it only add inputs or change layouts)."""
+    for exc in errors:
+        if not _MISSING.search(str(exc)):
+            return exc
+    return errors[-1] if errors else TypeError("no input this sweep knows how to make")
 
 
 def _merge(d: dict, extra: dict) -> dict:
