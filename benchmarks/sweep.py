@@ -108,7 +108,7 @@ _SMALL = {
     "encoder_ffn_dim": 2 * WIDTH, "decoder_ffn_dim": 2 * WIDTH, "moe_intermediate_size": WIDTH,
     "moe_hidden_size": WIDTH, "shared_expert_intermediate_size": WIDTH,
     "shared_experts_intermediate_size": WIDTH, "moe_shared_expert_intermediate_size": WIDTH,
-    "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4, "num_experts_per_tok": 2,
+    "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4,
     # depth
     "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
     "encoder_layers": 2, "decoder_layers": 2, "num_decoder_layers": 2,
@@ -149,7 +149,7 @@ _SMALL_LISTS = {
 _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, "n_group": 2,
            "topk_group": 1, "max_length": 2 * TOKENS, "num_kv_shared_layers": 0, "n_groups": 2,
            "num_windows": 4, "num_queries": 8, "num_frames": 2,
-           "num_blocks": 2}
+           "num_blocks": 2, "num_experts_per_tok": 2}
 # None in some defaults where the model needs a size
 _FILLED = ("vocab_size", "head_dim", "num_key_value_heads")
 _DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the layer count
