@@ -1,4 +1,4 @@
-"""Regression: the breadth sweep's transformers builder (benchmarks/sweep.py) set integer
+"""The breadth sweep's transformers builder (benchmarks/small_models.py) set integer
 attributes on the live config and fed every model token ids, so whole families ended
 ``not-built``: a read-only property (falcon's ``head_dim``) or a per-layer attribute of a
 heterogeneous config (embedding_gemma2) raised, vision models want ``pixel_values``,
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-SWEEP = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep.py"
+SWEEP = Path(__file__).resolve().parents[1] / "benchmarks" / "small_models.py"
 
 
 @pytest.fixture(scope="module")
 def sweep():
     pytest.importorskip("transformers")
-    spec = importlib.util.spec_from_file_location("sweep_under_test", SWEEP)
+    spec = importlib.util.spec_from_file_location("small_models_under_test", SWEEP)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
