@@ -189,3 +189,11 @@ def test_fsmt_whose_forward_defeats_both_tracers():
     with torch.no_grad():
         params["decoder.output_projection.weight"].mul_(2.0)
     assert float((outputs() - base).norm() / base.norm()) > 1e-2
+
+
+def test_notes_from_parts_inside_parts_use_the_models_names():
+    torch.manual_seed(0)
+    report = _audit(Nested(), torch.randn(5, 6))
+    notes = report.coverage.notes
+    assert any(n.startswith("submodule 'outer.a' audited on its own") for n in notes)
+    assert not any("'part." in n for n in notes)

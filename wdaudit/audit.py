@@ -103,7 +103,8 @@ def _with_parts(run: _Run, setup, depth: int):
             inner = _run(bound, part.inputs, sub, False, lambda stage: None, _Clock())
             if depth < opaque_parts.MAX_DEPTH and (inner.program.method == "opaque"
                                                    or inner.degrees.unknown_ops):
-                verdicts, conf, _ = _with_parts(inner, sub, depth + 1)
+                verdicts, conf, nested = _with_parts(inner, sub, depth + 1)
+                notes += [opaque_parts.renamed(n, part.path) for n in nested]
             else:
                 verdicts, conf = inner.verdicts, inner.confirmation
         except Exception as exc:  # noqa: BLE001 - a part that fails leaves its verdicts unknown
@@ -123,7 +124,6 @@ def _with_parts(run: _Run, setup, depth: int):
                      "ineffective")
     verdicts = replace(run.verdicts, parameters=parameters, groups=groups)
     return verdicts, confirmation, tuple(notes)
-
 
 
 def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optimizer | None = None,

@@ -249,9 +249,9 @@ def merge(parameters: Mapping[str, Any], groups: tuple[Group, ...], done: Audite
         members = tuple(Member(name(m.name), m.exponent) for m in g.members)
         if all(m.name in part.eligible for m in members):
             kept[g.id] = replace(g, id=len(groups) + len(kept), members=members,
-                                 normalising_nodes=tuple(_renamed(n, part.path)
+                                 normalising_nodes=tuple(renamed(n, part.path)
                                                          for n in g.normalising_nodes),
-                                 note=_renamed(g.note, part.path))
+                                 note=renamed(g.note, part.path))
     parameters = dict(parameters)
     changed = 0
     for local, report in done.parameters.items():
@@ -260,14 +260,14 @@ def merge(parameters: Mapping[str, Any], groups: tuple[Group, ...], done: Audite
         if not ids or full not in parameters or parameters[full].verdict != UNKNOWN:
             continue
         if report.verdict == INEFFECTIVE:
-            reason = (f"{_renamed(report.reason, part.path)} (within '{part.path}', audited on its own: the model's "
-                      "forward around it could not be traced)")
+            reason = (f"{renamed(report.reason, part.path)} (within '{part.path}', audited on "
+                      "its own: the model's forward around it could not be traced)")
             parameters[full] = replace(parameters[full], verdict=INEFFECTIVE, reason=reason,
                                        groups=ids)
             changed += 1
     return parameters, groups + tuple(kept.values()), changed
 
 
-def _renamed(text: str, path: str) -> str:
+def renamed(text: str, path: str) -> str:
     """A part's own names (``part.fc.weight``) in the model's (``encoder.fc.weight``)."""
     return re.sub(r"(?<![\w.])part(?=[.\s)]|$)", path, text)
