@@ -624,36 +624,7 @@ def test_inputs_that_do_not_fit_show_the_models_own_error(tiny):
     assert str(own.value).splitlines()[0] in message
 
 
-def test_untraceable_model(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write(tmp_path, "branchy.py", '''
-import torch
-from torch import nn
-
-
-class Branchy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
-    def forward(self, x):
-        y = self.fc(x)
-        if y.sum() > 0:  # data-dependent control flow defeats both tracers
-            return y * 2
-        return y
-
-
-model = Branchy()
-example_inputs = torch.randn(3, 4)
-''')
-    result = run("branchy.py")
-    assert_error(result, "Branchy cannot be audited", "control flow")
-    assert "def forward" not in result.stderr  # torch.export's partial graph stays out
-
-
-def test_untraceable_model_without_strict_audits_its_parts(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write(tmp_path, "branchy.py", '''
+BRANCHY = '''
 import torch
 from torch import nn
 
@@ -673,7 +644,20 @@ class Branchy(nn.Module):
 
 model = Branchy()
 example_inputs = torch.randn(3, 4)
-''')
+'''
+
+
+def test_untraceable_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "branchy.py", BRANCHY)
+    result = run("branchy.py")  # strict (the suite's default): the whole forward is refused
+    assert_error(result, "Branchy cannot be audited", "control flow")
+    assert "def forward" not in result.stderr  # torch.export's partial graph stays out
+
+
+def test_untraceable_model_without_strict_audits_its_parts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "branchy.py", BRANCHY)
     result = run("branchy.py", env={"WDAUDIT_STRICT": "0"})
     assert result.exit_code == 1, result.output  # a finding, from the part
     assert "Branchy.forward could not be traced" in result.output
