@@ -27,7 +27,8 @@ import torch
 from scipy.optimize import linprog
 from torch.func import functional_call, jacfwd, jacrev
 
-from wdaudit.engine.working_copy import flatten_outputs, set_training_semantics, structural_copy
+from wdaudit.engine.working_copy import (flatten_outputs, forget_caches, set_training_semantics,
+                                        structural_copy)
 
 RANK_TOL = 1e-5  # singular values below this (relative, unit columns) span the null space;
 # above float32 round-off, which models that compute norms in float32 (LLaMA) leave in J
@@ -263,6 +264,7 @@ def _outputs(copy, theta, buffers, x) -> list[torch.Tensor]:
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # tensors the model makes without a dtype
     try:
+        forget_caches(copy)  # a memo of one draw's parameters is not the next draw's
         out = functional_call(copy, state, x, strict=False, tie_weights=True)
     finally:
         torch.set_default_dtype(previous)

@@ -259,7 +259,10 @@ def run(program: Program, params, buffers, inputs, *, constants=None, eps_zero=(
 def run_model(root: nn.Module, params, buffers, inputs) -> tuple:
     """Run the real model (the working copy, wrapped) on our own tensors: the ground truth."""
 
+    from .working_copy import forget_caches
+
     def once(params, inputs):
+        forget_caches(root)  # a memo of the last run's parameters is not this run's
         state = {"model." + k: v for k, v in params.items()}
         state.update({k: v.clone() for k, v in buffers.items()})
         out = functional_call(root, state, tuple(inputs), strict=False, tie_weights=True)

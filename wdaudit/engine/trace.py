@@ -25,7 +25,7 @@ from ..ops.lookup import lookup
 from .program import LeafModule, Program, run, run_model
 from .quiet import torch_silenced
 from .rng import seeded
-from .working_copy import Flattened, set_training_semantics, structural_copy
+from .working_copy import Flattened, forget_caches, set_training_semantics, structural_copy
 
 
 class TraceError(RuntimeError):
@@ -215,6 +215,7 @@ def _symbolic(root: Flattened, canon: dict[int, str], opaque: frozenset[str] = f
               ) -> Program:
     if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
         raise TraceError("global module hooks are installed; symbolic_trace cannot see them")
+    forget_caches(root)  # the reference run filled them: traced, they must come from parameters
     graph = _Tracer(opaque).trace(root)
     gm = fx.GraphModule(root, graph)
     params, buffers, constants, leaves, paths = {}, {}, {}, {}, {}
@@ -267,6 +268,7 @@ def _export(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
     from torch.export import export
     from torch.export.graph_signature import InputKind, OutputKind
 
+    forget_caches(root)  # else export bakes the reference run's memo in as a constant
     with seeded(0), torch_silenced():
         ep = export(root, tuple(inputs), strict=False)
         output_paths = tuple(root.output_paths)

@@ -28,10 +28,12 @@ def structural_copy(model: nn.Module) -> nn.Module:
             memo[id(b)] = b.clone()
         for m in model.modules():
             for v in vars(m).values():
-                # a tensor computed by a hook (the old weight_norm's ``weight``) refuses
-                # deepcopy; the hook recomputes it on every forward, a detached clone will do
-                if isinstance(v, torch.Tensor) and v.grad_fn is not None:
-                    memo[id(v)] = v.detach().clone()
+                # a tensor computed by a hook (the old weight_norm's ``weight``), or memoised in
+                # a cache dict by a forward run with autograd on, refuses deepcopy; the hook
+                # recomputes it on every forward and caches are emptied: a clone will do
+                for t in (v.values() if isinstance(v, dict) else (v,)):
+                    if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                        memo[id(t)] = t.detach().clone()
     try:
         return copy.deepcopy(model, memo)
     except Exception as exc:  # noqa: BLE001 - any failure means we cannot copy safely
@@ -59,6 +61,19 @@ def set_training_semantics(model: nn.Module) -> None:
     """
     for m in model.modules():
         m.training = is_batchnorm(m)
+
+
+def forget_caches(model: nn.Module) -> None:
+    """Empty every memo of tensors a module keeps in a dict named for a cache (timm's
+    ``attention_bias_cache``, filled from a parameter in eval mode).  Under training semantics
+    the memo is only a copy of its parameter's current value; kept across runs it would hold
+    the user's weights when the audit swaps in its own (a program traced through the parameter
+    would then disagree with the model, and an export would bake the stale copy in)."""
+    for m in model.modules():
+        for key, value in list(vars(m).items()):
+            if "cache" in key and isinstance(value, dict) and value \
+                    and all(isinstance(v, torch.Tensor) for v in value.values()):
+                setattr(m, key, {})
 
 
 class Flattened(nn.Module):
