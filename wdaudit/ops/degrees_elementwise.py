@@ -71,14 +71,14 @@ def preserve_nonneg(c: Call) -> Deg | None:
 def preserve_list(c: Call) -> Multi:
     """split/chunk/unbind: every piece keeps the input's degree."""
     c.read_rest("input")
-    d = c.deg("input")
+    d = c.operand("input")
     return Multi(d, d)
 
 
 def pool(c: Call) -> Any:
     """Max pooling: homogeneous; with return_indices it also yields scale-invariant indices."""
     c.read_rest("input")
-    d = c.deg("input")
+    d = c.operand("input")
     if c.args.get("return_indices") is True:
         return (d, Deg(nonneg=True))
     return d

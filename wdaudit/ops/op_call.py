@@ -55,6 +55,13 @@ class Call:
             if name not in keep:
                 self.used.add(name)
 
+    def operand(self, name: str) -> Deg | None:
+        """The rule's tensor operand, which the binding must have: a rule that marks the rest
+        as read and then finds no operand would hand on no degree at all."""
+        if name not in self.args:
+            raise LookupError(f"the rule reads '{name}', but the call binds {sorted(self.args)}")
+        return self.deg(name)
+
     def deg(self, *names: str) -> Deg | None:
         """The operand as a degree; Python numbers are constants, ``0`` is ZERO."""
         return as_deg(self.raw(*names))

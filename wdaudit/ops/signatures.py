@@ -34,7 +34,9 @@ def aten_signature(packet) -> tuple[str, ...] | None:
 
 
 def rename(name: str) -> str:
-    return "input" if name in ("self", "a") else name
+    # torch.split(tensor, ...) names its operand ``tensor``: unbound as ``input``, the rule saw
+    # no operand and the split pieces lost their degree (timm's ParallelScalingBlock)
+    return "input" if name in ("self", "a", "tensor") else name
 
 
 # explicit signatures for spellings whose Python signature is not introspectable
