@@ -27,6 +27,7 @@ import torch
 from scipy.optimize import linprog
 from torch.func import functional_call, jacfwd, jacrev
 
+from wdaudit.engine.program import tensor_slots
 from wdaudit.engine.working_copy import (flatten_outputs, forget_caches, set_training_semantics,
                                         structural_copy)
 
@@ -265,7 +266,10 @@ def _outputs(copy, theta, buffers, x) -> list[torch.Tensor]:
     torch.set_default_dtype(torch.float64)  # tensors the model makes without a dtype
     try:
         forget_caches(copy)  # a memo of one draw's parameters is not the next draw's
-        out = functional_call(copy, state, x, strict=False, tie_weights=True)
+        # once per module object: functional_call's tie_weights restores a module registered
+        # twice in the wrong order (the product runs the model the same way)
+        state = {slot: state[name] for slot, name in tensor_slots(copy).items() if name in state}
+        out = functional_call(copy, state, x, strict=False, tie_weights=False)
     finally:
         torch.set_default_dtype(previous)
     return [y for y in flatten_outputs(out, "out", []) if y.is_floating_point()]

@@ -261,14 +261,38 @@ def run_model(root: nn.Module, params, buffers, inputs) -> tuple:
 
     from .working_copy import forget_caches
 
+    slots = tensor_slots(root)
+
     def once(params, inputs):
         forget_caches(root)  # a memo of the last run's parameters is not this run's
         state = {"model." + k: v for k, v in params.items()}
         state.update({k: v.clone() for k, v in buffers.items()})
-        out = functional_call(root, state, tuple(inputs), strict=False, tie_weights=True)
+        state = {slot: state[name] for slot, name in slots.items() if name in state}
+        out = functional_call(root, state, tuple(inputs), strict=False, tie_weights=False)
         return tuple(_flat_tensors(out))
 
     return _read_only(once, params, inputs)
+
+
+def tensor_slots(root: nn.Module) -> dict[str, str]:
+    """Every place a tensor of ours sits, once per module object: ``slot -> canonical name``.
+
+    A tied weight sits in two modules and is swapped in both.  A module registered twice (timm
+    CoaT's shared convolutional position encodings) is one object: ``functional_call`` with
+    ``tie_weights`` swapped it under both names and restored it in the wrong order, leaving a
+    plain tensor where the parameter was, which the trace then baked in as a constant."""
+    canon = {id(t): n for n, t in list(root.named_parameters()) + list(root.named_buffers())}
+    slots: dict[str, str] = {}
+    seen: set[tuple[int, str]] = set()
+    pairs = list(root.named_parameters(remove_duplicate=False)) \
+        + list(root.named_buffers(remove_duplicate=False))
+    for name, t in pairs:
+        owner, _, attr = name.rpartition(".")
+        key = (id(root.get_submodule(owner)), attr)
+        if key not in seen and id(t) in canon:
+            seen.add(key)
+            slots[name] = canon[id(t)]
+    return slots
 
 
 def _read_only(run_once, params: Mapping[str, torch.Tensor], inputs) -> tuple:
