@@ -27,9 +27,8 @@ import torch
 from scipy.optimize import linprog
 from torch.func import functional_call, jacfwd, jacrev
 
-from wdaudit.engine.program import tensor_slots
 from wdaudit.engine.working_copy import (flatten_outputs, forget_caches, set_training_semantics,
-                                        structural_copy)
+                                        structural_copy, tensor_slots)
 
 RANK_TOL = 1e-5  # singular values below this (relative, unit columns) span the null space;
 # above float32 round-off, which models that compute norms in float32 (LLaMA) leave in J

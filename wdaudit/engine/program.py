@@ -21,6 +21,7 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .float64_kernels import stand_in
+from .working_copy import forget_caches, once_per_slot, structural_copy, tensor_slots
 
 EPS_TINY = 1e-16
 """What "eps → 0" means in a run: negligible beside any float64 variance we meet (1e-12
@@ -172,7 +173,10 @@ class Runner(fx.Interpreter):
         try:
             for k, v in overrides.items():
                 setattr(module, k, v)
-            return functional_call(module, tensors, tuple(args), kwargs, strict=False)
+            once = once_per_slot(module, tensors)
+            tensors = {k: v for k, v in tensors.items() if k in once}
+            return functional_call(module, tensors, tuple(args), kwargs, strict=False,
+                                   tie_weights=False)
         finally:
             for k, v in saved.items():
                 setattr(module, k, v)
@@ -259,8 +263,6 @@ def run(program: Program, params, buffers, inputs, *, constants=None, eps_zero=(
 def run_model(root: nn.Module, params, buffers, inputs) -> tuple:
     """Run the real model (the working copy, wrapped) on our own tensors: the ground truth."""
 
-    from .working_copy import forget_caches
-
     slots = tensor_slots(root)
 
     def once(params, inputs):
@@ -272,27 +274,6 @@ def run_model(root: nn.Module, params, buffers, inputs) -> tuple:
         return tuple(_flat_tensors(out))
 
     return _read_only(once, params, inputs)
-
-
-def tensor_slots(root: nn.Module) -> dict[str, str]:
-    """Every place a tensor of ours sits, once per module object: ``slot -> canonical name``.
-
-    A tied weight sits in two modules and is swapped in both.  A module registered twice (timm
-    CoaT's shared convolutional position encodings) is one object: ``functional_call`` with
-    ``tie_weights`` swapped it under both names and restored it in the wrong order, leaving a
-    plain tensor where the parameter was, which the trace then baked in as a constant."""
-    canon = {id(t): n for n, t in list(root.named_parameters()) + list(root.named_buffers())}
-    slots: dict[str, str] = {}
-    seen: set[tuple[int, str]] = set()
-    pairs = list(root.named_parameters(remove_duplicate=False)) \
-        + list(root.named_buffers(remove_duplicate=False))
-    for name, t in pairs:
-        owner, _, attr = name.rpartition(".")
-        key = (id(root.get_submodule(owner)), attr)
-        if key not in seen and id(t) in canon:
-            seen.add(key)
-            slots[name] = canon[id(t)]
-    return slots
 
 
 def _read_only(run_once, params: Mapping[str, torch.Tensor], inputs) -> tuple:
@@ -370,8 +351,6 @@ def placed(program: Program, device: torch.device) -> Program:
     program itself is left as it is."""
     if all(t.device == device for t in _stray_tensors(program.root)):
         return program
-    from .working_copy import structural_copy
-
     root = structural_copy(program.root)
     for m in root.modules():
         for k, v in list(vars(m).items()):

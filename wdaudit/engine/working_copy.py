@@ -131,3 +131,30 @@ def _is_kv_cache(obj: Any) -> bool:
     """An instance of ``transformers.cache_utils.Cache`` (checked by name: no import)."""
     return any(c.__name__ == "Cache" and c.__module__ == "transformers.cache_utils"
                for c in type(obj).__mro__)
+
+
+def once_per_slot(module: nn.Module, names) -> set[str]:
+    """Of ``names`` (a module's tensors, duplicates included), one per (module object,
+    attribute): see :func:`tensor_slots`."""
+    seen, kept = set(), set()
+    for name in names:
+        owner, _, attr = name.rpartition(".")
+        key = (id(module.get_submodule(owner)), attr)
+        if key not in seen:
+            seen.add(key)
+            kept.add(name)
+    return kept
+
+
+def tensor_slots(root: nn.Module) -> dict[str, str]:
+    """Every place a tensor of ours sits, once per module object: ``slot -> canonical name``.
+
+    A tied weight sits in two modules and is swapped in both.  A module registered twice (timm
+    CoaT's shared convolutional position encodings) is one object: ``functional_call`` with
+    ``tie_weights`` swapped it under both names and restored it in the wrong order, leaving a
+    plain tensor where the parameter was, which the trace then baked in as a constant."""
+    canon = {id(t): n for n, t in list(root.named_parameters()) + list(root.named_buffers())}
+    pairs = dict(list(root.named_parameters(remove_duplicate=False))
+                 + list(root.named_buffers(remove_duplicate=False)))
+    once = once_per_slot(root, pairs)
+    return {n: canon[id(t)] for n, t in pairs.items() if n in once and id(t) in canon}
