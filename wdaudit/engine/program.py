@@ -21,7 +21,7 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .float64_kernels import stand_in
-from .working_copy import forget_caches, once_per_slot, structural_copy, tensor_slots
+from .working_copy import forget_caches, structural_copy, tensor_slots
 
 EPS_TINY = 1e-16
 """What "eps → 0" means in a run: negligible beside any float64 variance we meet (1e-12
@@ -173,8 +173,7 @@ class Runner(fx.Interpreter):
         try:
             for k, v in overrides.items():
                 setattr(module, k, v)
-            once = once_per_slot(module, tensors)
-            tensors = {k: v for k, v in tensors.items() if k in once}
+            # the leaf lists each tensor once per module object (trace._leaf): swap just those
             return functional_call(module, tensors, tuple(args), kwargs, strict=False,
                                    tie_weights=False)
         finally:

@@ -25,7 +25,8 @@ from ..ops.lookup import lookup
 from .program import LeafModule, Program, run, run_model
 from .quiet import torch_silenced
 from .rng import seeded
-from .working_copy import Flattened, forget_caches, set_training_semantics, structural_copy
+from .working_copy import (Flattened, forget_caches, once_per_slot, set_training_semantics,
+                           structural_copy)
 
 
 class TraceError(RuntimeError):
@@ -250,11 +251,13 @@ def _resolve(root: nn.Module, target: str) -> Any:
 
 
 def _leaf(module: nn.Module, canon: dict[int, str], buffer_names: dict[int, str]) -> LeafModule:
-    params = {n: canon[id(p)] for n, p in module.named_parameters(remove_duplicate=False)
-              if id(p) in canon}
-    buffers = {n: buffer_names[id(b)] for n, b in module.named_buffers(remove_duplicate=False)
-               if id(b) in buffer_names}
-    return LeafModule(params, buffers)
+    """Its tensors, once per (module object, attribute): the runner swaps exactly these."""
+    params = dict(module.named_parameters(remove_duplicate=False))
+    buffers = dict(module.named_buffers(remove_duplicate=False))
+    once = once_per_slot(module, list(params) + list(buffers))
+    return LeafModule({n: canon[id(p)] for n, p in params.items() if n in once and id(p) in canon},
+                      {n: buffer_names[id(b)] for n, b in buffers.items()
+                       if n in once and id(b) in buffer_names})
 
 
 def _strip(path: str) -> str:
