@@ -5,6 +5,10 @@ downloaded), one subprocess per model under a time limit so that one hang stops 
     python benchmarks/sweep.py                          # the full registries (hours)
     python benchmarks/sweep.py --sample 40 --seed 0     # a seeded sample of each library
     python benchmarks/sweep.py --library timm --only fastvit_t8,resnet18
+    python benchmarks/sweep.py --jobs 2 --threads 1 --json rows.json --resume   # picks up
+
+With ``--json`` the rows are written after every model, so an interrupted run loses nothing;
+``--resume`` keeps the rows already in that file and audits only the models missing from it.
 
 One line per model: library, name, status, seconds, parameters left unknown, refuted claims,
 unknown ops; then a summary per library.  Statuses:
@@ -23,6 +27,7 @@ unknown ops; then a summary per library.  Statuses:
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import random
@@ -85,9 +90,11 @@ def _one_line(exc: BaseException) -> str:
 # --- the parent: one subprocess per model ---------------------------------------------------------
 
 
-def run_one(spec: str, timeout: float) -> dict:
+def run_one(spec: str, timeout: float, threads: int = 0) -> dict:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1"}
+    if threads:  # so that parallel children do not fight over the cores (timings stay honest)
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True,
@@ -107,13 +114,20 @@ def pick(names: list[str], sample: int | None, seed: int) -> list[str]:
     return sorted(random.Random(seed).sample(names, sample))
 
 
-def sweep(specs: list[str], timeout: float, out=sys.stdout) -> list[dict]:
-    rows = []
-    for spec in specs:
-        row = {"model": spec, **run_one(spec, timeout)}
-        rows.append(row)
-        print(format_row(row), file=out, flush=True)
-    return rows
+def sweep(specs: list[str], timeout: float, out=sys.stdout, jobs: int = 1, threads: int = 0,
+          sink=None) -> list[dict]:
+    """Audit each spec in a child process, ``jobs`` at a time; rows come back in spec order.
+    ``sink(rows)`` is called after every model with the rows finished so far."""
+    done: dict[str, dict] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        futures = {pool.submit(run_one, spec, timeout, threads): spec for spec in specs}
+        for future in concurrent.futures.as_completed(futures):
+            spec = futures[future]
+            done[spec] = {"model": spec, **future.result()}
+            print(format_row(done[spec]), file=out, flush=True)
+            if sink is not None:
+                sink([done[s] for s in specs if s in done])
+    return [done[s] for s in specs]
 
 
 def format_row(row: dict) -> str:
@@ -150,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per model")
     ap.add_argument("--only", default="", help="comma-separated names (skips the registry)")
-    ap.add_argument("--json", default="", help="write the rows here as well")
+    ap.add_argument("--json", default="", help="write the rows here as well, after each model")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows already in --json and audit only the missing models")
+    ap.add_argument("--jobs", type=int, default=1, help="models audited at once")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per model (0: default)")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -162,13 +180,30 @@ def main(argv: list[str] | None = None) -> int:
         if args.library in (library, "all"):
             chosen = args.only.split(",") if args.only else pick(names(), args.sample, args.seed)
             specs += [f"{library}:{n}" for n in chosen if n]
-    rows = sweep(specs, args.timeout)
+    kept = _resumed(args.json, specs) if args.resume else []
+    todo = [s for s in specs if s not in {r["model"] for r in kept}]
+    sink = (lambda rows: _write(args.json, kept + rows)) if args.json else None
+    rows = kept + sweep(todo, args.timeout, jobs=args.jobs, threads=args.threads, sink=sink)
+    rows.sort(key=lambda r: specs.index(r["model"]))
     for line in summary(rows):
         print(line)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        _write(args.json, rows)
     return 0
+
+
+def _resumed(path: str, specs: list[str]) -> list[dict]:
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [r for r in json.load(fh) if r["model"] in specs]
+
+
+def _write(path: str, rows: list[dict]) -> None:
+    tmp = path + ".tmp"  # replaced whole, so a run killed mid-write leaves the last good file
+    with open(tmp, "w") as fh:
+        json.dump(rows, fh, indent=1)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
