@@ -1,6 +1,11 @@
 """Breadth sweep: audit every architecture of timm's registry and every transformers model
 type that has a base model, each built small from its config with random weights (nothing is
-downloaded), one subprocess per model under a time limit so that one hang stops nothing.
+downloaded), in worker processes under a per-model time limit so that one hang stops nothing.
+
+A worker imports torch, timm and transformers once (about 20 s on 2 cores, ten times the audit
+of most models) and then audits model after model; a worker whose model runs past the limit,
+or dies, is killed and replaced, and every worker is replaced after ``RECYCLE`` models so that
+one model's leftovers (memory, global state) reach few others.
 
     python benchmarks/sweep.py                          # the full registries (hours)
     python benchmarks/sweep.py --sample 40 --seed 0     # a seeded sample of each library
@@ -27,12 +32,15 @@ unknown ops; then a summary per library.  Statuses:
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
+import gc
 import json
 import os
+import queue
 import random
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import warnings
 
@@ -51,6 +59,13 @@ def audit_one(spec: str) -> dict:
     import wdaudit
 
     library, name = spec.split(":", 1)
+    if library == "selftest":  # the tests' way to make a worker hang or die
+        if name == "hang":
+            time.sleep(3600)
+        os._exit(3)
+    # the worker's previous model may have changed these
+    torch.set_default_dtype(torch.float32)
+    torch.set_grad_enabled(True)
     torch.manual_seed(0)
     start = time.perf_counter()
     try:
@@ -87,25 +102,111 @@ def _one_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-# --- the parent: one subprocess per model ---------------------------------------------------------
+# --- workers ------------------------------------------------------------------------------------
+
+MARK = "@@wdaudit-sweep@@ "  # marks the worker's answers among whatever the models print
+RECYCLE = 25  # models per worker
+STARTUP = 600.0  # seconds a worker may take to import everything
 
 
-def run_one(spec: str, timeout: float, threads: int = 0) -> dict:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1"}
-    if threads:  # so that parallel children do not fight over the cores (timings stay honest)
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    start = time.perf_counter()
-    try:
-        done = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True,
-                              text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "seconds": time.perf_counter() - start}
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"status": "crash", "error": tail[:200], "seconds": time.perf_counter() - start}
+def serve() -> int:
+    """The worker: import once, then audit one spec per line of stdin, answering on stdout."""
+    warnings.filterwarnings("ignore")
+    import torch  # noqa: F401
+
+    import wdaudit  # noqa: F401
+    for optional in ("timm", "transformers"):
+        try:
+            __import__(optional)
+        except ImportError:
+            pass
+    print(MARK + json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            row = audit_one(line.strip())
+            gc.collect()
+            print(MARK + json.dumps(row), flush=True)
+    return 0
+
+
+class Worker:
+    def __init__(self, threads: int = 0):
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false",
+               "HF_HUB_OFFLINE": "1"}
+        if threads:  # so that parallel workers do not fight over the cores (timings stay honest)
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                     env=env)
+        self.answers: queue.Queue = queue.Queue()
+        self.served = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        self.ready = self._answer(STARTUP) is not None
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith(MARK):
+                self.answers.put(json.loads(line[len(MARK):]))
+        self.answers.put(None)  # the worker is gone
+
+    def _answer(self, timeout: float):
+        try:
+            return self.answers.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def audit(self, spec: str, timeout: float) -> dict:
+        start = time.perf_counter()
+        try:
+            self.proc.stdin.write(spec + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            return {"status": "crash", "error": self._last_words(), "seconds": 0.0}
+        self.served += 1
+        row = self._answer(timeout)
+        if row is None:
+            alive = self.proc.poll() is None
+            self.close()
+            if alive:
+                return {"status": "timeout", "seconds": time.perf_counter() - start}
+            return {"status": "crash", "error": self._last_words(),
+                    "seconds": time.perf_counter() - start}
+        return row
+
+    def _last_words(self) -> str:
+        code = self.proc.wait()
+        self.stderr.seek(0)
+        tail = (self.stderr.read().strip().splitlines() or [""])[-1][:160]
+        return f"worker died (exit {code}) {tail}".strip()
+
+    @property
+    def usable(self) -> bool:
+        return self.proc.poll() is None and self.served < RECYCLE
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _lane(todo: list[str], lock: threading.Lock, timeout: float, threads: int, finish) -> None:
+    """One worker at a time, auditing specs off the shared list until it is empty."""
+    worker = None
+    while True:
+        with lock:
+            if not todo:
+                break
+            spec = todo.pop(0)
+        if worker is None or not worker.usable:
+            if worker is not None:
+                worker.close()
+            worker = Worker(threads)
+        row = worker.audit(spec, timeout) if worker.ready else \
+            {"status": "crash", "error": "the worker did not start", "seconds": 0.0}
+        finish(spec, row)
+    if worker is not None:
+        worker.close()
 
 
 def pick(names: list[str], sample: int | None, seed: int) -> list[str]:
@@ -116,17 +217,25 @@ def pick(names: list[str], sample: int | None, seed: int) -> list[str]:
 
 def sweep(specs: list[str], timeout: float, out=sys.stdout, jobs: int = 1, threads: int = 0,
           sink=None) -> list[dict]:
-    """Audit each spec in a child process, ``jobs`` at a time; rows come back in spec order.
+    """Audit each spec in a worker, ``jobs`` workers at a time; rows come back in spec order.
     ``sink(rows)`` is called after every model with the rows finished so far."""
     done: dict[str, dict] = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        futures = {pool.submit(run_one, spec, timeout, threads): spec for spec in specs}
-        for future in concurrent.futures.as_completed(futures):
-            spec = futures[future]
-            done[spec] = {"model": spec, **future.result()}
+    lock = threading.Lock()
+
+    def finish(spec: str, row: dict) -> None:
+        with lock:
+            done[spec] = {"model": spec, **row}
             print(format_row(done[spec]), file=out, flush=True)
             if sink is not None:
                 sink([done[s] for s in specs if s in done])
+
+    todo = list(specs)
+    lanes = [threading.Thread(target=_lane, args=(todo, lock, timeout, threads, finish))
+             for _ in range(max(1, min(jobs, len(specs))))]
+    for lane in lanes:
+        lane.start()
+    for lane in lanes:
+        lane.join()
     return [done[s] for s in specs]
 
 
@@ -169,12 +278,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep the rows already in --json and audit only the missing models")
     ap.add_argument("--jobs", type=int, default=1, help="models audited at once")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per model (0: default)")
-    ap.add_argument("--one", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.one:
-        warnings.filterwarnings("ignore")
-        print(json.dumps(audit_one(args.one)), flush=True)
-        return 0
+    if args.serve:
+        return serve()
     specs: list[str] = []
     for library, names in (("timm", timm_names), ("transformers", transformers_types)):
         if args.library in (library, "all"):

@@ -2,6 +2,7 @@
 in its own subprocess under a time limit, and the sample audits clean.  The full registries run
 from the command line (README, "Tested on real architectures")."""
 
+import io
 import json
 import subprocess
 import sys
@@ -32,3 +33,18 @@ def test_a_seeded_sample_audits_clean(tmp_path):
             assert row["model"] in done.stdout
             assert row["status"] == "clean", row
         assert f"{library}: 2 sampled, 2 built, 2 audited (100 %), 2 clean" in done.stdout
+
+
+def test_a_hung_or_dead_worker_is_replaced_and_the_sweep_goes_on():
+    sys.path.insert(0, str(SWEEP.parent))
+    try:
+        import sweep
+    finally:
+        sys.path.remove(str(SWEEP.parent))
+    out = io.StringIO()
+    rows = sweep.sweep(["selftest:hang", "selftest:die", "transformers:gpt2"], timeout=30,
+                       out=out)
+    assert [r["status"] for r in rows] == ["timeout", "crash", "clean"], rows
+    assert rows[0]["seconds"] >= 30
+    assert "exit 3" in rows[1]["error"]
+    assert out.getvalue().count("\n") == 3
