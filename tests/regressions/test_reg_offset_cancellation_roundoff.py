@@ -13,7 +13,7 @@ in the backward).  Evidence: the residual scales as 1/gain² (gain 1e-3: 1.1e-8,
 1: 4.9e-12), float32 gives a residual 1.4e8 times larger (the ratio of the two precisions'
 unit round-off is 5.4e8), and redrawing the bias at that point changes the output by 1e-11.
 
-Fixed in confirmation (``engine/confirm.py``, ``_redrawn_at_saturation``): a no-effect claim
+Fixed in confirmation (``engine/confirm.py``, ``_Context._redrawn``): a no-effect claim
 whose Euler residual stays above tolerance is measured by what it claims, at the same
 saturating point: redraw its members and compare outputs (eps -> 0) against the exact
 tolerance.  Forward round-off grows like mean/spread only, and a real violation changes the
@@ -73,7 +73,7 @@ def test_the_bias_has_no_effect_at_the_saturating_point():
     assert float((y1 - y0).norm() / y0.norm()) < 1e-8
 
 
-def test_confirmation_accepts_the_no_effect_claim():  # fixed: _redrawn_at_saturation
+def test_confirmation_accepts_the_no_effect_claim():  # fixed: _Context._redrawn
     model, x = example()
     report = wdaudit.audit(model, x, seed=0)
     assert report.parameters[CLAIMED].verdict == "ineffective"

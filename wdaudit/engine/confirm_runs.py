@@ -4,6 +4,7 @@ missing kernel from a model that raises, scaling claims in place and measuring c
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
@@ -16,6 +17,24 @@ class CannotConfirm(RuntimeError):
         super().__init__(message)
         self.kernel = kernel  # the failure is a missing kernel at this precision
         self.passes = 0  # how many passes ran before it
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    exact: float
+    euler: float
+
+
+FLOAT32_TOL = 2**10 * torch.finfo(torch.float32).eps
+"""Exact and Euler tolerance when an op has no float64 kernel: a thousand units of float32
+round-off (1.2e-4), the float64 tolerances' margin being out of reach in float32."""
+
+
+def tolerances(dtype: torch.dtype, exact: float, euler: float) -> Tolerances:
+    """The float64 tolerances, or float32's round-off where that is the check's precision."""
+    if dtype == torch.float64:
+        return Tolerances(exact, euler)
+    return Tolerances(max(exact, FLOAT32_TOL), max(euler, FLOAT32_TOL))
 
 
 def gradient_products(loss: torch.Tensor, leaves: Mapping[str, torch.Tensor]):
