@@ -14,6 +14,7 @@ one model's leftovers (memory, global state) reach few others.
 
 With ``--json`` the rows are written after every model, so an interrupted run loses nothing;
 ``--resume`` keeps the rows already in that file and audits only the models missing from it.
+Models are audited in a seeded random order, so that an interrupted run holds a uniform sample.
 
 One line per model: library, name, status, seconds, parameters left unknown, refuted claims,
 unknown ops; then a summary per library.  Statuses:
@@ -289,9 +290,13 @@ def main(argv: list[str] | None = None) -> int:
             specs += [f"{library}:{n}" for n in chosen if n]
     kept = _resumed(args.json, specs) if args.resume else []
     todo = [s for s in specs if s not in {r["model"] for r in kept}]
-    sink = (lambda rows: _write(args.json, kept + rows)) if args.json else None
+    # audited in a seeded random order: what an interrupted run holds is a uniform sample
+    random.Random(args.seed).shuffle(todo)
+    order = {spec: i for i, spec in enumerate(specs)}
+    sink = (lambda rows: _write(args.json, sorted(kept + rows, key=lambda r: order[r["model"]]))
+            ) if args.json else None
     rows = kept + sweep(todo, args.timeout, jobs=args.jobs, threads=args.threads, sink=sink)
-    rows.sort(key=lambda r: specs.index(r["model"]))
+    rows.sort(key=lambda r: order[r["model"]])
     for line in summary(rows):
         print(line)
     if args.json:
