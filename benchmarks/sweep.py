@@ -87,7 +87,10 @@ def audit_one(spec: str) -> dict:
 def _summarise(report, seconds: float) -> dict:
     ops = sorted({u.op for u in report.coverage.unknown_ops})
     checked = report.confirmation.performed
-    refuted = [g.names[0] for g in report.groups if checked and not g.confirmed]
+    # a group whose check could not run (a part with integer outputs, memory) is unknown, not
+    # refuted: only a check that ran and failed points at the analysis
+    refuted = [g.names[0] for g in report.groups
+               if checked and not g.confirmed and not g.note.startswith("cannot confirm")]
     unknown = sorted(report.unknown)
     status = "refuted" if refuted else "opaque" if report.coverage.method == "opaque" else \
         "unknown-op" if ops else "unknown-param" if unknown else "clean"
