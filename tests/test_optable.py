@@ -223,3 +223,82 @@ def test_setitem_into_a_buffer_of_zeros():
 
     torch.manual_seed(0)
     differential(Scatter(), torch.randn(5, 4))
+
+
+# -- aliases that torch.export spells out, broadcasting, sampling (found by the sweep) --------
+
+
+# what export never emits as itself (metadata, device moves, constructors it folds) or emits
+# with other outputs (fractional_max_pool: (out, indices))
+NOT_EXPORTED = {"as_tensor", "cpu", "cuda", "data", "element_size", "get_device", "is_complex",
+                "is_contiguous", "is_floating_point", "item", "requires_grad_", "tensor",
+                "to_dense", "zero_", "fractional_max_pool2d", "fractional_max_pool3d"}
+
+
+def test_every_torch_spelling_that_is_an_aten_op_is_in_the_table_as_aten_too():
+    from wdaudit.ops import table, table_layers
+
+    spelled = {(ns, name) for row in table.ROWS + table_layers.ROWS
+               for ns, name in lookup._parse(row.names)}
+    aten_names = {name for ns, name in spelled if ns == "aten"}
+    missing = sorted({name for ns, name in spelled if ns in ("torch", "method", "F")
+                      and not name.startswith("_") and hasattr(aten, name)}
+                     - aten_names - NOT_EXPORTED)
+    assert not missing, f"torch.export may emit aten.{missing[0]}, which has no row"
+
+
+class Aliases(nn.Module):
+    """convbert and gemma3n reach export as ``aten.multiply``; dac as ``broadcast_tensors``."""
+
+    def __init__(self, branch: bool):
+        super().__init__()
+        self.branch = branch
+        self.fc = nn.Linear(6, 6)
+        self.gain = nn.Parameter(torch.rand(6) + 0.5)
+        self.ln = nn.LayerNorm(6)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        if self.branch and x.shape[0] > 1:  # shape control flow: only export follows it
+            x = x + 0
+        h = torch.multiply(self.fc(x), self.gain)
+        h = torch.subtract(h, torch.divide(h, 4.0))
+        h = torch.negative(torch.true_divide(h, 2.0))
+        h, _ = torch.broadcast_tensors(h, self.out.bias[:1])
+        h = self.ln(h)
+        return self.out(torch.clip(h, -1, 1) * torch.greater(h, 0).to(h.dtype))
+
+
+@pytest.mark.parametrize("branch", [False, True], ids=["symbolic_trace", "export"])
+def test_aliases_and_broadcast_tensors_match_the_oracle(branch):
+    torch.manual_seed(0)
+    model = Aliases(branch)
+    report, _ = differential(model, torch.randn(3, 6))
+    assert report.coverage.method == ("export" if branch else "symbolic_trace")
+    assert not report.coverage.unknown_ops
+    assert {"fc.weight", "fc.bias", "gain"} <= report.ineffective
+    assert "out.bias" not in report.ineffective  # broadcast_tensors' second operand is read
+
+
+class Sampled(nn.Module):
+    """deformable_detr: ``grid_sample`` is linear in what it samples; the grid is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.where = nn.Linear(2, 2)
+        self.norm = nn.GroupNorm(1, 4)
+        self.head = nn.Linear(4 * 16, 3)
+
+    def forward(self, x, points):
+        grid = torch.tanh(self.where(points))  # (N, 4, 4, 2) in [-1, 1]
+        h = F.grid_sample(self.conv(x), grid, align_corners=False)
+        return self.head(self.norm(h).flatten(1))
+
+
+def test_grid_sample_is_linear_in_its_input_and_pins_its_grid():
+    torch.manual_seed(0)
+    report, _ = differential(Sampled(), (torch.randn(2, 2, 8, 8), torch.randn(2, 4, 4, 2)))
+    assert not report.coverage.unknown_ops
+    assert {"conv.weight", "conv.bias"} <= report.ineffective
+    assert not {"where.weight", "where.bias"} & report.ineffective

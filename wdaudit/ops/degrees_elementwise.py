@@ -75,6 +75,13 @@ def preserve_list(c: Call) -> Multi:
     return Multi(d, d)
 
 
+def each(c: Call) -> tuple:
+    """broadcast_tensors: output i is input i, broadcast to the common shape (a view)."""
+    tensors = c.raw("tensors", "input")
+    items = tensors if isinstance(tensors, (list, tuple)) else [tensors]
+    return tuple(as_deg(t) for t in items)
+
+
 def pool(c: Call) -> Any:
     """Max pooling: homogeneous; with return_indices it also yields scale-invariant indices."""
     c.read_rest("input")

@@ -82,7 +82,12 @@ ROWS: list[Row] = [
     Row(E.permuted, O.permute, "aten: permute\n torch: permute\n method: permute", view=True,
         keeps_split=True),
     Row(E.preserve, O.permute, "aten: permute_copy"),
-    Row(E.preserve, O.expand, "aten: expand\n method: expand", view=True),
+    Row(E.preserve, O.expand, """
+        aten: expand broadcast_to
+        torch: broadcast_to
+        method: expand broadcast_to
+    """, view=True),
+    Row(E.each, O.mixes, "aten: broadcast_tensors\n torch: broadcast_tensors", view=True),
     Row(E.preserve, O.expand, "aten: expand_copy"),
     Row(E.like, O.expand, "aten: expand_as\n method: expand_as", view=True),
     Row(E.preserve, O.select, "aten: select\n torch: select\n method: select", view=True),
@@ -175,23 +180,30 @@ ROWS: list[Row] = [
         method: split chunk unbind
     """, view=True),
     Row(E.preserve_list, O.mixes, """
-        aten: tensor_split unsafe_split unsafe_split_with_sizes unsafe_chunk split_copy
+        aten: tensor_split hsplit vsplit dsplit unsafe_split unsafe_split_with_sizes unsafe_chunk
+              split_copy
               split_with_sizes_copy
         torch: tensor_split hsplit vsplit dsplit
         method: tensor_split
     """),
     Row(E.relu, O.mixes, "aten: relu\n torch: relu\n F: relu\n method: relu"),
+    # linear in the input; the grid is where to read, pinned (the engine pins what is unread)
+    Row(E.preserve, O.mixes, """
+        aten: grid_sampler grid_sampler_2d grid_sampler_3d
+        torch: grid_sampler
+        F: grid_sample
+    """),
     Row(E.pool, O.mixes, """
         F: max_pool1d max_pool2d max_pool3d adaptive_max_pool1d adaptive_max_pool2d
            adaptive_max_pool3d fractional_max_pool2d fractional_max_pool3d
     """),
     Row(E.preserve_nonneg, O.mixes, "aten: abs\n torch: abs\n method: abs"),
-    Row(A.neg, O.pass_through, "aten: neg\n torch: neg negative\n method: neg negative\n op: neg"),
+    Row(A.neg, O.pass_through, "aten: neg negative\n torch: neg negative\n method: neg negative\n op: neg"),
     # -- piecewise-linear ops with thresholds, comparisons ----------------------------------
     Row(E.leaky_relu, O.mixes, "aten: leaky_relu rrelu\n F: leaky_relu rrelu\n method: leaky_relu"),
     Row(E.prelu, O.mixes, "aten: prelu _prelu_kernel\n torch: prelu\n F: prelu"),
     Row(E.clamp, O.mixes, """
-        aten: clamp clamp_min clamp_max hardtanh
+        aten: clamp clip clamp_min clamp_max hardtanh
         torch: clamp clip clamp_min clamp_max
         F: hardtanh
         method: clamp clip clamp_min clamp_max
@@ -209,7 +221,7 @@ ROWS: list[Row] = [
         op: invert and_ or_ xor not_
     """),
     Row(E.compare, O.mixes, """
-        aten: eq ne lt gt le ge
+        aten: eq ne lt gt le ge greater less greater_equal less_equal not_equal
         torch: eq ne lt gt le ge greater less greater_equal less_equal not_equal
         method: eq ne lt gt le ge __eq__ __ne__ __lt__ __gt__ __le__ __ge__
         op: eq ne lt gt le ge
@@ -217,20 +229,20 @@ ROWS: list[Row] = [
     # -- arithmetic ---------------------------------------------------------------------------
     Row(A.add, O.add, "aten: add\n torch: add\n method: add __add__ __radd__\n op: add iadd"),
     Row(A.sub, O.subtract, """
-        aten: sub
+        aten: sub subtract
         torch: sub subtract
         method: sub subtract __sub__
         op: sub isub
     """),
     Row(A.sub, O.add, "aten: rsub\n torch: rsub"),  # other - input: a sum all the same
     Row(A.mul, O.product, """
-        aten: mul
+        aten: mul multiply
         torch: mul multiply
         method: mul multiply __mul__ __rmul__
         op: mul imul
     """),
     Row(A.div, O.scaled, """
-        aten: div
+        aten: div divide true_divide
         torch: div divide true_divide
         method: div divide true_divide
         op: truediv itruediv
