@@ -32,6 +32,7 @@ from torch import nn
 from . import degrees_arithmetic as A
 from . import degrees_elementwise as E
 from . import offsets as O
+from .degree import Deg, element
 from .op_call import Call
 from .signatures import EXPLICIT
 
@@ -359,12 +360,21 @@ ROWS: list[Row] = [
 
 def _getattr_rule(c: Call) -> Any:
     name = c.raw("name")
-    if name in ("T", "mT", "H", "mH", "data", "real"):
+    if name in ("T", "mT", "H", "mH", "data", "real", "imag"):
         return c.deg("input")
-    c.raw("input")
-    return E.CONST  # shape, dtype, device, ndim …
+    container = c.args.get("input")
+    if name in _FIELDS and not isinstance(container, Deg):
+        c.raw("input")
+        return element(container, _FIELDS[name])
+    if name in _METADATA:
+        c.raw("input")
+    # any other attribute may hold the input's values in a way not modelled here (hiera's
+    # ``x.max(dim=1).values`` was once taken for a constant): its input is left unread, so
+    # the engine pins it, as for an unknown op
+    return E.CONST
 
 
+_FIELDS = {"values": 0, "indices": 1}  # torch.return_types of max, min, sort, topk, mode …
 _METADATA = {"shape", "dtype", "device", "ndim", "layout", "is_cuda", "is_meta", "is_sparse",
              "is_quantized", "requires_grad", "itemsize", "nbytes"}
 
