@@ -84,12 +84,20 @@ class _DegreeWalk(GraphWalk):
         if isinstance(container, Deg):  # tensor indexing
             return container
         item = element(container, node.args[1])
+        if item is None:
+            # an element that cannot be placed (a slice of a slice, an index from the end of a
+            # sequence of unknown length): whatever the container holds is pinned
+            for d in iter_degs(container):
+                if not d.zero and not d.form.is_zero:
+                    self.constraints.append(Constraint(d.form, node.name,
+                                                       "an element wdaudit cannot place"))
+            return CONST
         if isinstance(item, Requires):
             for form in item.forms:
                 if not form.is_zero:
                     self.constraints.append(Constraint(form, node.name, item.why))
             return item.value
-        return CONST if item is None else item
+        return item
 
     def apply(self, node: fx.Node, op: Op, args: dict[str, Any], where: dict) -> Any:
         call = self._call(node, op, args)

@@ -63,7 +63,7 @@ class _InfluenceWalk(GraphWalk):
     def getitem(self, node: fx.Node) -> Info:
         source = node.args[0]
         value = self.env.get(source.name) if isinstance(source, fx.Node) else None
-        if isinstance(value, TupleInfo):
+        if isinstance(value, TupleInfo) and isinstance(node.args[1], int):
             return value.first if node.args[1] == 0 else value.rest
         return Info(deps(value))
 

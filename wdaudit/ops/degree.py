@@ -107,12 +107,60 @@ class Multi:
     rest: Any
 
 
+@dataclass(frozen=True)
+class Seq:
+    """A Python sequence whose leading ``items`` are known and whose other elements, however
+    many, are all ``rest``: ``(x,) + outputs[1:]`` with ``outputs`` from an opaque op."""
+
+    items: tuple
+    rest: Any
+
+
 def element(container: Any, index: Any) -> Any:
+    """``container[index]``, or None where it cannot be known (the caller pins the container)."""
+    if isinstance(index, slice):
+        return _sliced(container, index)
+    if isinstance(container, dict):
+        return container.get(index)
+    if not isinstance(index, int):
+        return None
     if isinstance(container, Multi):
         return container.first if index == 0 else container.rest
-    if isinstance(container, (list, tuple)) and isinstance(index, int):
+    if isinstance(container, Seq):
+        if index < 0:
+            return None  # counted from an end whose position is not known
+        return container.items[index] if index < len(container.items) else container.rest
+    if isinstance(container, (list, tuple)) and -len(container) <= index < len(container):
         return container[index]
     return None
+
+
+def _sliced(container: Any, index: slice) -> Any:
+    if isinstance(container, (list, tuple)):
+        return container[index]
+    start = index.start or 0
+    if index.step not in (None, 1) or index.stop is not None or not isinstance(start, int) \
+            or start < 0:
+        return None
+    if isinstance(container, Multi):
+        return container if start == 0 else Seq((), container.rest)
+    if isinstance(container, Seq):
+        return Seq(container.items[start:], container.rest)
+    return None
+
+
+def concatenated(a: Any, b: Any) -> Any:
+    """``a + b`` for Python sequences; None when the result's elements cannot be placed (the
+    left side's length is not known)."""
+    if not isinstance(a, (list, tuple)):
+        return None
+    if isinstance(b, (list, tuple)):
+        return tuple(a) + tuple(b)
+    if isinstance(b, Seq):
+        return Seq(tuple(a) + b.items, b.rest)
+    if isinstance(b, Multi):
+        return Seq(tuple(a) + (b.first,), b.rest)
+    return Seq(tuple(a), b)  # the elements of a sequence an unknown op returned
 
 
 @dataclass(frozen=True)

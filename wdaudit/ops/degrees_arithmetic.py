@@ -9,13 +9,21 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from .degree import CONST, ZERO, Deg
+from .degree import CONST, ZERO, Deg, Multi, Seq, concatenated
 from .degrees_elementwise import nonlinear
 from .op_call import Call, as_deg, is_eps, is_number
 
 
-def add(c: Call, subtract: bool = False) -> Deg | None:
+def add(c: Call, subtract: bool = False) -> Any:
     a, b = c.raw("input"), c.raw("other")
+    if not subtract and any(isinstance(v, (list, tuple, Multi, Seq)) for v in (a, b)):
+        # ``(x,) + outputs[1:]`` (longformer's layers): Python sequences joined, not tensors
+        # added; once dropped here, x's degree vanished from everything downstream
+        joined = concatenated(a, b)
+        if joined is None:
+            c.require_zero((a, b), "sequences joined in an order that is not followed")
+            return CONST
+        return joined
     alpha = c.raw("alpha", default=1)
     if is_number(alpha) and alpha == 0:
         b = 0

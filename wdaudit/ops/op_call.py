@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .degree import CONST, ZERO, Deg, Form, Multi, Requires, Split
+from .degree import CONST, ZERO, Deg, Form, Multi, Requires, Seq, Split
 
 EPS_MAX = 1e-2
 """Largest constant that ``x + c`` (x ≥ 0) or ``clamp(x, min=c)`` may add and still count as a
@@ -63,8 +63,13 @@ class Call:
         return self.deg(name)
 
     def deg(self, *names: str) -> Deg | None:
-        """The operand as a degree; Python numbers are constants, ``0`` is ZERO."""
-        return as_deg(self.raw(*names))
+        """The operand as a degree; Python numbers are constants, ``0`` is ZERO.  A sequence
+        where a tensor belongs is not understood: what it holds is pinned, never dropped."""
+        value = self.raw(*names)
+        if isinstance(value, (list, tuple, Multi, Seq)):
+            self.require_zero(value, "a sequence where the rule expects a tensor")
+            return CONST
+        return as_deg(value)
 
     def shape(self, name: str) -> tuple[int, ...] | None:
         return self.shapes.get(name)
@@ -118,6 +123,9 @@ def iter_degs(value: Any):
         yield from value.parts
     elif isinstance(value, Multi):
         yield from iter_degs(value.first)
+        yield from iter_degs(value.rest)
+    elif isinstance(value, Seq):
+        yield from iter_degs(value.items)
         yield from iter_degs(value.rest)
     elif isinstance(value, (list, tuple)):
         for v in value:
