@@ -112,6 +112,8 @@ class _Finder:
             if not any(True for _ in child.parameters()):
                 continue
             call = self.calls.get(p)
+            if isinstance(self.model, Bound) and p == "part":
+                call = None  # a part whose own forward is opaque: the same module again
             if call is _VARYING:
                 self.notes.append(f"submodule '{p}' is called with differing arguments: it is "
                                   "not audited whole, its own submodules may be")

@@ -68,7 +68,9 @@ def _trace(model: nn.Module, inputs: tuple) -> Program:
         attempts.append(("symbolic_trace", exc))
         fx_prog = None
     try:
-        ex_prog = _export(root, canon, inputs)
+        # checked like symbolic_trace's: a model may compute otherwise while exported
+        # (transformers' paligemma: 6 % apart), and an unfaithful program fails every claim
+        ex_prog = _check(_export(root, canon, inputs), reference, inputs)
     except Exception as exc:  # noqa: BLE001
         attempts.append(("torch.export", exc))
         if fx_prog is not None:
