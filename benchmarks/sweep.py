@@ -111,6 +111,7 @@ def _one_line(exc: BaseException) -> str:
 MARK = "@@wdaudit-sweep@@ "  # marks the worker's answers among whatever the models print
 RECYCLE = 25  # models per worker
 STARTUP = 600.0  # seconds a worker may take to import everything
+_GONE = object()  # what the reader hands on when the worker's stdout closes
 
 
 def serve() -> int:
@@ -146,13 +147,13 @@ class Worker:
         self.answers: queue.Queue = queue.Queue()
         self.served = 0
         threading.Thread(target=self._read, daemon=True).start()
-        self.ready = self._answer(STARTUP) is not None
+        self.ready = self._answer(STARTUP) not in (None, _GONE)
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             if line.startswith(MARK):
                 self.answers.put(json.loads(line[len(MARK):]))
-        self.answers.put(None)  # the worker is gone
+        self.answers.put(_GONE)  # the worker is gone (it may not be reaped yet)
 
     def _answer(self, timeout: float):
         try:
@@ -170,10 +171,9 @@ class Worker:
         self.served += 1
         row = self._answer(timeout)
         if row is None:
-            alive = self.proc.poll() is None
             self.close()
-            if alive:
-                return {"status": "timeout", "seconds": time.perf_counter() - start}
+            return {"status": "timeout", "seconds": time.perf_counter() - start}
+        if row is _GONE:
             return {"status": "crash", "error": self._last_words(),
                     "seconds": time.perf_counter() - start}
         return row

@@ -302,3 +302,28 @@ def test_grid_sample_is_linear_in_its_input_and_pins_its_grid():
     assert not report.coverage.unknown_ops
     assert {"conv.weight", "conv.bias"} <= report.ineffective
     assert not {"where.weight", "where.bias"} & report.ineffective
+
+
+class Recurrent(nn.Module):
+    """nemotron/parakeet ASR decoders: an LSTM that torch.export spells ``aten.lstm``."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 6, batch_first=True)
+        self.proj = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        if x.shape[0] > 1:  # shape control flow: only export follows it
+            x = x + 0
+        out, _ = self.rnn(x)
+        return self.head(self.norm(self.proj(out)))
+
+
+def test_recurrent_layers_through_export_pin_what_they_read():
+    torch.manual_seed(0)
+    report, _ = differential(Recurrent(), torch.randn(2, 5, 4))
+    assert report.coverage.method == "export" and not report.coverage.unknown_ops
+    assert {"proj.weight", "proj.bias"} <= report.ineffective
+    assert not {n for n in report.ineffective if n.startswith("rnn.")}

@@ -327,6 +327,13 @@ ROWS: list[Row] = [
                 erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num histc
                 bincount
     """),
+    # recurrent layers as export spells them (nn.LSTM/GRU/RNN are leaf modules otherwise):
+    # gated by sigmoid/tanh, so nothing they read may scale; their outputs are constants
+    Row(E.nonlinear, O.mixes, """
+        aten: lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell
+              _thnn_fused_lstm_cell _thnn_fused_gru_cell
+        torch: lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell
+    """),
     # -- tensors made from constants, metadata -------------------------------------------------
     Row(E.constant, O.value_free, """
         aten: ones ones_like arange linspace logspace eye rand randn randint rand_like
