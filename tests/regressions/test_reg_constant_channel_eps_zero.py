@@ -17,9 +17,14 @@ Fixed in confirmation (``engine/confirm.py``, ``_Context._redrawn``): a no-effec
 fails with eps -> 0 is measured again with the model's own eps, where the same round-off is
 ~1e-14; the check and its tolerance are unchanged, and the group's note says which eps was used.
 
+Since the MobileOne fix (``engine/shifted_norms.py``) library norms compute on shifted data
+and see exact zeros in such a channel, so the model's eps is now the second line, for norms
+written out op by op.
+
 Below, the same mechanism in a few lines: an input channel that is exactly zero.
 """
 
+import contextlib
 from dataclasses import replace
 
 import torch
@@ -28,7 +33,7 @@ from torch import nn
 import wdaudit
 from tests.support import oracle
 from wdaudit.engine import claims as claims_stage
-from wdaudit.engine import confirm, degrees, graph, influence, symmetries
+from wdaudit.engine import confirm, degrees, graph, influence, program, symmetries
 from wdaudit.engine.claims import Claim
 from wdaudit.engine.trace import trace
 
@@ -58,7 +63,18 @@ def test_the_oracle_agrees_the_bias_has_no_effect():
     assert CLAIMED in oracle.check(model, x).ineffective
 
 
-def test_confirmation_accepts_it_at_the_model_eps():  # fixed: _Context._redrawn
+def test_library_norms_see_exact_zeros_there_now():  # since the MobileOne fix
+    model, x = example()
+    report = wdaudit.audit(model, x, seed=0)
+    assert report.parameters[CLAIMED].verdict == "ineffective"
+    group = next(g for g in report.groups if CLAIMED in g.names)
+    assert group.note == "" and group.exact_relative_change <= confirm.TOL_EXACT
+
+
+def test_confirmation_accepts_it_at_the_model_eps(monkeypatch):  # fixed: _Context._redrawn
+    # a norm written out op by op still computes ``x - mean`` in round-off at eps -> 0: played
+    # here by the library norm with its shifted data switched off
+    monkeypatch.setattr(program, "ShiftedNorms", contextlib.nullcontext)
     model, x = example()
     report = wdaudit.audit(model, x, seed=0)
     assert report.parameters[CLAIMED].verdict == "ineffective"

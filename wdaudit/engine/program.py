@@ -10,6 +10,7 @@ on a generic point without touching the user's tensors, and substitute eps → 0
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
@@ -21,6 +22,7 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .float64_kernels import stand_in
+from .shifted_norms import ShiftedNorms
 from .working_copy import forget_caches, structural_copy, tensor_slots
 
 EPS_TINY = 1e-16
@@ -93,7 +95,9 @@ class Runner(fx.Interpreter):
 
     def run_program(self, inputs: tuple) -> tuple:
         self._inputs = list(inputs)
-        out = self.run(*self._placeholders_args())
+        # eps -> 0 makes a constant channel 0/0: its norms must see exact zeros there
+        with ShiftedNorms() if self._eps else contextlib.nullcontext():
+            out = self.run(*self._placeholders_args())
         flat = list(out) if isinstance(out, (tuple, list)) else [out]
         if self.program.output_index is not None:
             flat = [flat[i] for i in self.program.output_index]
