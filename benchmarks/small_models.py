@@ -44,23 +44,24 @@ def build_timm(name: str):
     for kwargs in ({"img_size": IMAGE}, {}):
         try:
             model = timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
-            break
         except TypeError:
             continue
-    size = IMAGE
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    if not _accepts(model, size):  # a fixed input size the model was not built small for
-        size = int((cfg.get("input_size") or (3, 224, 224))[-1])
-    chans = int((cfg.get("input_size") or (3,))[0])
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        chans = int((cfg.get("input_size") or (3,))[0])
+        if _accepts(model, IMAGE, chans):
+            return model, torch.randn(2, chans, IMAGE, IMAGE)
+    # a fixed input size (crossvit's two patch grids): the model as its config makes it, at
+    # its own size; one built for IMAGE px but refusing them would refuse that size too
+    size = int((cfg.get("input_size") or (3, 224, 224))[-1])
     return model, torch.randn(2, chans, size, size)
 
 
-def _accepts(model, size: int) -> bool:
+def _accepts(model, size: int, chans: int = 3) -> bool:
     import torch
 
     try:
         with torch.no_grad():
-            model.eval()(torch.randn(1, 3, size, size))
+            model.eval()(torch.randn(1, chans, size, size))
         return True
     except Exception:
         return False
