@@ -318,3 +318,25 @@ def test_false_claims_fail_in_float32_too():
     result = C._attempt(made, program, setup, (x,), torch.float32,
                         timings={"generic point": 0.0}, extra={})
     assert result.precision == "float32" and not result.checks[0].confirmed and result.defects
+
+
+class NanInDouble(nn.Module):
+    """NaN in float64 only, as canine's attention is (its masks overflow there)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.ln, self.head = nn.Linear(6, 6), nn.LayerNorm(6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        y = self.head(self.ln(self.fc(x)))
+        if x.dtype == torch.float64:
+            y = y * float("nan")
+        return y
+
+
+def test_a_model_that_is_nan_in_float64_is_confirmed_in_float32():
+    torch.manual_seed(0)
+    model, x = NanInDouble(), torch.randn(5, 6)
+    report = wdaudit.audit(model, x)
+    assert report.confirmation.performed and report.confirmation.precision == "float32"
+    assert report.ineffective == {"fc.weight", "fc.bias"}

@@ -15,7 +15,7 @@ from . import generic_point as generic
 class CannotConfirm(RuntimeError):
     def __init__(self, message: str, kernel: bool = False):
         super().__init__(message)
-        self.kernel = kernel  # the failure is a missing kernel at this precision
+        self.kernel = kernel  # the failure is this precision's (a missing kernel, an overflow)
         self.passes = 0  # how many passes ran before it
 
 
