@@ -25,17 +25,15 @@ Below, the same mechanism in a few lines: an input channel that is exactly zero.
 """
 
 import contextlib
-from dataclasses import replace
 
 import torch
 from torch import nn
 
 import wdaudit
 from tests.support import oracle
-from wdaudit.engine import claims as claims_stage
-from wdaudit.engine import confirm, degrees, graph, influence, program, symmetries
+from tests.support.probes import confirm_made
+from wdaudit.engine import confirm, program
 from wdaudit.engine.claims import Claim
-from wdaudit.engine.trace import trace
 
 CLAIMED = "dw.bias"
 
@@ -88,12 +86,7 @@ def test_the_model_eps_does_not_clear_a_false_no_effect_claim():
     # eps.  Claimed anyway, it fails with eps -> 0, is re-measured at the model's eps, and fails
     model, x = example()
     assert "bn.bias" not in oracle.check(model, x).ineffective
-    program = trace(model, (x,))
-    found = influence.analyse(graph.build(program), strict=True)
-    derived = claims_stage.claims_for(symmetries.solve(degrees.propagate(found, strict=True)))
-    made = replace(derived, claims=(Claim({}, ("bn.bias",), "no-effect"),))
-    result = confirm.confirm(made, confirm.Setup(dict(model.named_parameters()), (x,),
-                                                 torch.device("cpu")))
+    result = confirm_made(model, x, [Claim({}, ("bn.bias",), "no-effect")])
     check = result.checks[0]
     assert not check.confirmed and result.defects
     assert check.exact_relative_change > confirm.TOL_EXACT and check.note != confirm.AT_MODEL_EPS

@@ -23,18 +23,16 @@ Below, the same mechanism in a few lines: a GroupNorm whose channel 0 is nearly 
 (input amplitude 5e-7, as the near-zero gain made it) before a depthwise conv and a BatchNorm.
 """
 
-from dataclasses import replace
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 import wdaudit
-from wdaudit.engine import claims as claims_stage
-from wdaudit.engine import confirm, degrees, graph, influence, symmetries
+from tests.support.probes import confirm_made
+from wdaudit.engine import confirm
 from wdaudit.engine import generic_point as generic
 from wdaudit.engine.claims import Claim
-from wdaudit.engine.trace import trace
 
 CLAIMED = "norm.bias"
 
@@ -83,12 +81,7 @@ def test_confirmation_accepts_the_no_effect_claim():  # fixed: _Context._redrawn
 def test_the_closer_look_does_not_clear_a_false_no_effect_claim():
     # the BatchNorm's own bias is an offset *after* the mean subtraction: it has an effect
     model, x = example()
-    program = trace(model, (x,))
-    found = influence.analyse(graph.build(program), strict=True)
-    derived = claims_stage.claims_for(symmetries.solve(degrees.propagate(found, strict=True)))
-    made = replace(derived, claims=(Claim({}, ("bn.bias",), "no-effect"),))
-    result = confirm.confirm(made, confirm.Setup(dict(model.named_parameters()), (x,),
-                                                 torch.device("cpu")))
+    result = confirm_made(model, x, [Claim({}, ("bn.bias",), "no-effect")])
     check = result.checks[0]
     assert not check.confirmed and result.defects
     assert check.euler_residual > confirm.TOL_EULER

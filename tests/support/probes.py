@@ -7,6 +7,7 @@ verdicts and findings the verdict and finding tests share through their ``net`` 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,18 @@ def analysed(model: nn.Module, x: torch.Tensor, strict: bool = STRICT):
     program = trace(model, (x,))
     g = graph_stage.build(program)
     return g, influence_stage.analyse(g, strict)
+
+
+def confirm_made(model: nn.Module, x: torch.Tensor, claims) -> R.Confirmation:
+    """Confirmation of hand-made claims about the model (some of them false on purpose), the
+    stages before it chained as the driver chains them."""
+    program = trace(model, (x,))
+    found = influence_stage.analyse(graph_stage.build(program), strict=True)
+    derived = claims_stage.claims_for(
+        symmetries_stage.solve(degrees_stage.propagate(found, strict=True)))
+    made = replace(derived, claims=tuple(claims))
+    return confirm_stage.confirm(made, confirm_stage.Setup(dict(model.named_parameters()), (x,),
+                                                           CPU))
 
 
 def node_where(g, predicate) -> str:
