@@ -328,8 +328,9 @@ class _Context:
         eps -> 0 a 0/0 whose round-off grows like 1/sqrt(eps) (swiftformer_xs: 3e-4)."""
         base = self._program(point, eps_zero=eps_zero)
         worst = 0.0
+        ones = [1.0] * len(claims)
         for salt in (0, 7):
-            with torch.no_grad(), runs.applied(point, claims, [1.0] * len(claims), self.seed + salt):
+            with torch.no_grad(), runs.applied(point, claims, ones, self.seed + salt):
                 worst = max(worst, runs.relative(self._program(point, eps_zero=eps_zero), base))
         return worst
 

@@ -7,7 +7,9 @@ at order one: a true claim fails.  Subtracting, per normalised group, its first 
 makes such a group exactly zero, so mean, variance and output are exactly what exact
 arithmetic gives, while every other group is unchanged: the norm is invariant to that shift,
 and so is its derivative (shifted data is also the textbook way to compute a variance stably).
-The shift is detached; statistics the op returns beside its output get it added back.
+The shift is detached; statistics the op returns beside its output get it added back.  A
+running mean the op updates in place keeps the shifted batch mean: training-mode norms never
+read it, and correcting it in place would disturb the backward pass that saved it.
 """
 
 from __future__ import annotations

@@ -199,7 +199,12 @@ ROWS: list[Row] = [
            adaptive_max_pool3d fractional_max_pool2d fractional_max_pool3d
     """),
     Row(E.preserve_nonneg, O.mixes, "aten: abs\n torch: abs\n method: abs"),
-    Row(A.neg, O.pass_through, "aten: neg negative\n torch: neg negative\n method: neg negative\n op: neg"),
+    Row(A.neg, O.pass_through, """
+        aten: neg negative
+        torch: neg negative
+        method: neg negative
+        op: neg
+    """),
     # -- piecewise-linear ops with thresholds, comparisons ----------------------------------
     Row(E.leaky_relu, O.mixes, "aten: leaky_relu rrelu\n F: leaky_relu rrelu\n method: leaky_relu"),
     Row(E.prelu, O.mixes, "aten: prelu _prelu_kernel\n torch: prelu\n F: prelu"),
@@ -326,13 +331,6 @@ ROWS: list[Row] = [
         method: sigmoid tanh exp expm1 log log2 log10 log1p sin cos tan asin acos atan sinh cosh
                 erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num histc
                 bincount
-    """),
-    # recurrent layers as export spells them (nn.LSTM/GRU/RNN are leaf modules otherwise):
-    # gated by sigmoid/tanh, so nothing they read may scale; their outputs are constants
-    Row(E.nonlinear, O.mixes, """
-        aten: lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell
-              _thnn_fused_lstm_cell _thnn_fused_gru_cell
-        torch: lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell
     """),
     # -- tensors made from constants, metadata -------------------------------------------------
     Row(E.constant, O.value_free, """

@@ -1,5 +1,5 @@
 """The op table's layer-level rows: products (degrees add, a bias must match), normalisers
-(degree 0 out, whatever goes in), attention, embeddings and softmax.  Same row format as
+(degree 0 out, whatever goes in), attention, embeddings, softmax and recurrent layers.  Same row format as
 :mod:`wdaudit.ops.table`; a rule whose op has several spellings with different outputs gets
 its keyword here, per spelling."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from . import degrees_elementwise as E
 from . import degrees_layers as L
 from . import offsets as O
 from . import offsets_layers as OL
@@ -100,5 +101,12 @@ ROWS: list[Row] = [
         torch: logsumexp
         F: gumbel_softmax
         method: logsumexp
+    """),
+    # recurrent layers as export spells them (nn.LSTM/GRU/RNN are leaf modules otherwise):
+    # gated by sigmoid/tanh, so nothing they read may scale; their outputs are constants
+    Row(E.nonlinear, O.mixes, """
+        aten: lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell
+              _thnn_fused_lstm_cell _thnn_fused_gru_cell
+        torch: lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell
     """),
 ]
