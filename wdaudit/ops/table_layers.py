@@ -1,7 +1,7 @@
 """The op table's layer-level rows: products (degrees add, a bias must match), normalisers
-(degree 0 out, whatever goes in), attention, embeddings, softmax and recurrent layers.  Same row format as
-:mod:`wdaudit.ops.table`; a rule whose op has several spellings with different outputs gets
-its keyword here, per spelling."""
+(degree 0 out, whatever goes in), attention, embeddings, softmax and recurrent layers.  Same
+row format as :mod:`wdaudit.ops.table`; a rule whose op has several spellings with different
+outputs gets its keyword here, per spelling."""
 
 from __future__ import annotations
 
