@@ -48,3 +48,20 @@ def test_a_hung_or_dead_worker_is_replaced_and_the_sweep_goes_on():
     assert rows[0]["seconds"] >= 30
     assert "exit 3" in rows[1]["error"]
     assert out.getvalue().count("\n") == 3
+
+
+def test_resume_audits_only_the_models_missing_from_the_file(tmp_path):
+    rows_file = tmp_path / "rows.json"
+    command = [sys.executable, str(SWEEP), "--library", "transformers", "--timeout", "120",
+               "--json", str(rows_file)]
+    first = subprocess.run(command + ["--only", "gpt2"], capture_output=True, text=True,
+                           timeout=400)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(command + ["--only", "gpt2,llama", "--resume"], capture_output=True,
+                           text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-2000:]
+    audited = [line.split()[0] for line in again.stdout.splitlines() if line.strip()]
+    assert "transformers:llama" in audited and "transformers:gpt2" not in audited
+    rows = json.loads(rows_file.read_text())
+    assert [r["model"] for r in rows] == ["transformers:gpt2", "transformers:llama"]
+    assert "transformers: 2 sampled, 2 built, 2 audited (100 %), 2 clean" in again.stdout
