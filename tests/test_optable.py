@@ -247,6 +247,38 @@ def test_every_torch_spelling_that_is_an_aten_op_is_in_the_table_as_aten_too():
     assert not missing, f"torch.export may emit aten.{missing[0]}, which has no row"
 
 
+def test_every_torch_function_that_is_a_tensor_method_is_in_the_table_as_a_method_too():
+    from wdaudit.ops import table, table_layers
+
+    spelled = {(ns, name) for row in table.ROWS + table_layers.ROWS
+               for ns, name in lookup._parse(row.names)}
+    methods = {name for ns, name in spelled if ns == "method"}
+    missing = sorted({name for ns, name in spelled if ns == "torch" and not name.startswith("_")
+                      and hasattr(torch.Tensor, name)} - methods - {"real", "imag"})  # getattr
+    assert not missing, f"x.{missing[0]}(...) would be an unknown op (timm gcvit: repeat_interleave)"
+
+
+class Methods(nn.Module):
+    """timm's gcvit calls ``x.repeat_interleave``; comparisons come as methods too."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.ln = nn.LayerNorm(6)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = self.ln(self.fc(x).repeat_interleave(2, dim=-1))
+        return self.head(h * h.greater(0).to(h.dtype))
+
+
+def test_method_spellings_match_the_oracle():
+    torch.manual_seed(0)
+    report, _ = differential(Methods(), torch.randn(5, 4))
+    assert not report.coverage.unknown_ops
+    assert {"fc.weight", "fc.bias"} <= report.ineffective
+
+
 class Aliases(nn.Module):
     """convbert and gemma3n reach export as ``aten.multiply``; dac as ``broadcast_tensors``."""
 

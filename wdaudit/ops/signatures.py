@@ -56,6 +56,9 @@ EXPLICIT: dict[str, tuple[str, ...]] = {
     "to": ("input", "dtype"),
     "type": ("input", "dtype"),
     "type_as": ("input", "other"),
+    # its first ATen overload takes ``repeats`` alone; the Python and method spellings take the
+    # tensor first (timm's gcvit)
+    "repeat_interleave": ("input", "repeats", "dim", "output_size"),
     "max": ("input", "other"),
     "min": ("input", "other"),
     "masked_fill": ("input", "mask", "value"),

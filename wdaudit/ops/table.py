@@ -136,6 +136,7 @@ ROWS: list[Row] = [
         fft: fft ifft fft2 ifft2 fftn ifftn rfft irfft rfft2 irfft2 rfftn irfftn hfft ihfft
              fftshift ifftshift
         torch: conj_physical
+        method: conj_physical
     """),
     Row(E.scale_invariant, O.mixes, "aten: angle\n torch: angle\n method: angle"),
     # -- losses computed inside the model: not homogeneous in their input --------------------
@@ -171,8 +172,9 @@ ROWS: list[Row] = [
            upsample upsample_nearest upsample_bilinear pixel_shuffle pixel_unshuffle unfold fold
            lp_pool1d lp_pool2d lp_pool3d channel_shuffle
         method: index_select gather flip roll repeat tile tril triu sum nansum amax amin cumsum
-                to_dense cpu cuda requires_grad_ mH conj masked_select take
                 repeat_interleave
+                to_dense cpu cuda requires_grad_ mH conj masked_select take
+                repeat_interleave diag take_along_dim
         builtin: id
     """),
     Row(E.preserve_list, O.mixes, """
@@ -185,7 +187,7 @@ ROWS: list[Row] = [
               split_copy
               split_with_sizes_copy
         torch: tensor_split hsplit vsplit dsplit
-        method: tensor_split
+        method: tensor_split hsplit vsplit dsplit
     """),
     Row(E.relu, O.mixes, "aten: relu\n torch: relu\n F: relu\n method: relu"),
     # linear in the input; the grid is where to read, pinned (the engine pins what is unread)
@@ -207,7 +209,7 @@ ROWS: list[Row] = [
     """),
     # -- piecewise-linear ops with thresholds, comparisons ----------------------------------
     Row(E.leaky_relu, O.mixes, "aten: leaky_relu rrelu\n F: leaky_relu rrelu\n method: leaky_relu"),
-    Row(E.prelu, O.mixes, "aten: prelu _prelu_kernel\n torch: prelu\n F: prelu"),
+    Row(E.prelu, O.mixes, "aten: prelu _prelu_kernel\n torch: prelu\n F: prelu\n method: prelu"),
     Row(E.clamp, O.mixes, """
         aten: clamp clip clamp_min clamp_max hardtanh
         torch: clamp clip clamp_min clamp_max
@@ -223,13 +225,14 @@ ROWS: list[Row] = [
                logical_or logical_xor bitwise_not bitwise_and bitwise_or bitwise_xor
         method: sign sgn argmax argmin isnan isinf isfinite signbit logical_not
                 logical_and logical_or logical_xor bitwise_not __invert__ __and__ __or__
-                __xor__
+                __xor__ bitwise_and bitwise_or bitwise_xor
         op: invert and_ or_ xor not_
     """),
     Row(E.compare, O.mixes, """
         aten: eq ne lt gt le ge greater less greater_equal less_equal not_equal
         torch: eq ne lt gt le ge greater less greater_equal less_equal not_equal
-        method: eq ne lt gt le ge __eq__ __ne__ __lt__ __gt__ __le__ __ge__
+        method: eq ne lt gt le ge __eq__ __ne__ __lt__ __gt__ __le__ __ge__ greater less
+                greater_equal less_equal not_equal
         op: eq ne lt gt le ge
     """),
     # -- arithmetic ---------------------------------------------------------------------------
@@ -291,7 +294,7 @@ ROWS: list[Row] = [
         torch: index_put slice_scatter select_scatter scatter scatter_add index_add index_copy
                masked_scatter diagonal_scatter scatter_reduce
         method: index_put slice_scatter scatter scatter_add index_add index_copy masked_scatter
-                scatter_reduce
+                scatter_reduce select_scatter diagonal_scatter
     """),
     Row(E.copy, O.mixes, "aten: copy"),
     Row(E.pad, O.mixes, "aten: pad constant_pad_nd\n torch: constant_pad_nd\n F: pad"),
@@ -329,8 +332,8 @@ ROWS: list[Row] = [
         F: gelu silu mish sigmoid tanh hardswish hardsigmoid softplus elu selu celu logsigmoid
            glu hardshrink softshrink tanhshrink softsign relu6 local_response_norm
         method: sigmoid tanh exp expm1 log log2 log10 log1p sin cos tan asin acos atan sinh cosh
-                erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num histc
-                bincount
+                erf erfc round floor ceil trunc frac prod cumprod logit nan_to_num histc bincount
+                exp2 atan2 erfinv sinc lgamma digamma logaddexp hypot bernoulli multinomial
     """),
     # -- tensors made from constants, metadata -------------------------------------------------
     Row(E.constant, O.value_free, """
@@ -358,7 +361,7 @@ ROWS: list[Row] = [
         aten: sym_size sym_numel sym_stride sym_storage_offset size stride numel dim
         torch: numel is_floating_point is_tensor is_complex
         method: size dim numel stride nelement ndimension element_size is_floating_point
-                is_contiguous data_ptr get_device
+                is_contiguous data_ptr get_device is_complex
         builtin: len isinstance
     """),
 ]

@@ -24,7 +24,7 @@ ROWS: list[Row] = [
     Row(L.matmul, O.mixes, """
         aten: mv dot vdot outer ger inner _convolution_mode
         torch: mv dot vdot outer ger inner
-        method: mv dot outer
+        method: mv dot outer vdot ger inner
     """),
     Row(L.grouped_mm, O.mixes, """
         aten: _grouped_mm
@@ -35,7 +35,7 @@ ROWS: list[Row] = [
     Row(L.addmm, O.mixes, """
         aten: baddbmm addbmm addmv addr addcmul
         torch: baddbmm addbmm addmv addr addcmul
-        method: baddbmm addmv addcmul
+        method: baddbmm addmv addcmul addbmm addr
     """),
     Row(L.einsum, OL.einsum, "aten: einsum\n torch: einsum"),
     Row(L.linear, OL.linear, "aten: linear\n F: linear"),
