@@ -340,3 +340,19 @@ def test_a_model_that_is_nan_in_float64_is_confirmed_in_float32():
     report = wdaudit.audit(model, x)
     assert report.confirmation.performed and report.confirmation.precision == "float32"
     assert report.ineffective == {"fc.weight", "fc.bias"}
+
+
+def test_a_bill_only_float32_can_pay_is_confirmed_in_float32():
+    model, x = _conv_bn()
+    full = wdaudit.audit(model, x)
+    program = full_program(model, x)
+    params = dict(model.named_parameters())
+    # float64 does not fit even on the fewest examples; float32, half the bill, does
+    smallest = budget.bill(program, params, (x,), batch=budget.MIN_BATCH)
+    half = budget.bill(program, params, (x,), 4, batch=budget.CAP_BATCH)
+    room = max(half.total, smallest.total - 1)
+    assert half.total <= room < smallest.total
+    report = wdaudit.audit(model, x, memory_budget=room)
+    assert report.confirmation.performed and report.confirmation.precision == "float32"
+    assert report.confirmation.estimate <= room
+    assert report.ineffective == full.ineffective and report.effective == full.effective

@@ -145,7 +145,8 @@ def gib(n: int) -> str:
 
 
 def plan(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,
-         device: torch.device, memory_budget: int | None, cap: bool = True):
+         device: torch.device, memory_budget: int | None, cap: bool = True, *,
+         itemsize: int = 8):
     """The inputs to confirm on, their bill, and why it cannot be paid ("" if it can).
 
     At most ``CAP_BATCH`` examples (with ``cap``) and, when the bill does not fit, fewer still,
@@ -156,18 +157,32 @@ def plan(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,
     traced = program.method == "symbolic_trace"
     if cap and n and n > CAP_BATCH and traced:
         n = CAP_BATCH
-    full = bill(program, params, inputs, batch=n)
+    full = bill(program, params, inputs, itemsize, batch=n)
     if free is None or full.total <= free:
         return (first(inputs, n) if n != whole else inputs), full, ""
     if n and n > MIN_BATCH and traced:
         per_example = max(full.activations / n, 1.0)
         k = int((free / HEADROOM - full.parameters - full.gradient) / per_example)
         k = min(n - 1, max(MIN_BATCH, k))
-        reduced = bill(program, params, inputs, batch=k)
+        reduced = bill(program, params, inputs, itemsize, batch=k)
         if reduced.total <= free:
             return first(inputs, k), reduced, ""
     return inputs, full, (
         f"cannot confirm: not enough memory: confirmation needs about {gib(full.total)} "
-        f"(float64 parameters {gib(full.parameters)}, activations {gib(full.activations)}, one "
+        f"({'float64' if itemsize == 8 else 'float32'} parameters {gib(full.parameters)}, "
+        f"activations {gib(full.activations)}, one "
         f"gradient {gib(full.gradient)}) and {gib(free)} is free on {device}; the claims are "
         "static only [not confirmed numerically]")
+
+
+def precise_plan(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,
+                 device: torch.device, memory_budget: int | None, cap: bool = True):
+    """:func:`plan` with the check precision: float64 on as many examples as fit, else float32
+    (half the bill; the same checks at float32's tolerances), else float64's reason."""
+    chosen, full, short = plan(program, params, inputs, device, memory_budget, cap)
+    if short:
+        half = plan(program, params, inputs, device, memory_budget, cap, itemsize=4)
+        if not half[2]:
+            return (*half, torch.float32)
+    return chosen, full, short, torch.float64
+

@@ -81,8 +81,8 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
                             "analysis only, claims are not confirmed")
     degrees = claims.symmetries.degrees
     program = degrees.influence.graph.program
-    inputs, bill, short = budget.plan(program, setup.params, setup.inputs, device,
-                                      setup.memory_budget)
+    inputs, bill, short, dtype = budget.precise_plan(program, setup.params, setup.inputs, device,
+                                                     setup.memory_budget)
     extra = dict(batch=bill.batch, estimate=bill.total)
     if short:
         return _failed(claims.claims, str(device), 0, short, {}, extra)
@@ -91,38 +91,36 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
     timings = {"generic point": time.perf_counter() - start}
     capped = bill.batch == budget.CAP_BATCH < (budget.batch_size(setup.inputs) or 0)
     try:
-        done = _attempt(claims, program, setup, inputs, torch.float64, timings=timings,
-                        extra=extra)
+        done = _attempt(claims, program, setup, inputs, dtype, timings=timings, extra=extra)
         if not (capped and any(c.note.startswith(_DISAGREE) for c in done.checks)):
             return done
         passes = done.passes
     except runs.CannotConfirm as exc:
         if not capped or exc.kernel:
-            return _fallbacks(claims, program, setup, (inputs, bill, timings), exc)
+            return _fallbacks(claims, program, setup, (inputs, bill, timings, dtype), exc)
         passes = exc.passes
     # on fewer examples the model disagreed with its program, or could not run: a program
     # specialised to the batch after all; the claims are judged on the full batch instead
-    inputs, bill, short = budget.plan(program, setup.params, setup.inputs, setup.device,
-                                      setup.memory_budget, cap=False)
+    inputs, bill, short, dtype = budget.precise_plan(program, setup.params, setup.inputs, device,
+                                                     setup.memory_budget, cap=False)
     extra = dict(batch=bill.batch, estimate=bill.total)
     if short:
         return _failed(claims.claims, str(device), passes, short, timings, extra)
     try:
-        done = _attempt(claims, program, setup, inputs, torch.float64, timings=timings,
-                        extra=extra)
+        done = _attempt(claims, program, setup, inputs, dtype, timings=timings, extra=extra)
         return replace(done, passes=done.passes + passes)
     except runs.CannotConfirm as exc:
         exc.passes += passes
-        return _fallbacks(claims, program, setup, (inputs, bill, timings), exc)
+        return _fallbacks(claims, program, setup, (inputs, bill, timings, dtype), exc)
 
 
 def _fallbacks(claims: Claims, program, setup: Setup, planned, exc: runs.CannotConfirm
                ) -> Confirmation:
     """After a float64 attempt that could not run: float32 where a kernel was missing,
     otherwise the reason."""
-    inputs, bill, timings = planned
+    inputs, bill, timings, dtype = planned
     extra = dict(batch=bill.batch, estimate=bill.total)
-    if not exc.kernel:
+    if not exc.kernel or dtype == torch.float32:
         return _failed(claims.claims, str(setup.device), exc.passes, f"cannot confirm: {exc}",
                        timings, extra)
     # an op without a float64 kernel (expert kernels, grouped_mm): the same checks in float32,
