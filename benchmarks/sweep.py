@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             chosen = args.only.split(",") if args.only else pick(names(), args.sample, args.seed)
             specs += [f"{library}:{n}" for n in chosen if n]
     kept = _resumed(args.json, specs) if args.resume else []
-    todo = [s for s in specs if s not in {r["model"] for r in kept}]
+    have = {r["model"] for r in kept}
+    todo = [s for s in specs if s not in have]
     # audited in a seeded random order: what an interrupted run holds is a uniform sample
     random.Random(args.seed).shuffle(todo)
     order = {spec: i for i, spec in enumerate(specs)}

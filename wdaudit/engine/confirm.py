@@ -313,8 +313,9 @@ class _Context:
                 # its gradient must cancel, and at a channel nearly constant beside its offset
                 # its round-off grows like (|offset|/spread)^2, the forward change's like the
                 # first power; a real violation changes the output at first order
-                change = min(self._redrawn(self.large, [claim], eps_zero=True),
-                             self._redrawn(self.large, [claim], eps_zero=False))
+                change = self._redrawn(self.large, [claim], eps_zero=True)
+                if change > self.tol.exact:  # a constant channel's 0/0 (see _redrawn)
+                    change = min(change, self._redrawn(self.large, [claim], eps_zero=False))
                 if change <= self.tol.exact:
                     residuals[i] = change
         return residuals

@@ -95,9 +95,7 @@ class Runner(fx.Interpreter):
 
     def run_program(self, inputs: tuple) -> tuple:
         self._inputs = list(inputs)
-        # eps -> 0 makes a constant channel 0/0: its norms must see exact zeros there
-        with ShiftedNorms() if self._eps else contextlib.nullcontext():
-            out = self.run(*self._placeholders_args())
+        out = self.run(*self._placeholders_args())
         flat = list(out) if isinstance(out, (tuple, list)) else [out]
         if self.program.output_index is not None:
             flat = [flat[i] for i in self.program.output_index]
@@ -138,7 +136,8 @@ class Runner(fx.Interpreter):
             if self.promote:
                 # the trace baked the model's float dtype into casts: run them at check precision
                 args, kwargs = _promote(args, self.promote), _promote(kwargs, self.promote)
-            result = getattr(self, n.op)(n.target, tuple(args), kwargs)
+            with _shifted(n.name in self._eps):
+                result = getattr(self, n.op)(n.target, tuple(args), kwargs)
         else:
             result = super().run_node(n)
         if self.record is not None:
@@ -178,11 +177,18 @@ class Runner(fx.Interpreter):
             for k, v in overrides.items():
                 setattr(module, k, v)
             # the leaf lists each tensor once per module object (trace._leaf): swap just those
-            return functional_call(module, tensors, tuple(args), kwargs, strict=False,
-                                   tie_weights=False)
+            with _shifted(bool(sites)):
+                return functional_call(module, tensors, tuple(args), kwargs, strict=False,
+                                       tie_weights=False)
         finally:
             for k, v in saved.items():
                 setattr(module, k, v)
+
+
+def _shifted(at_eps_site: bool):
+    """An eps site taking eps -> 0 makes a group constant at this point a 0/0 of round-off:
+    its norm computes on shifted data there (``shifted_norms``); no other node pays for it."""
+    return ShiftedNorms() if at_eps_site else contextlib.nullcontext()
 
 
 def _with_tiny_eps(args: list, kwargs: dict, sites, value: float) -> tuple[list, dict]:
