@@ -17,3 +17,15 @@ if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(2)
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+
+import pytest  # noqa: E402
+
+from tests.support.untraceable import beyond_make_fx as _beyond  # noqa: E402
+
+
+@pytest.fixture
+def beyond_make_fx(monkeypatch):
+    """The model's forward defeats make_fx as well (tests/support/untraceable.py)."""
+    _beyond(monkeypatch)

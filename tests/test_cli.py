@@ -647,7 +647,7 @@ example_inputs = torch.randn(3, 4)
 '''
 
 
-def test_untraceable_model(tmp_path, monkeypatch):
+def test_untraceable_model(tmp_path, monkeypatch, beyond_make_fx):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "branchy.py", BRANCHY)
     result = run("branchy.py")  # strict (the suite's default): the whole forward is refused
@@ -655,7 +655,7 @@ def test_untraceable_model(tmp_path, monkeypatch):
     assert "def forward" not in result.stderr  # torch.export's partial graph stays out
 
 
-def test_untraceable_model_without_strict_audits_its_parts(tmp_path, monkeypatch):
+def test_untraceable_model_without_strict_audits_its_parts(tmp_path, monkeypatch, beyond_make_fx):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "branchy.py", BRANCHY)
     result = run("branchy.py", env={"WDAUDIT_STRICT": "0"})

@@ -145,7 +145,7 @@ class UntraceablePart(Normed):
         return self.head(self.odd(self.ln(self.fc(x))))
 
 
-def test_untraceable_submodule_is_unknown_not_fatal():
+def test_untraceable_submodule_is_unknown_not_fatal(beyond_make_fx):
     model, x = normed(UntraceablePart)
     with pytest.raises(wdaudit.UnsupportedOpError, match="odd"):
         wdaudit.audit(model, x, strict=True)

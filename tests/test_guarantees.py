@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import wdaudit
+from tests.support.untraceable import beyond_make_fx
 
 _BACKENDS = ("cuda", "xpu", "mtia")  # torch.manual_seed queues a lazy seed on each of these
 
@@ -397,7 +398,7 @@ def _defect(monkeypatch):
 
 _FAILURES = {
     "bad inputs": (Tiny, {}, lambda m, x: (x[:, :3],), wdaudit.InputError, None),
-    "untraceable": (DataDependent, {}, lambda m, x: (x,), wdaudit.TraceError, None),
+    "untraceable": (DataDependent, {}, lambda m, x: (x,), wdaudit.TraceError, beyond_make_fx),
     "unknown op, strict": (Unsupported, {"strict": True}, lambda m, x: (x,),
                            wdaudit.UnsupportedOpError, None),
     "claim refuted, strict": (Tiny, {"strict": True}, lambda m, x: (x,), wdaudit.AnalysisDefect,

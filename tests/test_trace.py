@@ -155,14 +155,14 @@ class ValueBranch(nn.Module):
         return h
 
 
-def test_untraceable_model_says_why_and_what_to_do():
+def test_untraceable_model_says_why_and_what_to_do(beyond_make_fx):
     with pytest.raises(wdaudit.TraceError) as info:
         wdaudit.audit(ValueBranch(), torch.randn(3, 4))
     message = str(info.value)
     assert "control flow" in message and "symbolic_trace" in message and "torch.export" in message
 
 
-def test_untraceable_submodule_becomes_an_opaque_op():
+def test_untraceable_submodule_becomes_an_opaque_op(beyond_make_fx):
     class Outer(nn.Module):
         def __init__(self):
             super().__init__()

@@ -8,8 +8,9 @@ inputs, export's was not: nothing caught it before confirmation, and under ``--n
 its claims would have been reported.
 
 Fixed in the trace (``engine/trace.py``): export's program is checked like symbolic_trace's.
-One that does not reproduce the model counts as export failing, and the fallbacks follow
-(opaque parts, then the model as one opaque op with its submodules audited on their own).
+One that does not reproduce the model counts as export failing, and the fallbacks follow (since
+then the specialising tracer first, which records the ops the model runs, not what it would
+export; then opaque parts, then the model as one opaque op).
 The same run also showed a part whose own forward is opaque being audited as itself, four
 levels deep (``engine/parts.py``: the part's children are audited instead).
 """
@@ -47,17 +48,18 @@ def example():
 def test_an_unfaithful_export_is_not_analysed(confirm):
     model, x = example()
     report = wdaudit.audit(model, x, strict=False, confirm=confirm)
-    assert report.coverage.method == "opaque"
+    assert report.coverage.method == "specialised"
     assert any("does not reproduce" in n for n in report.coverage.notes)
     assert report.ineffective <= oracle.check(model, x).ineffective
     assert report.parameters["fc.weight"].verdict != "ineffective"
     assert not report.confirmation.defects
 
 
-def test_strict_mode_refuses_it():
+def test_strict_mode_takes_the_specialised_program():
     model, x = example()
-    with pytest.raises(wdaudit.TraceError, match="does not reproduce"):
-        wdaudit.audit(model, x, strict=True)
+    report = wdaudit.audit(model, x, strict=True)
+    assert report.coverage.method == "specialised"
+    assert report.ineffective == oracle.check(model, x).ineffective
 
 
 class Branchy(nn.Module):

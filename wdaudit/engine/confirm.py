@@ -39,21 +39,19 @@ from . import budget
 from . import confirm_runs as runs
 from . import generic_point as generic
 from .claims import Claims
+from .confirm_euler import SaturatingPoint
 from .program import EPS_TINY, placed, run, run_model
 from .rng import seeded
+from .specialise import is_specialised
 
 TOL_EXACT = 1e-8  # relative output change allowed with eps -> 0 (float64 round-off)
 TOL_EULER = 1e-6  # |E| relative to the group's own gradient scale ...
-EULER_FLOOR = 1e-4  # ... when that scale is above this fraction of the loss's size
 TOL_FAITHFUL = 1e-4  # real model vs traced program, both eps as is (the model may cast to fp32)
 EPS_MATTERS = 1e-4  # real-model change above which a claim is reported as eps-limited
 EPS_FINER = 1e-6  # a residual must shrink by ~this factor when eps does to count as an eps effect
-EPS_TIERS = (1e-4, 1e-8)  # finer eps for Euler residuals above tolerance (fastvit_t8: a
-# channel of variance ~1e-17 at the saturating point needs eps 1e-24 to leave its eps effect)
 PLAUSIBLY_EPS = 1e-2  # residuals above this are never attributed to eps
 _DISAGREE = "the traced program and the model disagree"
 AT_MODEL_EPS = "no effect at the model's own eps (eps -> 0 is 0/0 in a channel constant here)"
-SPREADS = (3.0, 1.5)  # the saturating point's vector spread; the milder one after an overflow
 
 
 @dataclass(frozen=True)
@@ -74,13 +72,18 @@ def confirm(claims: Claims, setup: Setup) -> Confirmation:
     device = setup.device
     if not claims.claims:
         return Confirmation(CHECKED, str(device), 0)
+    degrees = claims.symmetries.degrees
+    program = degrees.influence.graph.program
+    if is_specialised(program) and not setup.enabled:
+        # its branches are one run's: a claim from it stands only where checks show the
+        # model taking the same branches, so none stands unchecked
+        return _failed(claims.claims, str(device), 0, "cannot confirm: confirmation is "
+                       "switched off, and the claims of a specialised program need it", {})
     if not setup.enabled:
         return Confirmation(SKIPPED, str(device), 0, "confirmation switched off")
     if device.type == "meta" or any(p.is_meta for p in setup.params.values()):
         return Confirmation(SKIPPED, "meta", 0, "parameters are on the meta device: static "
                             "analysis only, claims are not confirmed")
-    degrees = claims.symmetries.degrees
-    program = degrees.influence.graph.program
     inputs, bill, short, dtype = budget.precise_plan(program, setup.params, setup.inputs, device,
                                                      setup.memory_budget)
     extra = dict(batch=bill.batch, estimate=bill.total)
@@ -178,7 +181,7 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
             f"Euler residual {euler[i]:.2e}"
         checks.append(Check(ok, check.max_relative_change, check.exact_relative_change,
                             euler[i], check.eps_limited, note))
-        if not ok:
+        if not ok and not note.startswith("cannot confirm"):  # a failed check, not a gap
             members = ", ".join(list(claim.exponents) + list(claim.redraw))
             defects.append(f"claim over [{members}] failed confirmation: {note}")
     return Confirmation(CHECKED, str(setup.device), ctx.passes, "", tuple(defects),
@@ -186,7 +189,7 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
                         spread=ctx.spread, timings=dict(timings), **extra)
 
 
-class _Context:
+class _Context(SaturatingPoint):
     """One confirmation run: the float64 point, the casted buffers, constants and inputs."""
 
     def __init__(self, program, eps_sites, setup: Setup, inputs: tuple, dtype: torch.dtype):
@@ -206,6 +209,9 @@ class _Context:
         self.inputs = tuple(runs.cast(x, device, dtype) for x in inputs)
         self.passes = 0
         self.seed = seed
+        # a specialised program froze one run's branches: it must follow the model at every
+        # point it is evaluated at (the points it did follow, by tensor versions), not only here
+        self.followed: set | None = None
 
     def release(self) -> None:
         """Drop the point and the outputs now, not when the caller's frame goes."""
@@ -213,6 +219,11 @@ class _Context:
 
     # -- runs -------------------------------------------------------------------------
     def _program(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
+        if self.followed is not None:
+            self._follows(params)
+        return self._run(params, eps_zero, eps_value)
+
+    def _run(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
         self.passes += 1
         with torch.no_grad(), seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
                 runs.running("the traced program"):
@@ -239,9 +250,30 @@ class _Context:
                                      kernel=not all(finite[:len(self.real0)])
                                      and self.dtype == torch.float64)
         self.fidelity0 = runs.relative(self._program(self.params, eps_zero=False), self.real0)
+        if is_specialised(self.program):
+            self.followed = {runs.version(self.params)}
+
+    def _follows(self, params) -> None:
+        """Raises ``runs.Strayed`` where the model and its specialised program part ways."""
+        key = runs.version(params)
+        if key in self.followed:
+            return
+        with torch.no_grad():
+            theirs = self._real(params)
+            try:
+                gap = runs.relative(self._run(params, eps_zero=False), theirs)
+            except runs.CannotConfirm as exc:  # its frozen shapes do not fit this point
+                if exc.kernel:
+                    raise
+                gap = float("inf")
+        if gap > TOL_FAITHFUL:
+            raise runs.Strayed(gap)
+        self.followed.add(key)
 
     def unfaithful(self) -> Check:
         nan = float("nan")
+        if is_specialised(self.program):  # its branches are another run's: nothing is known
+            return Check(False, nan, nan, nan, False, runs.Strayed(self.fidelity0).reason)
         return Check(False, nan, nan, nan, False,
                      f"{_DISAGREE} by {self.fidelity0:.2e} at the check point")
 
@@ -257,6 +289,13 @@ class _Context:
         self.bisect(idx[half:], claims, factors, results)
 
     def _test(self, claims, factors) -> Check:
+        try:
+            return self._scaled(claims, factors)
+        except runs.Strayed as exc:  # the scaling changed the model's branches
+            nan = float("nan")
+            return Check(False, nan, nan, nan, False, exc.reason)
+
+    def _scaled(self, claims, factors) -> Check:
         # each output is reduced to a number as soon as it exists: outputs can be large
         # the traced program is checked against the model at the base point only: both
         # tracers refuse value-dependent control flow, so what agrees there agrees here
@@ -293,33 +332,6 @@ class _Context:
             worst = max(worst, runs.relative(out, base))
         return 0.0 if worst <= max(self.tol.exact, coarse * EPS_FINER * 1e3) else worst
 
-    # -- Euler identity at a saturating point --------------------------------------------
-    def euler(self, claims) -> list[float]:
-        residuals = self._euler(claims, EPS_TINY)
-        for factor in EPS_TIERS:
-            shaky = [i for i, r in enumerate(residuals) if r > self.tol.euler]
-            if not shaky:
-                break
-            # a group whose influence at this point is itself an eps effect (a channel of near
-            # zero variance) fades in proportion to eps; a violation does not fade at all.
-            # Each tier is a closer look at the eps -> 0 limit the claim is about; round-off
-            # in constant channels grows like 1/sqrt(eps), which can only fail a claim
-            finer = self._euler([claims[i] for i in shaky], EPS_TINY * factor)
-            for i, r in zip(shaky, finer):
-                residuals[i] = r
-        # what is then reported as the residual is that output change, at most TOL_EXACT
-        for i, claim in enumerate(claims):
-            if residuals[i] > self.tol.euler and claim.redraw and not claim.exponents:
-                # its gradient must cancel, and at a channel nearly constant beside its offset
-                # its round-off grows like (|offset|/spread)^2, the forward change's like the
-                # first power; a real violation changes the output at first order
-                change = self._redrawn(self.large, [claim], eps_zero=True)
-                if change > self.tol.exact:  # a constant channel's 0/0 (see _redrawn)
-                    change = min(change, self._redrawn(self.large, [claim], eps_zero=False))
-                if change <= self.tol.exact:
-                    residuals[i] = change
-        return residuals
-
     def _redrawn(self, point, claims, eps_zero: bool) -> float:
         """The output's relative change when no-effect claims' members are redrawn (twice),
         with eps -> 0 or the model's own: an offset that a mean subtraction removes has no
@@ -332,62 +344,3 @@ class _Context:
             with torch.no_grad(), runs.applied(point, claims, ones, self.seed + salt):
                 worst = max(worst, runs.relative(self._program(point, eps_zero=eps_zero), base))
         return worst
-
-    def _saturating_point(self, claims, spread: float) -> generic.Point:
-        if self.large is None:
-            # the generic point is done with: it becomes the saturating one, in place.  Only
-            # claimed parameters need a gradient: the backward pass skips every other weight's
-            self.large = generic.saturate(self.params, spread=spread)
-            self.params = self.real0 = self.exact0 = None
-            claimed = {k for c in claims for k in list(c.exponents) + list(c.redraw)}
-            for k, v in self.large.items():
-                v.requires_grad_(v.is_floating_point() and k in claimed)
-        elif spread != self.spread:
-            with torch.no_grad():
-                self.large = generic.saturate(self.large, spread=spread)
-        self.spread = spread
-        return self.large
-
-    def _euler(self, claims, eps_value: float) -> list[float]:
-        spreads = SPREADS if self.spread is None else (self.spread,)
-        for spread in spreads:
-            leaves = self._saturating_point(claims, spread)
-            self.passes += 1
-            with seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
-                    runs.running("the traced program"):
-                outs = runs.floats(run(self.program, leaves, self.buffers, self.inputs,
-                                   constants=self.constants, eps_zero=self.eps,
-                                   promote=self.dtype, eps_value=eps_value))
-            if all(bool(torch.isfinite(y).all()) for y in outs):
-                break
-            # overflow at this spread (exp, a deep stack of gains): a milder one still saturates
-            # clamps; give up only when the mildest overflows too
-            outs = []
-        else:
-            raise runs.CannotConfirm(f"the model's output is NaN or Inf at the saturating point "
-                                 f"(spread {spreads[-1]:g} too)")
-        self.passes += 2  # the backward pass
-        weights = runs.noise_like(outs, self.seed + 3)
-        loss = sum((y * w).sum() for y, w in zip(outs, weights) if y.requires_grad)
-        # |L| ≤ Σ‖y‖‖w‖: the natural size of any log-scale derivative of L
-        loss_scale = sum(float(y.detach().norm() * w.norm()) for y, w in zip(outs, weights))
-        names = [k for k, v in leaves.items() if v.requires_grad]
-        del outs, weights  # the graph keeps what the backward needs; outputs can be large
-        if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
-            return [0.0] * len(claims)
-        dots, norms = runs.gradient_products(loss, {k: leaves[k] for k in names})
-        floor = EULER_FLOOR * loss_scale
-        out = []
-        for claim in claims:
-            e = sum(s * dots.get(k, 0.0) for k, s in claim.exponents.items())
-            scale = sum(abs(s) * norms.get(k, 0.0) for k, s in claim.exponents.items())
-            # a group whose whole gradient is negligible at this point (saturated or dead
-            # units, a norm over a constant channel) cannot be judged here: the identity has no
-            # power there and the finite checks decide
-            residual = abs(e) / scale if scale > floor else 0.0
-            for k in claim.redraw:  # no effect: the gradient itself must vanish
-                residual = max(residual, norms.get(k, 0.0) / max(loss_scale, 1e-300))
-            out.append(residual)
-        return out
-
-

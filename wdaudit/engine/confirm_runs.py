@@ -19,6 +19,21 @@ class CannotConfirm(RuntimeError):
         self.passes = 0  # how many passes ran before it
 
 
+class Strayed(Exception):
+    """A specialised program and the model part ways at a point (the model branches otherwise
+    there than in the run the program was specialised on)."""
+
+    def __init__(self, gap: float):
+        super().__init__(gap)
+        self.reason = (f"cannot confirm: the model branches otherwise here than in the run its "
+                       f"specialised program froze (apart by {gap:.2e})")
+
+
+def version(params: Mapping[str, torch.Tensor]) -> tuple:
+    """Which values a point holds: in-place scaling bumps a tensor's version counter."""
+    return (id(params),) + tuple(t._version for t in params.values())
+
+
 @dataclass(frozen=True)
 class Tolerances:
     exact: float
@@ -85,6 +100,35 @@ def applied(params: generic.Point, claims, factors, seed: int):
             params[name] = params.fresh(name)
 
 
+def euler_residuals(outs: list[torch.Tensor], leaves: generic.Point, claims, seed: int,
+                    floor: float) -> list[float]:
+    """Each claim's Euler residual ``|Σ_p s_p ⟨∇_p L, θ_p⟩|`` over its gradient scale, for
+    ``L`` the outputs against seeded noise.  ``outs`` is emptied: outputs can be large, and
+    the graph keeps what the backward needs."""
+    weights = noise_like(outs, seed)
+    loss = sum((y * w).sum() for y, w in zip(outs, weights) if y.requires_grad)
+    # |L| ≤ Σ‖y‖‖w‖: the natural size of any log-scale derivative of L
+    loss_scale = sum(float(y.detach().norm() * w.norm()) for y, w in zip(outs, weights))
+    names = [k for k, v in leaves.items() if v.requires_grad]
+    outs.clear()
+    del weights
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        return [0.0] * len(claims)
+    dots, norms = gradient_products(loss, {k: leaves[k] for k in names})
+    out = []
+    for claim in claims:
+        e = sum(s * dots.get(k, 0.0) for k, s in claim.exponents.items())
+        scale = sum(abs(s) * norms.get(k, 0.0) for k, s in claim.exponents.items())
+        # a group whose whole gradient is negligible at this point (saturated or dead
+        # units, a norm over a constant channel) cannot be judged here: the identity has no
+        # power there and the finite checks decide
+        residual = abs(e) / scale if scale > floor * loss_scale else 0.0
+        for k in claim.redraw:  # no effect: the gradient itself must vanish
+            residual = max(residual, norms.get(k, 0.0) / max(loss_scale, 1e-300))
+        out.append(residual)
+    return out
+
+
 def noise_like(tensors: Sequence[torch.Tensor], seed: int) -> list[torch.Tensor]:
     """Seeded standard normal noise shaped like each tensor, drawn on its device (a CPU draw
     and a copy of an output-sized tensor would cost a GPU more than the check itself)."""
@@ -122,8 +166,9 @@ def running(what: str):
                              f"{first}", kernel=_missing_kernel(exc)) from exc
 
 
+# the last: a model filling a float32 tensor with float64's finfo.min (fsmt's causal mask)
 _NO_KERNEL = ("not implemented for 'double'", "expected scalar type", "float64", "double",
-              "dtype")
+              "dtype", "cannot be converted to type float without overflow")
 
 
 def _missing_kernel(exc: Exception) -> bool:
@@ -149,7 +194,11 @@ def floats(outs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 def relative(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     """Largest per-output relative change (so a small output is not drowned by a big one)."""
     worst = 0.0
+    if len(a) != len(b):
+        return float("inf")
     for x, y in zip(a, b):
+        if x.shape != y.shape:  # a specialised program's frozen sizes (vits: durations)
+            return float("inf")
         x, y = x.detach().double(), y.detach().double()
         diff = float((x - y).norm())
         ref = float(y.norm())

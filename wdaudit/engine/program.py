@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.func import functional_call
+from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .float64_kernels import stand_in
@@ -44,7 +45,7 @@ class LeafModule:
 class Program:
     root: nn.Module  # the working copy, wrapped so that it returns a flat tuple of tensors
     gm: fx.GraphModule
-    method: str  # "symbolic_trace", "export", or "opaque" (neither could follow forward)
+    method: str  # "symbolic_trace", "export", "specialised" (make_fx) or "opaque" (none could)
     params: Mapping[str, str]  # node -> canonical parameter name
     buffers: Mapping[str, str]  # node -> buffer name (in the wrapper's namespace)
     constants: Mapping[str, torch.Tensor]  # node -> constant tensor baked into the graph
@@ -103,7 +104,9 @@ class Runner(fx.Interpreter):
 
     def _placeholders_args(self) -> list:
         values = []
-        user = iter(self._inputs)
+        # the specialised program takes the inputs' leaves (None takes no placeholder)
+        user = iter(pytree.tree_leaves(self._inputs) if self.program.method == "specialised"
+                    else self._inputs)
         for node in self.program.gm.graph.nodes:
             if node.op != "placeholder":
                 continue

@@ -25,6 +25,7 @@ from ..ops.lookup import lookup
 from .program import LeafModule, Program, run, run_model
 from .quiet import torch_silenced
 from .rng import seeded
+from .specialise import specialise
 from .working_copy import (Flattened, forget_caches, once_per_slot, set_training_semantics,
                            structural_copy)
 
@@ -75,6 +76,12 @@ def _trace(model: nn.Module, inputs: tuple) -> Program:
         attempts.append(("torch.export", exc))
         if fx_prog is not None:
             return fx_prog
+        if reference is not None:  # specialising runs the model: it needs real weights
+            try:
+                return _replace_notes(_check(specialise(root, canon, inputs), reference, inputs),
+                                      _specialised_notes(attempts))
+            except Exception as again:  # noqa: BLE001 - then opaque parts, as before
+                attempts.append(("make_fx", again))
         opaque_prog = _with_opaque_parts(root, canon, reference, inputs, attempts)
         if opaque_prog is not None:
             return opaque_prog
@@ -108,6 +115,12 @@ def _with_opaque_parts(root, canon, reference, inputs, attempts) -> Program | No
                       "is an opaque op and what crosses it is unknown" for p in sorted(opaque))
         return _replace_notes(prog, notes)
     return None
+
+
+def _specialised_notes(attempts) -> tuple[str, ...]:
+    return tuple(f"{name} was not used: {_short(exc)}" for name, exc in attempts) + (
+        "the program is the model's ops as they ran on the example inputs (make_fx): its "
+        "branches are frozen, so confirmation compares it with the model at every point",)
 
 
 def _opaque_whole(root, canon, reference, inputs, attempts) -> Program:

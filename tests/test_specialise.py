@@ -1,0 +1,128 @@
+"""The third tracer (``engine/specialise.py``): a forward that branches on tensor values, which
+symbolic_trace and torch.export both refuse, is traced as the ops of one run (make_fx), and
+confirmation compares that program with the model at every point it evaluates it."""
+
+import torch
+from torch import nn
+
+import wdaudit
+from tests.support import oracle
+from tests.support.differential import differential
+from wdaudit.engine.trace import trace
+
+
+class Segments(nn.Module):
+    """Variable-length segments normalised one by one, as the variable-resolution vision
+    encoders do with ``cu_seqlens``: the loop runs over values of an input tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 3)
+        self.skip = nn.Linear(6, 3)
+
+    def forward(self, x, lengths):
+        h = self.fc(x)
+        if bool((lengths > 0).all()):  # a branch on an input's values
+            parts = [self.norm(seg) for seg in torch.split(h, lengths.tolist())]
+            h = torch.cat(parts)
+        return self.head(h) + self.skip(x)
+
+
+def segments():
+    torch.manual_seed(0)
+    return Segments(), (torch.randn(7, 6), torch.tensor([3, 4]))
+
+
+def test_value_branches_are_traced_as_one_run():
+    model, inputs = segments()
+    program = trace(model, inputs)
+    assert program.method == "specialised"
+    notes = " ".join(program.notes)
+    assert "symbolic_trace was not used" in notes and "torch.export was not used" in notes
+
+
+def test_specialised_program_matches_the_oracle():
+    model, inputs = segments()
+    report, truth = differential(model, inputs)
+    assert report.coverage.method == "specialised"
+    assert {"fc.weight", "fc.bias"} <= truth.ineffective  # the comparison has content
+
+
+def test_specialised_program_takes_none_inputs():
+    class Optional(Segments):
+        def forward(self, x, unused, lengths):  # None in the middle: no graph input for it
+            return super().forward(x, lengths)
+
+    torch.manual_seed(0)
+    model = Optional()
+    x, lengths = torch.randn(7, 6), torch.tensor([3, 4])
+    report = wdaudit.audit(model, (x, None, lengths))
+    assert report.coverage.method == "specialised"
+    assert {"fc.weight", "fc.bias"} <= report.ineffective
+
+
+class WeightBranch(nn.Module):
+    """Normalises only while ``fc`` is not much larger than ``other``: at the weights it is traced
+    at (the two of the same size) the program holds the norm, and a claim that ``fc`` is
+    scale-free follows, which doubling ``fc`` makes false for the model itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.other = nn.Linear(16, 16)
+        self.norm = nn.LayerNorm(16, elementwise_affine=False)
+        self.head = nn.Linear(16, 2)
+        with torch.no_grad():
+            self.other.weight.copy_(self.fc.weight)
+
+    def forward(self, x):
+        h = self.fc(x)
+        if self.fc.weight.norm() < 1.5 * self.other.weight.norm():
+            h = self.norm(h)
+        return self.head(h) + self.other(x).sum(-1, keepdim=True)
+
+
+def test_a_branch_that_scaling_changes_confirms_nothing():
+    torch.manual_seed(0)
+    model, x = WeightBranch(), torch.randn(6, 16)
+    assert trace(model, (x,)).method == "specialised"
+    report = wdaudit.audit(model, x, strict=False)
+    # the frozen program holds the norm, so fc looks scale-free; the model is not
+    assert "fc.weight" not in oracle.check(model, x).ineffective
+    assert "fc.weight" not in report.ineffective
+    assert report.parameters["fc.weight"].verdict == "unknown"
+    notes = [g.note for g in report.groups if "fc.weight" in g.names]
+    assert notes and all("branches otherwise" in n for n in notes)
+    assert not report.confirmation.defects  # not an analysis bug: a claim it cannot check
+
+
+def test_without_confirmation_no_specialised_claim_is_reported():
+    torch.manual_seed(0)
+    model, x = WeightBranch(), torch.randn(6, 16)
+    report = wdaudit.audit(model, x, strict=False, confirm=False)
+    assert "fc.weight" not in report.ineffective
+
+
+class WeightLength(nn.Module):
+    """How many rows come out is decided by a weight, as VITS's predicted durations decide its
+    waveform's length: at any other weights the program's frozen length is not the model's."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.norm, self.head = nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)
+        self.length = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x):
+        rows = 3 if bool(self.length == 0.3) else 2
+        return self.head(self.norm(self.fc(x)))[:rows]
+
+
+def test_an_output_size_the_weights_decide_is_not_a_crash():
+    torch.manual_seed(0)
+    model, x = WeightLength(), torch.randn(5, 4)
+    report = wdaudit.audit(model, x, strict=False)
+    assert report.coverage.method == "specialised"
+    assert not report.ineffective and "fc.weight" in report.unknown
+    assert all("branches otherwise" in g.note for g in report.groups)
