@@ -82,3 +82,81 @@ def test_loss_inside_the_model_matches_oracle():
     report, truth = differential(TinyGPTWithLoss(), (idx, targets), int_high=11)
     assert not report.coverage.unknown_ops
     assert report.parameters["head.weight"].verdict == "effective"
+
+
+def test_polar_and_pad_sequence_rules():
+    assert LOOKUP.functions[torch.polar].degrees.__name__ == "polar"
+    assert LOOKUP.packets[torch.ops.aten.polar].degrees.__name__ == "polar"
+    assert LOOKUP.packets[torch.ops.aten.pad_sequence].degrees.__name__ == "pad"
+
+
+class PolarMagnitude(nn.Module):
+    """WavTokenizer's inverse STFT head: a magnitude from one projection, a phase from another,
+    joined with ``torch.polar``: the magnitude's scale passes, the phase's must not."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.mag, self.phase = nn.Linear(d, d), nn.Linear(d, d)
+        self.norm, self.out = nn.LayerNorm(2 * d), nn.Linear(2 * d, 3)
+
+    def forward(self, x):
+        z = torch.polar(torch.exp(self.mag(x)), self.phase(x)) * self.mag.weight.sum()
+        return self.out(self.norm(torch.view_as_real(z).flatten(-2)))
+
+
+def test_polar_matches_oracle():
+    torch.manual_seed(0)
+    report, truth = differential(PolarMagnitude(), torch.randn(2, 4, 6))
+    assert "phase.weight" not in truth.ineffective and "phase.weight" in report.effective
+
+
+class PaddedSegments(nn.Module):
+    """LightGlue's batching of variable-length keypoint sets: sequences split by an input's
+    values (the specialising tracer's case), padded with ``pad_sequence``, then normalised
+    along the padded axis, where the padding value meets the sequences."""
+
+    def __init__(self, d=6, longest=4, pad=0.0):
+        super().__init__()
+        self.pad = pad
+        self.fc, self.norm, self.out = nn.Linear(d, d), nn.LayerNorm(longest), nn.Linear(d, 3)
+
+    def forward(self, x, lengths):
+        parts = torch.split(self.fc(x), lengths.tolist())
+        padded = nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=self.pad)
+        return self.out(self.norm(padded.transpose(1, 2)).transpose(1, 2))
+
+
+@pytest.mark.parametrize("pad", [0.0, 2.5])
+def test_pad_sequence_matches_oracle(pad):
+    torch.manual_seed(0)
+    x, lengths = torch.randn(7, 6), torch.tensor([3, 4])
+    report, truth = differential(PaddedSegments(pad=pad), (x, lengths))
+    assert report.coverage.method == "specialised"
+    # zero padding scales with the sequences; a constant pad value of 2.5 does not
+    assert ("fc.weight" in truth.ineffective) == (pad == 0.0)
+
+
+def test_cdist_rule():
+    assert LOOKUP.functions[torch.cdist].degrees.__name__ == "distance"
+    assert LOOKUP.packets[torch.ops.aten.cdist].degrees.__name__ == "distance"
+
+
+class PairwiseDistances(nn.Module):
+    """Mimi's vector quantiser compares projections with a codebook by ``cdist``: distances
+    scale with the two point sets only when both scale alike."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.a, self.b, self.lone = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.norm, self.out = nn.LayerNorm(5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        together = torch.cdist(self.a(x), self.b(x))  # a and b may scale jointly
+        apart = torch.cdist(self.lone(x), x)  # x does not scale: lone must not either
+        return self.out(self.norm(together)) + self.out(self.norm(apart))
+
+
+def test_cdist_matches_oracle():
+    torch.manual_seed(0)
+    report, truth = differential(PairwiseDistances(), torch.randn(2, 5, 6))
+    assert {"a.weight", "b.weight"} <= truth.ineffective and "lone.weight" not in truth.ineffective

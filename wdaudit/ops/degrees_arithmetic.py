@@ -133,3 +133,12 @@ def norm(c: Call) -> Deg | None:
     return Deg(d.form, d.zero, True)
 
 
+def distance(c: Call) -> Deg | None:
+    """Pairwise distances ``‖x1_i - x2_j‖_p``: homogeneous when both sets scale alike (a
+    p = 0 distance counts differences and does not scale)."""
+    p = c.raw("p", default=2)
+    d = c.same([c.deg("x1"), c.deg("x2")], "distances compare points that must scale alike")
+    c.read_rest()
+    if is_number(p) and p == 0:
+        return Deg(nonneg=True)
+    return Deg(d.form, d.zero, True)

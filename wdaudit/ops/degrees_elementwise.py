@@ -244,14 +244,24 @@ def scatter(c: Call) -> Deg:
 
 
 def pad(c: Call) -> Deg | None:
-    """Padding is homogeneous unless it pads with a non-zero constant."""
+    """Padding is homogeneous unless it pads with a non-zero constant.  ``pad_sequence`` pads
+    sequences to one length and stacks them: they scale alike."""
     c.raw("pad", "mode")
-    value = c.raw("value", default=0)
-    x = c.deg("input")
+    value = c.raw("value", "padding_value", default=0)
+    if c.has("sequences"):
+        x = c.same([as_deg(t) for t in c.raw("sequences")], "padded sequences must scale alike")
+    else:
+        x = c.deg("input")
     if is_number(value) and value != 0 and c.raw("mode", default="constant") == "constant":
         c.require_zero(x, f"pads with the constant {value:g}")
         return CONST
     return x
+
+
+def polar(c: Call) -> Deg | None:
+    """``abs · e^(i·angle)``: homogeneous in the magnitude; the angle must not scale."""
+    c.require_zero(c.deg("angle"), "is the angle of a complex number")
+    return c.deg("abs")
 
 
 def copy(c: Call) -> Deg | None:

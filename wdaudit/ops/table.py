@@ -14,10 +14,9 @@ Anything not listed is an *unknown op*, the same for every analysis: its inputs 
 degree 0, it mixes every term it reads, and it is counted once in the report (strict mode:
 raises).
 
-The table has three parts: the rows here (shape, elementwise, arithmetic, selection ops),
+The table has three parts: these rows (shape, elementwise, arithmetic, selection ops),
 :mod:`wdaudit.ops.table_layers` (products, normalisers, attention, softmax) and
-:mod:`wdaudit.ops.leaf_modules` (layers kept whole).  :mod:`wdaudit.ops.lookup` finds a
-node's op in them.
+:mod:`wdaudit.ops.leaf_modules` (layers kept whole); :mod:`wdaudit.ops.lookup` finds ops.
 """
 
 from __future__ import annotations
@@ -129,6 +128,7 @@ ROWS: list[Row] = [
         aten: view_as_complex view_as_real real imag
         torch: view_as_complex view_as_real real imag
     """, view=True),
+    Row(E.polar, O.mixes, "aten: polar\n torch: polar"),
     Row(E.preserve, O.mixes, """
         aten: fft_fft fft_ifft fft_fft2 fft_ifft2 fft_fftn fft_ifftn fft_rfft fft_irfft fft_rfft2
               fft_irfft2 fft_rfftn fft_irfftn fft_hfft fft_ihfft fft_fftshift fft_ifftshift
@@ -297,7 +297,7 @@ ROWS: list[Row] = [
                 scatter_reduce select_scatter diagonal_scatter
     """),
     Row(E.copy, O.mixes, "aten: copy"),
-    Row(E.pad, O.mixes, "aten: pad constant_pad_nd\n torch: constant_pad_nd\n F: pad"),
+    Row(E.pad, O.mixes, "aten: pad constant_pad_nd pad_sequence\n torch: constant_pad_nd\n F: pad"),
     Row(partial(E.cat, split=True), O.mixes, "aten: cat\n torch: cat"),
     Row(E.cat, O.mixes, """
         aten: stack hstack vstack dstack concat concatenate column_stack

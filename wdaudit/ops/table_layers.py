@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from . import degrees_arithmetic as A
 from . import degrees_elementwise as E
 from . import degrees_layers as L
 from . import offsets as O
@@ -102,6 +103,7 @@ ROWS: list[Row] = [
         F: gumbel_softmax
         method: logsumexp
     """),
+    Row(A.distance, O.mixes, "aten: cdist _cdist_forward\n torch: cdist"),
     # recurrent layers as export spells them (nn.LSTM/GRU/RNN are leaf modules otherwise):
     # gated by sigmoid/tanh, so nothing they read may scale; their outputs are constants
     Row(E.nonlinear, O.mixes, """
