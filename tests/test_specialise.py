@@ -126,3 +126,24 @@ def test_an_output_size_the_weights_decide_is_not_a_crash():
     assert report.coverage.method == "specialised"
     assert not report.ineffective and "fc.weight" in report.unknown
     assert all("branches otherwise" in g.note for g in report.groups)
+
+
+def test_every_change_of_a_point_is_a_new_version():
+    """A specialised program is compared with the model once per point it is evaluated at; the
+    key says which values a point holds and must never repeat for other values (two redraws
+    of the same member make tensors of equal version counters and possibly equal ids)."""
+    from wdaudit.engine import confirm_runs, generic_point
+    from wdaudit.engine.claims import Claim
+
+    params = {"w": torch.randn(4, 4), "b": torch.randn(4)}
+    point = generic_point.draw(params, device=torch.device("cpu"), dtype=torch.float64, seed=0)
+    seen = [confirm_runs.version(point)]
+    redraw, scale = Claim({}, ("b",), "no-effect"), Claim({"w": 1.0})
+    for claims, factors, salt in (([redraw], [1.0], 0), ([redraw], [1.0], 7),
+                                  ([scale], [2.0], 0), ([scale], [0.5], 0)):
+        with confirm_runs.applied(point, claims, factors, salt):
+            seen.append(confirm_runs.version(point))
+        seen.append(confirm_runs.version(point))
+    assert len(set(seen)) == len(seen)
+    wider = generic_point.saturate(point, spread=3.0)
+    assert confirm_runs.version(wider) not in seen

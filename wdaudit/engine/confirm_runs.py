@@ -29,9 +29,9 @@ class Strayed(Exception):
                        f"specialised program froze (apart by {gap:.2e})")
 
 
-def version(params: Mapping[str, torch.Tensor]) -> tuple:
-    """Which values a point holds: in-place scaling bumps a tensor's version counter."""
-    return (id(params),) + tuple(t._version for t in params.values())
+def version(point: generic.Point) -> tuple[int, int]:
+    """Which values a point holds, as a key never repeated for other values."""
+    return (point.serial, point.changes)
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ def applied(params: generic.Point, claims, factors, seed: int):
         for name, s in claim.exponents.items():
             scales[name] = scales.get(name, 1.0) * a ** float(s)
     redrawn = [name for claim in claims for name in claim.redraw]
+    params.changes += 1
     for name, noise in zip(redrawn, noise_like([params[n] for n in redrawn], seed)):
         params[name] = noise * (params[name].abs().mean() + 1.0)
     for name, f in scales.items():
@@ -94,6 +95,7 @@ def applied(params: generic.Point, claims, factors, seed: int):
     try:
         yield
     finally:
+        params.changes += 1  # the values are the point's own again, but not known to be
         for name, f in scales.items():
             params[name].div_(f)
         for name in redrawn:

@@ -177,6 +177,16 @@ class _DegreeWalk(GraphWalk):
             return old_nonzero
         return out
 
+    def after(self, node: fx.Node) -> None:
+        # a write through one view reaches every alias: a zero buffer written into (glm5_next's
+        # chunked attention fills a zeros_like through select views) is zero no longer, and
+        # _inplace pinned what was written to degree 0
+        if node.name in self.graph.mutations and self.env.get(node.name) is not None:
+            for alias in self.graph.mutations[node.name]:
+                value = self.env.get(alias)
+                if isinstance(value, Deg) and value.zero:
+                    self.env[alias] = CONST
+
     def unknown(self, node: fx.Node, reason: str) -> Any:
         operands = fx.node.map_arg((node.args, node.kwargs), self._value)
         leaf = self.program.leaves.get(node.name)

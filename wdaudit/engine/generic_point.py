@@ -9,12 +9,16 @@ tokens, position tables with a leading 1) of order one around their current mean
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 import torch
+
+
+_SERIALS = itertools.count()
 
 
 class Point(dict):
@@ -25,6 +29,10 @@ class Point(dict):
                  dtype: torch.dtype, seed: int, spread: float):
         super().__init__()
         self._recipe = (source, device, dtype, seed, spread)
+        # which values the point holds: (serial, changes) is never repeated, so a run at a
+        # point can be known to be done (``confirm_runs.applied`` counts the changes)
+        self.serial = next(_SERIALS)
+        self.changes = 0
 
     def fresh(self, name: str) -> torch.Tensor:
         source, device, dtype, seed, spread = self._recipe
