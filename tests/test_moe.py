@@ -37,3 +37,19 @@ def test_grouped_matmul_experts_get_the_same_verdicts():
     batched = wdaudit.audit(model, ids)  # confirmed, and matches the oracle (above)
     assert {n: p.verdict for n, p in grouped.parameters.items()} == \
         {n: p.verdict for n, p in batched.parameters.items()}
+
+
+@pytest.mark.zoo
+def test_eager_expert_loop_gets_the_same_verdicts():
+    """transformers' "eager" experts loop over the experts that tokens were routed to
+    (``torch.where`` on the routing mask): control flow on values, which only the specialising
+    tracer follows.  Its expert outputs are ``index_add_``-ed into a zero buffer in place."""
+    torch.manual_seed(0)
+    model, ids, _ = zoo.hf_mixtral("eager")
+    eager = wdaudit.audit(model, ids)
+    assert eager.coverage.method == "specialised"
+    model.config._experts_implementation = "batched_mm"
+    batched = wdaudit.audit(model, ids)  # matches the oracle (above)
+    assert batched.ineffective  # the comparison has content
+    assert {n: p.verdict for n, p in eager.parameters.items()} == \
+        {n: p.verdict for n, p in batched.parameters.items()}

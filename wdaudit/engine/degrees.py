@@ -164,28 +164,32 @@ class _DegreeWalk(GraphWalk):
 
     def _inplace(self, node: fx.Node, call: Call, out: Any) -> Any:
         """An in-place op must leave its target's degree unchanged: other references
-        (views, later uses of the same node) still see the old tensor object."""
+        (views, later uses of the same node) still see the old tensor object.  A zero target
+        has no degree to keep: it takes the written one (``after`` gives it to its aliases)."""
         target = node.args[0] if node.args else None
         if not isinstance(target, fx.Node):
             return out
         old = self._resolve(node, self._value(target))
         if isinstance(old, Deg) and isinstance(out, Deg):
-            old_nonzero = CONST if old.zero else old
-            call.require_equal(old_nonzero, out, f"in-place {call.op} on {target.name}")
             if old.zero:
-                self.env[target.name] = CONST
-            return old_nonzero
+                # a zero buffer written into holds what was written and zeros, which scale
+                # with anything (an MoE's experts index_add_ into zeros): the written degree
+                self.env[target.name] = out
+                return out
+            call.require_equal(old, out, f"in-place {call.op} on {target.name}")
+            return old
         return out
 
     def after(self, node: fx.Node) -> None:
         # a write through one view reaches every alias: a zero buffer written into (glm5_next's
-        # chunked attention fills a zeros_like through select views) is zero no longer, and
-        # _inplace pinned what was written to degree 0
+        # chunked attention fills a zeros_like through select views) is zero no longer: it
+        # holds what was written, of the degree _inplace gave the target
         if node.name in self.graph.mutations and self.env.get(node.name) is not None:
+            written = self.env.get(node.args[0].name)
             for alias in self.graph.mutations[node.name]:
                 value = self.env.get(alias)
                 if isinstance(value, Deg) and value.zero:
-                    self.env[alias] = CONST
+                    self.env[alias] = written if isinstance(written, Deg) else CONST
 
     def unknown(self, node: fx.Node, reason: str) -> Any:
         operands = fx.node.map_arg((node.args, node.kwargs), self._value)
