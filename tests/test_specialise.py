@@ -2,6 +2,7 @@
 symbolic_trace and torch.export both refuse, is traced as the ops of one run (make_fx), and
 confirmation compares that program with the model at every point it evaluates it."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -147,3 +148,37 @@ def test_every_change_of_a_point_is_a_new_version():
     assert len(set(seen)) == len(seen)
     wider = generic_point.saturate(point, spread=3.0)
     assert confirm_runs.version(wider) not in seen
+
+
+class WeightSized(nn.Module):
+    """How much it allocates is decided by a weight, as a text-to-speech model's predicted
+    durations decide how many frames it makes: at the user's weights (``duration`` 0) nothing
+    extra, at any other about 300 MB that the memory bill, made from the traced sizes, cannot
+    foresee.  The output does not depend on it: only the ceiling can stop it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.norm, self.head = nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)
+        self.duration = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, x):
+        h = self.norm(self.fc(x))
+        if bool(self.duration != 0):
+            frames = [torch.ones(2048, 2048) for _ in range(10)]  # 10 x 32 MB in float64
+            h = h + 0 * sum(f[0, 0] for f in frames)
+        return self.head(h)
+
+
+def test_sizes_the_weights_decide_are_stopped_at_the_ceiling():
+    from wdaudit.engine import ceiling
+
+    if ceiling.resident() is None:
+        pytest.skip("no /proc/self/statm here: nothing is watched")
+    torch.manual_seed(0)
+    model, x = WeightSized(), torch.randn(5, 4)
+    report = wdaudit.audit(model, x, strict=False, memory_budget=100 * 2**20)
+    assert report.coverage.method == "specialised"
+    assert "outgrow the memory" in report.confirmation.reason
+    assert not report.ineffective and "fc.weight" in report.unknown
+    roomy = wdaudit.audit(model, x, strict=False, memory_budget=4 * 2**30)
+    assert {"fc.weight", "fc.bias"} <= roomy.ineffective  # the same model, room to run

@@ -6,8 +6,9 @@ effect are redrawn.  Only when the joint pass fails do we bisect.  A claim is co
 
 * the traced program with every normalisation eps → 0 does not change (exact, float64);
 * the traced program with eps as is reproduces the real model at the check point (both
-  tracers refuse value-dependent control flow, and opaque parts run eagerly, so a program
-  that agrees there computes the model's function);
+  symbolic_trace and export refuse value-dependent control flow, and opaque parts run
+  eagerly, so a program that agrees there computes the model's function); a specialised
+  program (make_fx: branches frozen) at every point it is evaluated at;
 * the Euler identity ``Σ_p s_p ⟨∇_p L, θ_p⟩ = 0`` holds at a second, saturating point (for
   a no-effect claim whose gradient there is a cancellation swamped by round-off, redrawing
   its members at that point must leave the output unchanged, as at the first).  A no-effect
@@ -35,7 +36,7 @@ from typing import Mapping
 import torch
 
 from ..report import CHECKED, FAILED, SKIPPED, Check, Confirmation
-from . import budget
+from . import budget, ceiling
 from . import confirm_runs as runs
 from . import generic_point as generic
 from .claims import Claims
@@ -154,19 +155,25 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
     factors = [rng.choice((0.5, 2.0)) for _ in todo]
     results: dict[int, Check] = {}
     start = time.perf_counter()
+    # a specialised model's sizes may follow its weights: past half of what is free (the op in
+    # flight may be as large again) it is stopped; on a GPU such an allocation raises anyway
+    watched = is_specialised(program) and torch.device(setup.device).type == "cpu"
+    free = budget.available(torch.device("cpu"), setup.memory_budget) if watched else None
+    headroom = free // 2 if free is not None else None
     try:
-        ctx.baseline()
-        if ctx.fidelity0 > TOL_FAITHFUL:
-            # no claim can pass where the program is not the model: bisecting would only run
-            # every claim alone to learn the same (efficientformer: 525 passes)
-            results = dict.fromkeys(range(len(todo)), ctx.unfaithful())
-            euler = [0.0] * len(todo)
-        else:
-            ctx.bisect(list(range(len(todo))), todo, factors, results)
-            timings["checks"] = time.perf_counter() - start
-            start = time.perf_counter()
-            euler = ctx.euler(todo)
-            timings["euler"] = time.perf_counter() - start
+        with ceiling.watching(headroom):
+            ctx.baseline()
+            if ctx.fidelity0 > TOL_FAITHFUL:
+                # no claim can pass where the program is not the model: bisecting would only run
+                # every claim alone to learn the same (efficientformer: 525 passes)
+                results = dict.fromkeys(range(len(todo)), ctx.unfaithful())
+                euler = [0.0] * len(todo)
+            else:
+                ctx.bisect(list(range(len(todo))), todo, factors, results)
+                timings["checks"] = time.perf_counter() - start
+                start = time.perf_counter()
+                euler = ctx.euler(todo)
+                timings["euler"] = time.perf_counter() - start
     except runs.CannotConfirm as exc:
         exc.passes = ctx.passes
         raise
@@ -210,7 +217,7 @@ class _Context(SaturatingPoint):
         self.passes = 0
         self.seed = seed
         # a specialised program froze one run's branches: it must follow the model at every
-        # point it is evaluated at (the points it did follow, by tensor versions), not only here
+        # point it is evaluated at, not only here (the points it did, by runs.version)
         self.followed: set | None = None
         self._last_real: tuple = ((), None)
 
@@ -308,8 +315,9 @@ class _Context(SaturatingPoint):
 
     def _scaled(self, claims, factors) -> Check:
         # each output is reduced to a number as soon as it exists: outputs can be large
-        # the traced program is checked against the model at the base point only: both
-        # tracers refuse value-dependent control flow, so what agrees there agrees here
+        # a traced program is checked against the model at the base point only: both those
+        # tracers refuse value-dependent control flow, so what agrees there agrees here (a
+        # specialised one is followed at every point, in _program)
         with runs.applied(self.params, claims, factors, self.seed):
             real = runs.relative(self._real(self.params), self.real0)
             exact = runs.relative(self._program(self.params, eps_zero=True), self.exact0)

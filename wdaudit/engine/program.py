@@ -22,6 +22,7 @@ from torch.func import functional_call
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from . import ceiling
 from .float64_kernels import stand_in
 from .shifted_norms import ShiftedNorms
 from .working_copy import forget_caches, structural_copy, tensor_slots
@@ -322,6 +323,7 @@ class _WriteGuard(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        ceiling.check()
         if self.protected and func._schema.is_mutable:
             for spec, value in _arguments(func._schema, args, kwargs):
                 info = spec.alias_info

@@ -13,7 +13,6 @@ two part is a point where nothing is confirmed.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import torch
 import torch.fx.traceback as fx_traceback
@@ -56,7 +55,7 @@ def specialise(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program
                      pre_dispatch=True)(
             list(params.values()), list(buffers.values()), *inputs)
     placeholders = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
-    n_user = len(pytree.tree_leaves(list(inputs)))
+    n_user = len(pytree.tree_leaves(list(inputs)))  # None takes no graph input (the runner knows)
     if len(placeholders) != len(pnames) + len(bnames) + n_user:
         raise RuntimeError("make_fx produced an unexpected number of graph inputs")
     param_nodes = dict(zip(placeholders, pnames))
@@ -74,12 +73,6 @@ def specialise(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program
     return Program(root, gm, METHOD, param_nodes, buffer_nodes, constants,
                    tuple(placeholders[len(pnames) + len(bnames):]), None,
                    tuple(root.output_paths), {}, paths)
-
-
-def user_leaves(inputs: tuple) -> list[Any]:
-    """The example inputs as the specialised program's placeholders take them (``None`` takes
-    none, a nested tuple one per element)."""
-    return pytree.tree_leaves(list(inputs))
 
 
 @contextlib.contextmanager
