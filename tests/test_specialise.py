@@ -182,3 +182,35 @@ def test_sizes_the_weights_decide_are_stopped_at_the_ceiling():
     assert not report.ineffective and "fc.weight" in report.unknown
     roomy = wdaudit.audit(model, x, strict=False, memory_budget=4 * 2**30)
     assert {"fc.weight", "fc.bias"} <= roomy.ineffective  # the same model, room to run
+
+
+def test_a_specialised_audit_leaves_model_and_torch_as_found():
+    from tests.test_guarantees import changes, fingerprint
+
+    model, inputs = segments()
+    model.fc.weight.requires_grad_(False)
+    model.train()
+    before = fingerprint(model)
+    hooks = (dict(nn.modules.module._global_forward_hooks),
+             dict(nn.modules.module._global_forward_pre_hooks))
+    report = wdaudit.audit(model, inputs)
+    assert report.coverage.method == "specialised"
+    assert changes(before, fingerprint(model)) == []
+    assert hooks == (dict(nn.modules.module._global_forward_hooks),
+                     dict(nn.modules.module._global_forward_pre_hooks))
+
+
+def test_one_allocation_past_the_ceiling_is_refused_as_it_is_asked_for():
+    """fastspeech2 at the generic point asked for 15 GB in one op, and the kernel killed the
+    process before the next op could be checked: inside the watch, the address space is capped
+    too, and lifted afterwards."""
+    resource = pytest.importorskip("resource")
+    from wdaudit.engine import ceiling
+
+    if ceiling.resident() is None:
+        pytest.skip("no /proc/self/statm here: nothing is watched")
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with ceiling.watching(100 * 2**20):
+        with pytest.raises(RuntimeError, match="allocate"):
+            torch.empty(2 * ceiling.FLOOR, dtype=torch.uint8)  # never touched: costs nothing
+    assert resource.getrlimit(resource.RLIMIT_AS) == before

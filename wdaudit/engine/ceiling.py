@@ -5,8 +5,9 @@ A forward whose sizes its weights decide (a text-to-speech model's predicted dur
 allocate far more at confirmation's generic point than on the example inputs: the memory bill
 (``budget``) is computed from the sizes the trace recorded and cannot see it.  Inside
 :func:`watching`, every op the runner dispatches (``program._WriteGuard``) checks the resident
-set now and then, and raises ``MemoryError`` past the ceiling, before the kernel's OOM killer
-ends the user's process.  Linux only (``/proc/self/statm``); elsewhere nothing is watched.
+set, and raises ``MemoryError`` past the ceiling, before the kernel's OOM killer
+ends the user's process; the address space is capped as well, against one op larger than the
+ceiling by itself.  Linux only (``/proc/self/statm``); elsewhere nothing is watched.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import os
 
 _LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("wdaudit_rss_limit",
                                                                     default=None)
-_EVERY = 32  # ops between two reads of the resident set (a read costs a few microseconds)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_count = 0
 
 
 def resident() -> int | None:
@@ -31,24 +30,61 @@ def resident() -> int | None:
         return None
 
 
+def _virtual() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @contextlib.contextmanager
 def watching(headroom: int | None):
     """Raise ``MemoryError`` from any op once the process holds ``headroom`` bytes more than
-    it does now (no ceiling when either is unknown)."""
+    it does now (no ceiling when either is unknown).  One op can allocate more than that by
+    itself (fastspeech2's length regulation: 15 GB, and the OOM killer came before the next
+    op), so the address space is capped too, at ``max(headroom, FLOOR)`` more than now: such
+    an allocation then fails as it is asked for."""
     now = resident()
     token = _LIMIT.set(now + headroom if now is not None and headroom is not None else None)
+    with _address_space(headroom):
+        try:
+            yield
+        finally:
+            _LIMIT.reset(token)
+
+
+FLOOR = 2 * 2**30  # the address space always has this much room: threads reserve arenas
+
+
+@contextlib.contextmanager
+def _address_space(headroom: int | None):
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        resource = None
+    vm = _virtual()
+    if resource is None or vm is None or headroom is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = vm + max(headroom, FLOOR)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY and soft <= cap:
+        yield  # the user's own cap is tighter already
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     try:
         yield
     finally:
-        _LIMIT.reset(token)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def check() -> None:
-    global _count
+    """After every op: one op can hold as much as all before it (fastspeech2's 15 GB length
+    regulation, then the next op's copy of it), and a read costs a few microseconds."""
     limit = _LIMIT.get()
-    if limit is None:
-        return
-    _count += 1
-    if _count % _EVERY == 0 and (resident() or 0) > limit:
+    if limit is not None and (resident() or 0) > limit:
         raise MemoryError("its tensors at this point outgrow the memory that was free (its "
                           "sizes depend on its weights), so it was stopped")
