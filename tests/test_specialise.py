@@ -214,3 +214,32 @@ def test_one_allocation_past_the_ceiling_is_refused_as_it_is_asked_for():
         with pytest.raises(RuntimeError, match="allocate"):
             torch.empty(2 * ceiling.FLOOR, dtype=torch.uint8)  # never touched: costs nothing
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+class WeightPicked(nn.Module):
+    """Picks the features its weights select (``nonzero``, as an MoE router's token choice
+    does) and then sizes a tensor by how many there were: at the user's weights one, at the
+    generic point (gate values near their mean, -2.5) none, and the program's frozen size no
+    longer fits what ``nonzero`` returns there."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.norm, self.head = nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)
+        self.gate = nn.Parameter(torch.tensor([-5.0, -5.0, -5.0, 5.0]))
+
+    def forward(self, x):
+        h = self.fc(x)
+        if bool((self.gate > 0).any()):  # a value branch: only make_fx follows this forward
+            picked = h[:, torch.nonzero(self.gate > 0).squeeze(1)]
+            flat = picked.reshape(x.shape[0] * picked.shape[1])  # a size make_fx freezes
+            h = h + flat.sum()
+        return self.head(self.norm(h))
+
+
+def test_frozen_sizes_that_do_not_fit_are_said_so():
+    torch.manual_seed(0)
+    model, x = WeightPicked(), torch.randn(5, 4)
+    report = wdaudit.audit(model, x, strict=False)
+    assert report.coverage.method == "specialised" and not report.ineffective
+    assert "branches otherwise" in report.confirmation.reason
+    assert "raised" in report.confirmation.reason

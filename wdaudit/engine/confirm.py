@@ -259,7 +259,13 @@ class _Context(SaturatingPoint):
         self.real0 = self._real(self.params)
         if not any(y.numel() for y in self.real0):
             raise runs.CannotConfirm("the model has no floating-point output to measure")
-        self.exact0 = self._program(self.params, eps_zero=True)
+        try:
+            self.exact0 = self._program(self.params, eps_zero=True)
+        except runs.CannotConfirm as exc:  # a specialised program's frozen sizes do not fit
+            if exc.kernel or not is_specialised(self.program):
+                raise
+            raise runs.CannotConfirm(runs.Strayed(float("inf"), str(exc)).reason
+                                     .removeprefix("cannot confirm: ")) from exc
         finite = [bool(torch.isfinite(y).all()) for y in self.real0 + self.exact0]
         if not all(finite):
             # a model that is NaN in float64 itself (canine: its masks overflow there) is run

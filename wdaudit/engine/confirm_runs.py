@@ -23,10 +23,10 @@ class Strayed(Exception):
     """A specialised program and the model part ways at a point (the model branches otherwise
     there than in the run the program was specialised on)."""
 
-    def __init__(self, gap: float):
+    def __init__(self, gap: float, detail: str = ""):
         super().__init__(gap)
         self.reason = (f"cannot confirm: the model branches otherwise here than in the run its "
-                       f"specialised program froze (apart by {gap:.2e})")
+                       f"specialised program froze ({detail or f'apart by {gap:.2e}'})")
 
 
 def version(point: generic.Point) -> tuple[int, int]:
