@@ -164,7 +164,9 @@ class WeightSized(nn.Module):
     def forward(self, x):
         h = self.norm(self.fc(x))
         if bool(self.duration != 0):
-            frames = [torch.ones(2048, 2048) for _ in range(10)]  # 10 x 32 MB in float64
+            # 5 x 64 MB in float64: above glibc's largest mmap threshold (32 MB), so each is
+            # fresh memory, not memory an earlier test freed and the allocator kept resident
+            frames = [torch.ones(4096, 2048) for _ in range(5)]
             h = h + 0 * sum(f[0, 0] for f in frames)
         return self.head(h)
 
