@@ -1,7 +1,8 @@
-"""Opaque parts, audited on their own: the finer-grained fallback for forwards neither tracer
-can follow.
+"""Opaque parts, audited on their own: the finer-grained fallback for forwards no tracer can
+follow.
 
-When a module's ``forward`` defeats both tracers (data-dependent control flow), the trace keeps
+When a module's ``forward`` defeats every tracer (data-dependent control flow that make_fx
+cannot record either), the trace keeps
 it whole as one opaque op, and everything that crosses it is unknown.  Its submodules may still
 trace.  A submodule ``C`` called with the same structure every time can be audited as a model
 of its own, on the arguments the model really passed it: a rescaling that leaves ``C``'s output

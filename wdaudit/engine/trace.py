@@ -6,7 +6,9 @@ traced program does not reproduce the model, ``torch.export`` (non-strict) on th
 A symbolic trace is run once against the real model before it is accepted (it can freeze
 control flow); an export is specialised to these very inputs and refuses data-dependent
 branches, so it is taken with the shapes it recorded, and confirmation compares it with the
-model again, in float64, like every program.
+model again, in float64, like every program.  A forward that branches on tensor values, which
+both refuse, is recorded as the ops of one run by make_fx (``specialise``; confirmation then
+follows it at every point); only what defeats that too becomes an opaque op.
 """
 
 from __future__ import annotations
@@ -374,8 +376,9 @@ def _explain(attempts: list[tuple[str, Exception]], root: nn.Module) -> str:
     parts = [f"{name}: {_short(exc)}" for name, exc in attempts]
     place = f" The failure is inside module '{where}'." if where else ""
     return ("Could not trace the model. " + " | ".join(parts) + "." + place +
-            " Data-dependent Python control flow (if/for on tensor values) defeats both "
-            "tracers: make the branch depend on shapes or configuration, move it out of "
+            " Data-dependent Python control flow (if/for on tensor values) defeats "
+            "symbolic_trace and torch.export, and make_fx could not record this run either: "
+            "make the branch depend on shapes or configuration, move it out of "
             "forward(), or audit the submodule that traces on its own.")
 
 
