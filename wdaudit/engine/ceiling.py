@@ -23,17 +23,18 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 def resident() -> int | None:
     """Bytes this process holds in memory now; None where /proc is not there."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return None
+    return _statm(1)
 
 
 def _virtual() -> int | None:
+    """Bytes of address space this process has mapped now."""
+    return _statm(0)
+
+
+def _statm(field: int) -> int | None:
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[0]) * _PAGE
+            return int(f.read().split()[field]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
 
