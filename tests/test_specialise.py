@@ -245,3 +245,17 @@ def test_frozen_sizes_that_do_not_fit_are_said_so():
     assert report.coverage.method == "specialised" and not report.ineffective
     assert "branches otherwise" in report.confirmation.reason
     assert "raised" in report.confirmation.reason
+
+
+def test_nan_in_one_run_only_is_infinitely_apart():
+    """A follow check compares the program with the model; a NaN never compares as large, so
+    NaN or Inf in one and not at the same places in the other must count as parting."""
+    from wdaudit.engine import confirm_runs
+
+    finite, nan = torch.tensor([1.0, 2.0]), torch.tensor([1.0, float("nan")])
+    assert confirm_runs.apart([nan], [finite]) == float("inf")
+    assert confirm_runs.apart([finite], [nan]) == float("inf")
+    assert confirm_runs.apart([nan], [nan.clone()]) == 0.0
+    # relative() once returned 0.0 here: max(0.0, nan) keeps 0.0, and a scaling that made
+    # the output NaN would have passed as "unchanged"
+    assert confirm_runs.relative([nan], [finite]) == float("inf")

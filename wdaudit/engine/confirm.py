@@ -285,7 +285,7 @@ class _Context(SaturatingPoint):
         with torch.no_grad():
             theirs = self._real(params)
             try:
-                gap = runs.relative(self._run(params, eps_zero=False), theirs)
+                gap = runs.apart(self._run(params, eps_zero=False), theirs)
             except runs.CannotConfirm as exc:  # its frozen shapes do not fit this point
                 if exc.kernel:
                     raise

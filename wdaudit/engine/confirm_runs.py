@@ -193,6 +193,18 @@ def floats(outs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [y for y in outs if y.is_floating_point() or y.is_complex()]
 
 
+def apart(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
+    """:func:`relative` for two runs that should be one function: NaN or Inf in one and not
+    at the same places in the other is infinitely apart (a NaN never compares as large)."""
+    if len(a) != len(b):
+        return float("inf")
+    for x, y in zip(a, b):
+        if x.shape != y.shape or not torch.equal(torch.isfinite(x), torch.isfinite(y)):
+            return float("inf")
+    finite = [(x[torch.isfinite(x)], y[torch.isfinite(y)]) for x, y in zip(a, b)]
+    return relative([x for x, _ in finite], [y for _, y in finite])
+
+
 def relative(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     """Largest per-output relative change (so a small output is not drowned by a big one)."""
     worst = 0.0
@@ -203,6 +215,8 @@ def relative(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
             return float("inf")
         x, y = x.detach().double(), y.detach().double()
         diff = float((x - y).norm())
+        if diff != diff:  # NaN where the other is not: never "no change" (max() would drop it)
+            return float("inf")
         ref = float(y.norm())
         worst = max(worst, diff / ref if ref > 0 else (0.0 if diff == 0 else float("inf")))
     return worst
