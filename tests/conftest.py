@@ -18,8 +18,6 @@ if "OMP_NUM_THREADS" not in os.environ:
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
-
-
 import pytest  # noqa: E402
 
 from tests.support.untraceable import beyond_make_fx as _beyond  # noqa: E402
