@@ -264,8 +264,7 @@ class _Context(SaturatingPoint):
         except runs.CannotConfirm as exc:  # a specialised program's frozen sizes do not fit
             if exc.kernel or not is_specialised(self.program):
                 raise
-            raise runs.CannotConfirm(runs.Strayed(float("inf"), str(exc)).reason
-                                     .removeprefix("cannot confirm: ")) from exc
+            raise runs.CannotConfirm(runs.Strayed(float("inf"), str(exc)).why) from exc
         finite = [bool(torch.isfinite(y).all()) for y in self.real0 + self.exact0]
         if not all(finite):
             # a model that is NaN in float64 itself (canine: its masks overflow there) is run

@@ -27,7 +27,7 @@ class SaturatingPoint:
         try:
             return self._euler_tiers(claims)
         except runs.Strayed as exc:
-            raise runs.CannotConfirm(exc.reason.removeprefix("cannot confirm: ")) from exc
+            raise runs.CannotConfirm(exc.why) from exc
 
     def _euler_tiers(self, claims) -> list[float]:
         residuals = self._euler(claims, EPS_TINY)

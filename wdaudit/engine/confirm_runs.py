@@ -25,8 +25,9 @@ class Strayed(Exception):
 
     def __init__(self, gap: float, detail: str = ""):
         super().__init__(gap)
-        self.reason = (f"cannot confirm: the model branches otherwise here than in the run its "
-                       f"specialised program froze ({detail or f'apart by {gap:.2e}'})")
+        self.why = (f"the model branches otherwise here than in the run its specialised "
+                    f"program froze ({detail or f'apart by {gap:.2e}'})")
+        self.reason = f"cannot confirm: {self.why}"
 
 
 def version(point: generic.Point) -> tuple[int, int]:

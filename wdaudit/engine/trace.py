@@ -32,6 +32,11 @@ from .working_copy import (Flattened, forget_caches, once_per_slot, set_training
                            structural_copy)
 
 
+_SPECIALISED = ("the program is the model's ops as they ran on the example inputs (make_fx): "
+                "its branches are frozen, so confirmation compares it with the model at every "
+                "point")
+
+
 class TraceError(RuntimeError):
     """Neither tracer produced a faithful program; the message says where and what to do."""
 
@@ -81,7 +86,7 @@ def _trace(model: nn.Module, inputs: tuple) -> Program:
         if reference is not None:  # specialising runs the model: it needs real weights
             try:
                 return _replace_notes(_check(specialise(root, canon, inputs), reference, inputs),
-                                      _specialised_notes(attempts))
+                                      _not_used(attempts) + (_SPECIALISED,))
             except Exception as again:  # noqa: BLE001 - then opaque parts, as before
                 attempts.append(("make_fx", again))
         opaque_prog = _with_opaque_parts(root, canon, reference, inputs, attempts)
@@ -92,7 +97,7 @@ def _trace(model: nn.Module, inputs: tuple) -> Program:
         return _opaque_whole(root, canon, reference, inputs, attempts)
     if fx_prog is not None and len(_unknown_ops(fx_prog)) <= len(_unknown_ops(ex_prog)):
         return fx_prog
-    notes = tuple(f"{name} was not used: {_short(exc)}" for name, exc in attempts)
+    notes = _not_used(attempts)
     if fx_prog is not None:
         notes += ("symbolic_trace left opaque calls; torch.export sees through them",)
     return _replace_notes(ex_prog, notes)
@@ -119,10 +124,8 @@ def _with_opaque_parts(root, canon, reference, inputs, attempts) -> Program | No
     return None
 
 
-def _specialised_notes(attempts) -> tuple[str, ...]:
-    return tuple(f"{name} was not used: {_short(exc)}" for name, exc in attempts) + (
-        "the program is the model's ops as they ran on the example inputs (make_fx): its "
-        "branches are frozen, so confirmation compares it with the model at every point",)
+def _not_used(attempts) -> tuple[str, ...]:
+    return tuple(f"{name} was not used: {_short(exc)}" for name, exc in attempts)
 
 
 def _opaque_whole(root, canon, reference, inputs, attempts) -> Program:
