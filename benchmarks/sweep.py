@@ -98,7 +98,8 @@ def _summarise(report, seconds: float) -> dict:
             "unknown_params": len(unknown), "refuted": len(refuted), "unknown_ops": ops,
             "refuted_examples": refuted[:3], "confirmation": report.confirmation.outcome,
             "trace": report.coverage.method,
-            "reason": report.confirmation.reason}
+            "reason": report.confirmation.reason,
+            "timings": {k: round(v, 2) for k, v in report.timings.items()}}
 
 
 def _one_line(exc: BaseException) -> str:
