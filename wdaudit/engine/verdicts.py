@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping, Sequence
 
+import numpy as np
+from scipy import sparse
+
 from ..ops.degree import Deg
 from ..report import (EFFECTIVE, FAILED, INEFFECTIVE, SKIPPED, UNKNOWN, Check, Confirmation,
                       Group, Member, ParameterReport, Rescaling)
@@ -33,7 +36,8 @@ def decide(claims: Claims, confirmation: Confirmation) -> Verdicts:
     symmetries = claims.symmetries
     degrees = symmetries.degrees
     graph = degrees.influence.graph
-    groups = tuple(_group(i, claim, _check(confirmation, i), degrees)
+    table = _DegreeTable(degrees)
+    groups = tuple(_group(i, claim, _check(confirmation, i), table)
                    for i, claim in enumerate(claims.claims))
     rescalings = tuple(Rescaling(tuple(Member(k, v) for k, v in r.items()))
                        for r in symmetries.rescalings)
@@ -46,13 +50,13 @@ def _check(confirmation: Confirmation, i: int) -> Check | None:
     return confirmation.checks[i] if i < len(confirmation.checks) else None
 
 
-def _group(i: int, claim, check: Check | None, degrees: Degrees) -> Group:
+def _group(i: int, claim, check: Check | None, table: _DegreeTable) -> Group:
     if claim.kind == "no-effect":
         members = (Member(claim.redraw[0], Fraction(1)),)
         nodes: tuple[str, ...] = ()
     else:
         members = tuple(Member(k, v) for k, v in claim.group.exponents.items())
-        nodes = _normalising_nodes(degrees, claim.group.exponents)
+        nodes = table.normalising(claim.group.exponents)
     nan = float("nan")
     return Group(
         id=i, kind=claim.kind, members=members, confirmed=bool(check and check.confirmed),
@@ -127,28 +131,44 @@ def _effective_reason(name: str, degrees: Degrees) -> str:
     return "its scale is pinned by the constraints"
 
 
-def _normalising_nodes(degrees: Degrees, exponents: Mapping[str, Fraction]) -> tuple[str, ...]:
-    """Nodes whose input scales under the group but whose output does not."""
-    graph = degrees.influence.graph
-    program = graph.program
-    s = {degrees.variables.index(k): float(v) for k, v in exponents.items()}
-    nodes = {n.name: n for n in program.gm.graph.nodes}
-    found = []
-    for name in graph.order:
-        value = degrees.values.get(name)
-        if not isinstance(value, Deg) or value.zero or name not in graph.relevant:
-            continue
-        if abs(value.form.evaluate(s)) > 1e-12:
-            continue
-        node = nodes[name]
-        if node.op in ("placeholder", "get_attr", "output"):
-            continue
-        for src in node.all_input_nodes:
-            v = degrees.values.get(src.name)
-            if isinstance(v, Deg) and not v.zero and abs(v.form.evaluate(s)) > 1e-12:
-                found.append(_label(program, node))
-                break
-    return tuple(dict.fromkeys(found))
+class _DegreeTable:
+    """Every relevant node's degree as a row of one sparse matrix, so that a group's degrees at
+    all nodes are one product (a node-by-node walk per group took 9 s on nf_seresnet101)."""
+
+    def __init__(self, degrees: Degrees):
+        graph = degrees.influence.graph
+        self.program = graph.program
+        self.nodes = [n for n in self.program.gm.graph.nodes
+                      if n.name in graph.relevant and isinstance(degrees.values.get(n.name), Deg)
+                      and not degrees.values[n.name].zero]
+        self.index = {k: i for i, k in enumerate(degrees.variables)}
+        row = {n.name: i for i, n in enumerate(self.nodes)}
+        rows, cols, vals = [], [], []
+        for i, n in enumerate(self.nodes):
+            for k, v in degrees.values[n.name].form.terms:
+                rows.append(i)
+                cols.append(k)
+                vals.append(float(v))
+        shape = (len(self.nodes), len(degrees.variables))
+        self.forms = sparse.csr_matrix((vals, (rows, cols)), shape=shape)
+        # node -> its operands among the rows
+        pairs = [(i, row[src.name]) for i, n in enumerate(self.nodes)
+                 for src in n.all_input_nodes if src.name in row]
+        self.inputs = sparse.csr_matrix(
+            (np.ones(len(pairs)), ([a for a, _ in pairs], [b for _, b in pairs])),
+            shape=(len(self.nodes), len(self.nodes)))
+        self.eligible = np.array([n.op not in ("placeholder", "get_attr", "output")
+                                  for n in self.nodes], dtype=bool)
+
+    def normalising(self, exponents: Mapping[str, Fraction]) -> tuple[str, ...]:
+        """Nodes whose input scales under the group but whose output does not."""
+        s = np.zeros(self.forms.shape[1])
+        for k, v in exponents.items():
+            s[self.index[k]] = float(v)
+        scaled = np.abs(self.forms @ s) > 1e-12
+        fed = (self.inputs @ scaled.astype(float)) > 0
+        hits = np.flatnonzero(~scaled & fed & self.eligible)
+        return tuple(dict.fromkeys(_label(self.program, self.nodes[i]) for i in hits))
 
 
 def _label(program: Program, node) -> str:
