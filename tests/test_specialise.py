@@ -66,37 +66,65 @@ def test_specialised_program_takes_none_inputs():
 
 class WeightBranch(nn.Module):
     """Normalises only while ``fc`` is not much larger than ``other``: at the weights it is traced
-    at (the two of the same size) the program holds the norm, and a claim that ``fc`` is
-    scale-free follows, which doubling ``fc`` makes false for the model itself."""
+    at (the two of the same size) the program holds the norm.  ``.data`` hides the branch's
+    read from the analysis (make_fx records the weights it reads as constants), so a claim that
+    ``fc`` is scale-free follows, which doubling ``fc`` makes false for the model itself."""
 
-    def __init__(self):
+    def __init__(self, hidden: bool = True):
         super().__init__()
         self.fc = nn.Linear(16, 16)
         self.other = nn.Linear(16, 16)
         self.norm = nn.LayerNorm(16, elementwise_affine=False)
         self.head = nn.Linear(16, 2)
+        self.hidden = hidden
         with torch.no_grad():
             self.other.weight.copy_(self.fc.weight)
 
     def forward(self, x):
         h = self.fc(x)
-        if self.fc.weight.norm() < 1.5 * self.other.weight.norm():
+        fc, other = self.fc.weight, self.other.weight
+        if self.hidden:
+            fc, other = fc.data, other.data
+        if fc.norm() < 1.5 * other.norm():
             h = self.norm(h)
         return self.head(h) + self.other(x).sum(-1, keepdim=True)
 
 
-def test_a_branch_that_scaling_changes_confirms_nothing():
+def test_a_branch_the_analysis_cannot_see_confirms_nothing():
     torch.manual_seed(0)
     model, x = WeightBranch(), torch.randn(6, 16)
     assert trace(model, (x,)).method == "specialised"
     report = wdaudit.audit(model, x, strict=False)
     # the frozen program holds the norm, so fc looks scale-free; the model is not
     assert "fc.weight" not in oracle.check(model, x).ineffective
-    assert "fc.weight" not in report.ineffective
-    assert report.parameters["fc.weight"].verdict == "unknown"
+    assert report.parameters["fc.weight"].verdict != "ineffective"
     notes = [g.note for g in report.groups if "fc.weight" in g.names]
-    assert notes and all("branches otherwise" in n for n in notes)
-    assert not report.confirmation.defects  # not an analysis bug: a claim it cannot check
+    assert notes and not any(g.confirmed for g in report.groups if "fc.weight" in g.names)
+
+
+def test_a_value_the_branch_reads_must_not_scale():
+    """The same branch, read in the graph: make_fx records ``norm`` and the ``item`` its ``<``
+    asks for, and nothing in the program uses that result.  Such a value is the model's
+    Python reading it, so it is held fixed like an output: no claim scales ``fc``."""
+    torch.manual_seed(0)
+    model, x = WeightBranch(hidden=False), torch.randn(6, 16)
+    program = trace(model, (x,))
+    assert program.method == "specialised"
+    from wdaudit.engine.graph import build
+    nodes = {n.name: n for n in program.gm.graph.nodes}
+    assert any(nodes[r].target is torch.ops.aten.item.default for r in build(program).read)
+    report = wdaudit.audit(model, x)
+    assert report.parameters["fc.weight"].verdict == "effective"
+    assert not report.confirmation.defects
+    # with the reads dropped, the branch is invisible again and fc.weight is claimed
+    from wdaudit.engine import graph as graph_stage
+    original = graph_stage._read_by_python
+    try:
+        graph_stage._read_by_python = lambda program, mutations: []
+        blind = wdaudit.audit(model, x, strict=False)
+    finally:
+        graph_stage._read_by_python = original
+    assert any("fc.weight" in g.names for g in blind.groups)
 
 
 def test_without_confirmation_no_specialised_claim_is_reported():
@@ -120,13 +148,18 @@ class WeightLength(nn.Module):
         return self.head(self.norm(self.fc(x)))[:rows]
 
 
-def test_an_output_size_the_weights_decide_is_not_a_crash():
+def test_an_output_size_the_weights_decide_is_recorded_again():
+    """At the check point the model returns two rows where the program froze three: its ops
+    are recorded again there, and the claims are judged on the model's own branches."""
     torch.manual_seed(0)
     model, x = WeightLength(), torch.randn(5, 4)
-    report = wdaudit.audit(model, x, strict=False)
+    report = wdaudit.audit(model, x)
     assert report.coverage.method == "specialised"
-    assert not report.ineffective and "fc.weight" in report.unknown
-    assert all("branches otherwise" in g.note for g in report.groups)
+    assert report.confirmation.recorded_again == ("check point",)
+    # fc feeds the norm at either length; length decides it (compared with 0.3, read)
+    assert {"fc.weight", "fc.bias"} <= oracle.check(model, x).ineffective
+    assert report.ineffective == {"fc.weight", "fc.bias"}
+    assert report.parameters["length"].verdict == "effective"
 
 
 def test_every_change_of_a_point_is_a_new_version():
@@ -254,13 +287,37 @@ class WeightPicked(nn.Module):
         return self.head(self.norm(h))
 
 
-def test_frozen_sizes_that_do_not_fit_are_said_so():
+def test_frozen_sizes_that_do_not_fit_are_recorded_again():
+    """At the generic point no gate is positive: the frozen reshape no longer fits, the ops
+    are recorded again there (the MoE case: split sizes that the router's weights decide)."""
     torch.manual_seed(0)
     model, x = WeightPicked(), torch.randn(5, 4)
-    report = wdaudit.audit(model, x, strict=False)
-    assert report.coverage.method == "specialised" and not report.ineffective
+    report, truth = differential(model, x)
+    assert report.coverage.method == "specialised"
+    assert "check point" in report.confirmation.recorded_again
+    # the gate is compared with 0 only: scale-free, as the norm makes fc
+    assert {"fc.weight", "fc.bias", "gate"} <= truth.ineffective
+
+
+def test_a_branch_that_recording_again_cannot_follow_confirms_nothing():
+    """Recording again is a second chance, not a pass: where the new recording still parts from
+    the model, nothing is confirmed and the reason says both."""
+    from wdaudit.engine import confirm as confirm_stage
+
+    def broken(program, params, buffers, inputs, eps_sites):
+        raise RuntimeError("no second recording")
+
+    torch.manual_seed(0)
+    model, x = WeightPicked(), torch.randn(5, 4)
+    original = confirm_stage.respecialised
+    try:
+        confirm_stage.respecialised = broken
+        report = wdaudit.audit(model, x, strict=False)
+    finally:
+        confirm_stage.respecialised = original
+    assert not report.ineffective and report.confirmation.recorded_again == ()
     assert "branches otherwise" in report.confirmation.reason
-    assert "raised" in report.confirmation.reason
+    assert "no second recording" in report.confirmation.reason
 
 
 def test_nan_in_one_run_only_is_infinitely_apart():

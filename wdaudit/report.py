@@ -126,6 +126,8 @@ class Confirmation:
     spread: float | None = None
     estimate: int | None = None  # bytes
     timings: Mapping[str, float] = field(default_factory=dict)
+    # where a specialised program was recorded again, its branches being another run's there
+    recorded_again: tuple[str, ...] = ()
 
     @property
     def performed(self) -> bool:
@@ -223,6 +225,7 @@ class Report:
                 "batch": self.confirmation.batch,
                 "saturating_spread": self.confirmation.spread,
                 "memory_estimate": self.confirmation.estimate,
+                "recorded_again": list(self.confirmation.recorded_again),
             },
             "summary": self.summary(),
             "folklore": {rule: f.to_dict() for rule, f in self.folklore.items()},

@@ -8,7 +8,8 @@ effect are redrawn.  Only when the joint pass fails do we bisect.  A claim is co
 * the traced program with eps as is reproduces the real model at the check point (both
   symbolic_trace and export refuse value-dependent control flow, and opaque parts run
   eagerly, so a program that agrees there computes the model's function); a specialised
-  program (make_fx: branches frozen) at every point it is evaluated at;
+  program (make_fx: branches frozen) at every point it is evaluated at, recorded again at
+  the points measured from where the model's branches there are others (``anchor``);
 * the Euler identity ``Σ_p s_p ⟨∇_p L, θ_p⟩ = 0`` holds at a second, saturating point (for
   a no-effect claim whose gradient there is a cancellation swamped by round-off, redrawing
   its members at that point must leave the output unchanged, as at the first).  A no-effect
@@ -43,7 +44,7 @@ from .claims import Claims
 from .confirm_euler import SaturatingPoint
 from .program import EPS_TINY, placed, run, run_model
 from .rng import seeded
-from .specialise import is_specialised
+from .specialise import is_specialised, respecialised
 
 TOL_EXACT = 1e-8  # relative output change allowed with eps -> 0 (float64 round-off)
 TOL_EULER = 1e-6  # |E| relative to the group's own gradient scale ...
@@ -193,7 +194,8 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
             defects.append(f"claim over [{members}] failed confirmation: {note}")
     return Confirmation(CHECKED, str(setup.device), ctx.passes, "", tuple(defects),
                         tuple(checks), precision=str(dtype).removeprefix("torch."),
-                        spread=ctx.spread, timings=dict(timings), **extra)
+                        spread=ctx.spread, timings=dict(timings),
+                        recorded_again=tuple(ctx.recorded), **extra)
 
 
 class _Context(SaturatingPoint):
@@ -220,6 +222,7 @@ class _Context(SaturatingPoint):
         # point it is evaluated at, not only here (the points it did, by runs.version)
         self.followed: set | None = None
         self._last_real: tuple = ((), None)
+        self.recorded: list[str] = []  # the points its ops were recorded again at
 
     def release(self) -> None:
         """Drop the point and the outputs now, not when the caller's frame goes."""
@@ -259,12 +262,13 @@ class _Context(SaturatingPoint):
         self.real0 = self._real(self.params)
         if not any(y.numel() for y in self.real0):
             raise runs.CannotConfirm("the model has no floating-point output to measure")
-        try:
-            self.exact0 = self._program(self.params, eps_zero=True)
-        except runs.CannotConfirm as exc:  # a specialised program's frozen sizes do not fit
-            if exc.kernel or not is_specialised(self.program):
-                raise
-            raise runs.CannotConfirm(runs.Strayed(float("inf"), str(exc)).why) from exc
+        if is_specialised(self.program):
+            self.followed = set()  # its branches are the user's weights': are they this point's?
+            try:
+                self.anchor(self.params, "check point")
+            except runs.Strayed as exc:
+                raise runs.CannotConfirm(exc.why) from exc
+        self.exact0 = self._program(self.params, eps_zero=True)
         finite = [bool(torch.isfinite(y).all()) for y in self.real0 + self.exact0]
         if not all(finite):
             # a model that is NaN in float64 itself (canine: its masks overflow there) is run
@@ -273,14 +277,36 @@ class _Context(SaturatingPoint):
                                      kernel=not all(finite[:len(self.real0)])
                                      and self.dtype == torch.float64)
         self.fidelity0 = runs.relative(self._program(self.params, eps_zero=False), self.real0)
-        if is_specialised(self.program):
-            self.followed = {runs.version(self.params)}
+
+    def anchor(self, params, where: str) -> None:
+        """Makes a specialised program follow the model at a point confirmation measures from
+        (the generic and the saturating one): where the model takes other branches there than
+        in the run the program froze (an MoE router's split sizes follow its weights), its ops
+        are recorded again at this point.  Raises ``runs.Strayed`` if even that does not follow."""
+        try:
+            self._follows(params)
+            return
+        except runs.Strayed as exc:
+            first = exc
+        with torch.no_grad(), seeded(self.seed, self.device), runs.default_dtype(self.dtype):
+            try:
+                self.program, self.eps = respecialised(self.program, params, self.buffers,
+                                                       self.inputs, self.eps)
+            except Exception as exc:  # noqa: BLE001 - recording again is a second chance only
+                raise runs.Strayed(first.gap, f"{first.detail}; recorded again: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+        self.constants = {k: runs.cast(v, self.device, self.dtype)
+                          for k, v in self.program.constants.items()}
+        self.followed = set()  # the points followed so far followed the other recording
+        self._follows(params)
+        self.recorded.append(where)
 
     def _follows(self, params) -> None:
         """Raises ``runs.Strayed`` where the model and its specialised program part ways."""
         key = runs.version(params)
         if key in self.followed:
             return
+        detail = ""
         with torch.no_grad():
             theirs = self._real(params)
             try:
@@ -288,9 +314,9 @@ class _Context(SaturatingPoint):
             except runs.CannotConfirm as exc:  # its frozen shapes do not fit this point
                 if exc.kernel:
                     raise
-                gap = float("inf")
+                gap, detail = float("inf"), str(exc)
         if gap > TOL_FAITHFUL:
-            raise runs.Strayed(gap)
+            raise runs.Strayed(gap, detail)
         self.followed.add(key)
 
     def unfaithful(self) -> Check:

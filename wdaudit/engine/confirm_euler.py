@@ -3,7 +3,7 @@ saturating point (DESIGN.md §4), as the part of confirmation's context that dra
 and measures there.
 
 A mixin of ``confirm._Context``: it uses the context's point (``params``, turned into
-``large``), ``tol``, ``eps``, ``seed``, ``passes`` and its runs (``_follows``, ``_redrawn``).
+``large``), ``tol``, ``eps``, ``seed``, ``passes`` and its runs (``anchor``, ``_redrawn``).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class SaturatingPoint:
         for spread in spreads:
             leaves = self._saturating_point(claims, spread)
             if self.followed is not None:
-                self._follows(leaves)
+                self.anchor(leaves, "saturating point")
             self.passes += 1
             with seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
                     runs.running("the traced program"):

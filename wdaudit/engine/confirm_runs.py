@@ -25,6 +25,7 @@ class Strayed(Exception):
 
     def __init__(self, gap: float, detail: str = ""):
         super().__init__(gap)
+        self.gap, self.detail = gap, detail
         self.why = (f"the model branches otherwise here than in the run its specialised "
                     f"program froze ({detail or f'apart by {gap:.2e}'})")
         self.reason = f"cannot confirm: {self.why}"

@@ -44,10 +44,12 @@ def propagate(influence: Influence, strict: bool = False) -> Degrees:
     graph = influence.graph
     walk = _DegreeWalk(influence, strict)
     walk.run()
-    for name in graph.outputs:
+    sinks = [(n, "model output") for n in graph.outputs]
+    sinks += [(n, "a value the model's control flow read (frozen in this run)") for n in graph.read]
+    for name, why in sinks:
         for d in iter_degs(walk.env.get(name)):
             if not d.zero and not d.form.is_zero:
-                walk.constraints.append(Constraint(d.form, name, "model output"))
+                walk.constraints.append(Constraint(d.form, name, why))
     candidates = tuple(n for n in walk.variables
                        if n in graph.used_params and n not in influence.no_effect)
     return Degrees(influence, walk.variables, dict(walk.env), tuple(walk.constraints),

@@ -8,6 +8,7 @@ those matter), which parameters are used at all, and which op of the table each 
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -31,6 +32,9 @@ class ModelGraph:
     used_params: frozenset[str]  # parameters with a path to some user output
     mutations: Mapping[str, frozenset[str]] = field(default_factory=dict)  # in-place op -> aliases
     ops: Mapping[str, Op | None] = field(default_factory=dict)  # call node -> its op (None: unknown)
+    # values the model's Python read in a specialised program's run (its branches): none may
+    # change under a claimed scaling, and whatever reaches them has an effect, as outputs do
+    read: tuple[str, ...] = ()
 
 
 def build(program: Program) -> ModelGraph:
@@ -54,9 +58,11 @@ def build(program: Program) -> ModelGraph:
                 if position[user] > position[name]:
                     dag.add_edge(name, user)
     outputs = tuple(_user_outputs(program, output_node))
+    read = tuple(_read_by_python(program, mutations))
     # a returned tensor is read at the very end: an in-place write into it (or into a view
     # of it) after it was made reaches the output as surely as its own value does
-    seeds = set(outputs) | {m for m, aliases in mutations.items() if aliases & set(outputs)}
+    seeds = set(outputs + read)
+    seeds |= {m for m, aliases in mutations.items() if aliases & seeds}
     relevant = set(seeds)
     for name in seeds:
         relevant |= nx.ancestors(dag, name)
@@ -68,7 +74,20 @@ def build(program: Program) -> ModelGraph:
             param_nodes.setdefault(canon, []).append(name)
     used = frozenset(c for c, names in param_nodes.items() if any(n in relevant for n in names))
     return ModelGraph(program, dag, tuple(order), outputs, frozenset(relevant),
-                      {k: tuple(v) for k, v in param_nodes.items()}, used, mutations, ops)
+                      {k: tuple(v) for k, v in param_nodes.items()}, used, mutations, ops, read)
+
+
+def _read_by_python(program: Program, mutations) -> list[str]:
+    """A specialised program's ops whose results nothing in it uses: a branch condition's
+    ``item``, the ``resolve_neg`` a ``.tolist()`` of split sizes leaves.  make_fx records the op
+    and bakes in what Python did with its value, so each is taken as read (a computation the
+    model discards, pinned too, can only cost a claim).  In-place ops and unused pieces of a
+    split are not reads."""
+    if program.method != "specialised":
+        return []
+    return [n.name for n in program.gm.graph.nodes
+            if n.op == "call_function" and not n.users and n.target is not operator.getitem
+            and n.name not in mutations]
 
 
 def _ops(program: Program) -> dict[str, Op | None]:

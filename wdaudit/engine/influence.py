@@ -35,7 +35,7 @@ def analyse(graph: ModelGraph, strict: bool = False) -> Influence:
     walk = _InfluenceWalk(graph, strict)
     walk.run()
     reaching: set[str] = set()
-    for name in graph.outputs:
+    for name in graph.outputs + graph.read:
         reaching |= deps(walk.env.get(name))
     no_effect = frozenset(p for p in graph.program.parameters if p not in reaching)
     absorbed = {p: n for p, n in walk.absorbed.items() if p in no_effect}

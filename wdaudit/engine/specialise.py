@@ -6,13 +6,16 @@ Every branch, loop count and ``.item()`` is frozen at the values of this one run
 program is the model's function only where the model would take the same branches.  The
 frozen values may depend on the weights (an MoE router's split sizes), not only on the inputs:
 confirmation therefore compares the program with the real model at *every* point it evaluates
-it (``program.method == "specialised"``), not only at the check point, and a point where the
-two part is a point where nothing is confirmed.
+it (``program.method == "specialised"``), not only at the check point, records the ops again
+(``respecialised``) at a point it measures from whose branches are others, and a point where
+the two still part is a point where nothing is confirmed.  What the branches read is held
+fixed by the analysis (``graph.read``).
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import torch
 import torch.fx.traceback as fx_traceback
@@ -21,7 +24,7 @@ from torch.nn.modules.module import (register_module_forward_hook,
                                      register_module_forward_pre_hook)
 from torch.utils import _pytree as pytree
 
-from .program import Program
+from .program import EpsSite, Program
 from .quiet import torch_silenced
 from .rng import seeded
 from .working_copy import Flattened, forget_caches, tensor_slots
@@ -31,13 +34,57 @@ METHOD = "specialised"
 
 def specialise(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
     """The model's ops on ``inputs`` at its own weights, parameters and buffers as inputs."""
-    from torch.fx.experimental.proxy_tensor import make_fx
-
     params: dict[str, torch.Tensor] = {}
     for p in root.model.parameters():
         if id(p) in canon:
             params.setdefault(canon[id(p)], p.detach())
     buffers = {name: b.detach() for name, b in root.named_buffers()}
+    forget_caches(root)  # else a memo of the reference run is baked in as a constant
+    with torch.no_grad(), seeded(0), torch_silenced():
+        return _record(root, params, buffers, inputs)
+
+
+def respecialised(program: Program, params, buffers, inputs, eps_sites: tuple[EpsSite, ...]
+                  ) -> tuple[Program, tuple[EpsSite, ...]]:
+    """The same model's ops at another point (confirmation's, whose weights may take other
+    branches: an MoE router's split sizes), with the normalisation eps sites found again.
+
+    The sites move to the node of the same op and module and rank among that op's nodes in
+    that module; where the two runs do not call such an op in its module equally often, the
+    sites cannot be found and this raises."""
+    names = list(program.params.values())
+    forget_caches(program.root)
+    fresh = _record(program.root, {k: params[k] for k in names}, dict(buffers), inputs)
+    if list(fresh.params.values()) != names:
+        raise RuntimeError("make_fx recorded the parameters in another order")
+    old, new = _ranked(program), _ranked(fresh)
+    moved = []
+    for site in eps_sites:
+        key, rank = old[site.node]
+        same = [n for n, (k, _) in new.items() if k == key]
+        if len(same) != sum(k == key for k, _ in old.values()):
+            raise RuntimeError(f"{key[1]} ran another number of times in "
+                               f"'{key[2] or 'the model'}' at this point")
+        moved.append(EpsSite(same[rank], site.kind, site.key))
+    return replace(program, gm=fresh.gm, params=fresh.params, buffers=fresh.buffers,
+                   constants=fresh.constants, inputs=fresh.inputs,
+                   module_paths=fresh.module_paths, shapes={}), tuple(moved)
+
+
+def _ranked(program: Program) -> dict[str, tuple]:
+    """node -> ((its op, its module), how many nodes of both come before it)"""
+    seen: dict = {}
+    ranks = {}
+    for node in program.gm.graph.nodes:
+        key = (node.op, node.target, program.module_paths.get(node.name, ""))
+        ranks[node.name] = (key, seen.get(key, 0))
+        seen[key] = seen.get(key, 0) + 1
+    return ranks
+
+
+def _record(root: Flattened, params: dict, buffers: dict, inputs: tuple) -> Program:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
     slots = tensor_slots(root)
     pnames, bnames = list(params), list(buffers)
 
@@ -47,13 +94,13 @@ def specialise(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program
         state = {slot: state[name] for slot, name in slots.items() if name in state}
         return functional_call(root, state, xs, strict=False, tie_weights=False)
 
-    forget_caches(root)  # else a memo of the reference run is baked in as a constant
-    with torch.no_grad(), seeded(0), torch_silenced(), _module_paths(root):
+    with _module_paths(root):
         # pre-dispatch: the ops as the model calls them (aten.linear, aten.lstm), as export
         # records them, not their per-device kernels (mkldnn_rnn_layer on CPU, cudnn on GPU)
         gm = make_fx(forward, tracing_mode="real", _error_on_data_dependent_ops=False,
                      pre_dispatch=True)(
-            list(params.values()), list(buffers.values()), *inputs)
+            [p.detach() for p in params.values()], [b.detach() for b in buffers.values()],
+            *inputs)
     placeholders = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
     n_user = len(pytree.tree_leaves(list(inputs)))  # None takes no graph input (the runner knows)
     if len(placeholders) != len(pnames) + len(bnames) + n_user:
