@@ -1,14 +1,13 @@
 """Stage 1: turn an ``nn.Module`` and example inputs into a :class:`Program`.
 
 ``torch.fx.symbolic_trace`` first (fast, keeps standard layers as single nodes); when Python
-control flow defeats it, when it leaves opaque calls the op table cannot see into, or when the
-traced program does not reproduce the model, ``torch.export`` (non-strict) on the same inputs.
-A symbolic trace is run once against the real model before it is accepted (it can freeze
-control flow); an export is specialised to these very inputs and refuses data-dependent
-branches, so it is taken with the shapes it recorded, and confirmation compares it with the
-model again, in float64, like every program.  A forward that branches on tensor values, which
-both refuse, is recorded as the ops of one run by make_fx (``specialise``; confirmation then
-follows it at every point); only what defeats that too becomes an opaque op.
+control flow defeats it, leaves calls the op table cannot see into, or does not reproduce the
+model, ``torch.export`` (non-strict) on the same inputs, whose writes are made out of place
+(``outplace``) or decomposed.  A symbolic trace is run against the real model before it is
+accepted (it can freeze control flow); an export is specialised to these very inputs, taken
+with the shapes it recorded, and checked likewise.  A forward that branches on tensor values,
+which both refuse, is recorded as the ops of one run by make_fx (``specialise``; confirmation
+then follows it at every point); only what defeats that too becomes an opaque op.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from torch.nn.utils import parametrize
 
 from ..ops.leaf_modules import module_op
 from ..ops.lookup import lookup
+from .outplace import outplaced
 from .program import LeafModule, Program, run, run_model
 from .quiet import torch_silenced
 from .rng import seeded
@@ -295,6 +295,7 @@ def _export(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
     with seeded(0), torch_silenced():
         ep = export(root, tuple(inputs), strict=False)
         output_paths = tuple(root.output_paths)
+        outplaced(ep)  # relu_, x += y, BatchNorm's step count: writes nobody sees
         if _mutates(ep.graph_module):
             ep = ep.run_decompositions({})  # functionalise: no in-place ops, no aliasing left
     gm = ep.graph_module
@@ -337,8 +338,7 @@ def _fake_meta(value: Any) -> Any:
 
 # --- helpers -----------------------------------------------------------------------------
 
-# in-place ops that change no values: detach_ only drops autograd metadata
-_HARMLESS = {"detach_"}
+_HARMLESS = {"detach_"}  # in-place ops that change no values (autograd metadata only)
 
 
 def _mutates(gm: fx.GraphModule) -> bool:
