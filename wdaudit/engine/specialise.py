@@ -58,11 +58,17 @@ def respecialised(program: Program, params, buffers, inputs, eps_sites: tuple[Ep
     if list(fresh.params.values()) != names:
         raise RuntimeError("make_fx recorded the parameters in another order")
     old, new = _ranked(program), _ranked(fresh)
+    counts: dict = {}
+    for key, _ in old.values():
+        counts[key] = counts.get(key, 0) + 1
+    by_key: dict = {}
+    for name, (key, _) in new.items():
+        by_key.setdefault(key, []).append(name)
     moved = []
     for site in eps_sites:
         key, rank = old[site.node]
-        same = [n for n, (k, _) in new.items() if k == key]
-        if len(same) != sum(k == key for k, _ in old.values()):
+        same = by_key.get(key, [])
+        if len(same) != counts[key]:
             raise RuntimeError(f"{key[1]} ran another number of times in "
                                f"'{key[2] or 'the model'}' at this point")
         moved.append(EpsSite(same[rank], site.kind, site.key))
