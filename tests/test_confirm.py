@@ -64,20 +64,21 @@ def test_false_claims_fail_where_the_current_weights_would_pass_them():
         assert not result.checks[0].confirmed and result.defects
 
 
+class Clipped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(6)
+        self.ln = nn.LayerNorm(6, eps=1e-12)
+        self.head = nn.Linear(6, 2)
+        with torch.no_grad():
+            self.bn.weight.fill_(0.3)  # ReLU6 never reaches 6 at these weights
+
+    def forward(self, x):
+        # unsaturated, relu6 is relu: homogeneous, and the LayerNorm absorbs the scale
+        return self.head(self.ln(torch.nn.functional.relu6(self.bn(x))))
+
+
 def test_saturation_is_not_mistaken_for_homogeneity():
-    class Clipped(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bn = nn.BatchNorm1d(6)
-            self.ln = nn.LayerNorm(6, eps=1e-12)
-            self.head = nn.Linear(6, 2)
-            with torch.no_grad():
-                self.bn.weight.fill_(0.3)  # ReLU6 never reaches 6 at these weights
-
-        def forward(self, x):
-            # unsaturated, relu6 is relu: homogeneous, and the LayerNorm absorbs the scale
-            return self.head(self.ln(torch.nn.functional.relu6(self.bn(x))))
-
     torch.manual_seed(0)
     model, x = Clipped().train(), torch.randn(8, 6)
     wrong = Claim({"bn.weight": 1.0, "bn.bias": 1.0})
@@ -357,3 +358,14 @@ def test_a_bill_only_float32_can_pay_is_confirmed_in_float32():
     assert report.confirmation.performed and report.confirmation.precision == "float32"
     assert report.confirmation.estimate <= room
     assert report.ineffective == full.ineffective and report.effective == full.effective
+
+
+def test_a_callers_no_grad_does_not_silence_the_euler_check():
+    """Under ``torch.no_grad()`` (a validation loop, a callback) the saturating point's forward
+    recorded no graph, the Euler residual came out 0, and the false claim above passed."""
+    torch.manual_seed(0)
+    model, x = Clipped().train(), torch.randn(8, 6)
+    with torch.no_grad():
+        result = check(model, x, [Claim({"bn.weight": 1.0, "bn.bias": 1.0})])
+        assert not torch.is_grad_enabled()
+    assert not result.checks[0].confirmed

@@ -332,3 +332,24 @@ def test_nan_in_one_run_only_is_infinitely_apart():
     # relative() once returned 0.0 here: max(0.0, nan) keeps 0.0, and a scaling that made
     # the output NaN would have passed as "unchanged"
     assert confirm_runs.relative([nan], [finite]) == float("inf")
+
+
+class NoGradRegion(Segments):
+    """transformers' eager MoE computes its routing mask under ``torch.no_grad()``: make_fx,
+    tracing under no_grad itself, recorded ``_set_grad_enabled(False)`` at both ends of it."""
+
+    def forward(self, x, lengths):
+        with torch.no_grad():
+            lengths = lengths.clone()
+        return super().forward(x, lengths)
+
+
+def test_a_no_grad_region_does_not_switch_gradients_off():
+    torch.manual_seed(0)
+    model, inputs = NoGradRegion(), (torch.randn(7, 6), torch.tensor([3, 4]))
+    program = trace(model, inputs)
+    assert program.method == "specialised"
+    assert not [n for n in program.gm.graph.nodes if n.target is torch._C._set_grad_enabled]
+    report, _ = differential(model, inputs)
+    assert torch.is_grad_enabled()  # the Euler check ran with gradients, and left them on
+    assert report.confirmation.performed

@@ -71,6 +71,13 @@ class Setup:
 
 
 def confirm(claims: Claims, setup: Setup) -> Confirmation:
+    # the Euler check differentiates: under a caller's no_grad it saw no gradient at all, and
+    # a residual of 0 passed every claim
+    with torch.inference_mode(False), torch.enable_grad():
+        return _confirm(claims, setup)
+
+
+def _confirm(claims: Claims, setup: Setup) -> Confirmation:
     device = setup.device
     if not claims.claims:
         return Confirmation(CHECKED, str(device), 0)
@@ -262,10 +269,11 @@ class _Context(SaturatingPoint):
         self.real0 = self._real(self.params)
         if not any(y.numel() for y in self.real0):
             raise runs.CannotConfirm("the model has no floating-point output to measure")
+        gap = None
         if is_specialised(self.program):
             self.followed = set()  # its branches are the user's weights': are they this point's?
             try:
-                self.anchor(self.params, "check point")
+                gap = self.anchor(self.params, "check point")
             except runs.Strayed as exc:
                 raise runs.CannotConfirm(exc.why) from exc
         self.exact0 = self._program(self.params, eps_zero=True)
@@ -276,16 +284,18 @@ class _Context(SaturatingPoint):
             raise runs.CannotConfirm("the model's output is NaN or Inf at the check point",
                                      kernel=not all(finite[:len(self.real0)])
                                      and self.dtype == torch.float64)
-        self.fidelity0 = runs.relative(self._program(self.params, eps_zero=False), self.real0)
+        if gap is None:  # a specialised program's follow check has just measured it
+            gap = runs.relative(self._program(self.params, eps_zero=False), self.real0)
+        self.fidelity0 = gap
 
-    def anchor(self, params, where: str) -> None:
+    def anchor(self, params, where: str) -> float | None:
         """Makes a specialised program follow the model at a point confirmation measures from
         (the generic and the saturating one): where the model takes other branches there than
         in the run the program froze (an MoE router's split sizes follow its weights), its ops
-        are recorded again at this point.  Raises ``runs.Strayed`` if even that does not follow."""
+        are recorded again at this point.  Raises ``runs.Strayed`` if even that does not follow;
+        returns how far apart the two are (None: this point was followed before)."""
         try:
-            self._follows(params)
-            return
+            return self._follows(params)
         except runs.Strayed as exc:
             first = exc
         with torch.no_grad(), seeded(self.seed, self.device), runs.default_dtype(self.dtype):
@@ -298,14 +308,16 @@ class _Context(SaturatingPoint):
         self.constants = {k: runs.cast(v, self.device, self.dtype)
                           for k, v in self.program.constants.items()}
         self.followed = set()  # the points followed so far followed the other recording
-        self._follows(params)
+        gap = self._follows(params)
         self.recorded.append(where)
+        return gap
 
-    def _follows(self, params) -> None:
-        """Raises ``runs.Strayed`` where the model and its specialised program part ways."""
+    def _follows(self, params) -> float | None:
+        """Raises ``runs.Strayed`` where the model and its specialised program part ways; returns
+        how far apart they are (None: this point was followed before)."""
         key = runs.version(params)
         if key in self.followed:
-            return
+            return None
         detail = ""
         with torch.no_grad():
             theirs = self._real(params)
@@ -318,6 +330,7 @@ class _Context(SaturatingPoint):
         if gap > TOL_FAITHFUL:
             raise runs.Strayed(gap, detail)
         self.followed.add(key)
+        return gap
 
     def unfaithful(self) -> Check:
         nan = float("nan")

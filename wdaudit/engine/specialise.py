@@ -57,35 +57,27 @@ def respecialised(program: Program, params, buffers, inputs, eps_sites: tuple[Ep
     fresh = _record(program.root, {k: params[k] for k in names}, dict(buffers), inputs)
     if list(fresh.params.values()) != names:
         raise RuntimeError("make_fx recorded the parameters in another order")
-    old, new = _ranked(program), _ranked(fresh)
-    counts: dict = {}
-    for key, _ in old.values():
-        counts[key] = counts.get(key, 0) + 1
-    by_key: dict = {}
-    for name, (key, _) in new.items():
-        by_key.setdefault(key, []).append(name)
+    old, new = _by_op(program), _by_op(fresh)
+    where = {name: (key, rank) for key, names in old.items() for rank, name in enumerate(names)}
     moved = []
     for site in eps_sites:
-        key, rank = old[site.node]
-        same = by_key.get(key, [])
-        if len(same) != counts[key]:
+        key, rank = where[site.node]
+        if len(new.get(key, ())) != len(old[key]):
             raise RuntimeError(f"{key[1]} ran another number of times in "
                                f"'{key[2] or 'the model'}' at this point")
-        moved.append(EpsSite(same[rank], site.kind, site.key))
+        moved.append(EpsSite(new[key][rank], site.kind, site.key))
     return replace(program, gm=fresh.gm, params=fresh.params, buffers=fresh.buffers,
                    constants=fresh.constants, inputs=fresh.inputs,
                    module_paths=fresh.module_paths, shapes={}), tuple(moved)
 
 
-def _ranked(program: Program) -> dict[str, tuple]:
-    """node -> ((its op, its module), how many nodes of both come before it)"""
-    seen: dict = {}
-    ranks = {}
+def _by_op(program: Program) -> dict[tuple, list[str]]:
+    """(op, target, module) -> the nodes that apply it there, in order"""
+    out: dict[tuple, list[str]] = {}
     for node in program.gm.graph.nodes:
         key = (node.op, node.target, program.module_paths.get(node.name, ""))
-        ranks[node.name] = (key, seen.get(key, 0))
-        seen[key] = seen.get(key, 0) + 1
-    return ranks
+        out.setdefault(key, []).append(node.name)
+    return out
 
 
 def _record(root: Flattened, params: dict, buffers: dict, inputs: tuple) -> Program:
@@ -107,6 +99,12 @@ def _record(root: Flattened, params: dict, buffers: dict, inputs: tuple) -> Prog
                      pre_dispatch=True)(
             [p.detach() for p in params.values()], [b.detach() for b in buffers.values()],
             *inputs)
+    for node in list(gm.graph.nodes):
+        # a no_grad region inside the model, recorded under our no_grad as False ... False:
+        # run with gradients on (the Euler check) it would switch them off for good
+        if node.op == "call_function" and node.target is torch._C._set_grad_enabled:
+            gm.graph.erase_node(node)
+    gm.recompile()
     placeholders = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
     n_user = len(pytree.tree_leaves(list(inputs)))  # None takes no graph input (the runner knows)
     if len(placeholders) != len(pnames) + len(bnames) + n_user:
