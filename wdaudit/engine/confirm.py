@@ -1,8 +1,7 @@
 """Stage 7: confirm every static claim numerically (DESIGN.md §4).
 
-All claims are checked together: each group is scaled by an independent random
-``a ∈ {0.5, 2}`` (exponent-weighted) in one pass and by ``1/a`` in a second; parameters with no
-effect are redrawn.  Only when the joint pass fails do we bisect.  A claim is confirmed when
+All claims are checked together: each group scaled by a random ``a ∈ {0.5, 2}``, then by
+``1/a``; no-effect parameters redrawn; bisection only when that fails.  A claim is confirmed when
 
 * the traced program with every normalisation eps → 0 does not change (exact, float64);
 * the traced program with eps as is reproduces the real model at the check point (both
@@ -18,13 +17,9 @@ effect are redrawn.  Only when the joint pass fails do we bisect.  A claim is co
 The real model's own change under the scaling is measured and reported; above
 ``EPS_MATTERS`` the claim is flagged eps-limited (true only in the eps → 0 limit).
 
-Memory: one float64 copy of the parameters lives at a time (the generic point, scaled and
-redrawn in place, then the saturating point), plus activations and one parameter's gradient;
-the bill is estimated first (``budget``) and, when it does not fit, paid on fewer examples or
-not at all.  When the model cannot be run or measured at the check point, nothing is
-confirmed and the reason says why ("cannot confirm: ...").  What adapts is never a check: the
-saturating point becomes milder after an overflow, float64 becomes float32 (with float32
-tolerances) where a kernel is missing, and the Confirmation says which was used.
+Memory: one float64 copy of the parameters at a time, plus activations and one gradient; the
+bill is estimated first (``budget``).  What cannot be measured is "cannot confirm: ...".  What
+adapts is never a check (point, precision, batch), and the Confirmation says which was used.
 """
 
 from __future__ import annotations
@@ -71,8 +66,7 @@ class Setup:
 
 
 def confirm(claims: Claims, setup: Setup) -> Confirmation:
-    # the Euler check differentiates: under a caller's no_grad it saw no gradient at all, and
-    # a residual of 0 passed every claim
+    # the Euler check differentiates: under a caller's no_grad its residual was 0 (all passed)
     with torch.inference_mode(False), torch.enable_grad():
         return _confirm(claims, setup)
 
@@ -135,8 +129,7 @@ def _fallbacks(claims: Claims, program, setup: Setup, planned, exc: runs.CannotC
     if not exc.kernel or dtype == torch.float32:
         return _failed(claims.claims, str(setup.device), exc.passes, f"cannot confirm: {exc}",
                        timings, extra)
-    # an op without a float64 kernel (expert kernels, grouped_mm): the same checks in float32,
-    # with tolerances set by float32 round-off
+    # an op without a float64 kernel: the same checks in float32, float32 tolerances
     try:
         return _attempt(claims, program, setup, inputs, torch.float32, timings=timings,
                         extra=dict(extra, estimate=bill.total // 2))
@@ -225,8 +218,7 @@ class _Context(SaturatingPoint):
         self.inputs = tuple(runs.cast(x, device, dtype) for x in inputs)
         self.passes = 0
         self.seed = seed
-        # a specialised program froze one run's branches: it must follow the model at every
-        # point it is evaluated at, not only here (the points it did, by runs.version)
+        # a specialised program must follow the model at every point (those it did, by version)
         self.followed: set | None = None
         self._last_real: tuple = ((), None)
         self.recorded: list[str] = []  # the points its ops were recorded again at
@@ -284,16 +276,16 @@ class _Context(SaturatingPoint):
             raise runs.CannotConfirm("the model's output is NaN or Inf at the check point",
                                      kernel=not all(finite[:len(self.real0)])
                                      and self.dtype == torch.float64)
-        if gap is None:  # a specialised program's follow check has just measured it
-            gap = runs.relative(self._program(self.params, eps_zero=False), self.real0)
-        self.fidelity0 = gap
+        # a specialised program's follow check has just measured it
+        self.fidelity0 = gap if gap is not None else \
+            runs.relative(self._program(self.params, eps_zero=False), self.real0)
 
     def anchor(self, params, where: str) -> float | None:
         """Makes a specialised program follow the model at a point confirmation measures from
         (the generic and the saturating one): where the model takes other branches there than
         in the run the program froze (an MoE router's split sizes follow its weights), its ops
         are recorded again at this point.  Raises ``runs.Strayed`` if even that does not follow;
-        returns how far apart the two are (None: this point was followed before)."""
+        returns the gap (None: followed before)."""
         try:
             return self._follows(params)
         except runs.Strayed as exc:
@@ -313,8 +305,7 @@ class _Context(SaturatingPoint):
         return gap
 
     def _follows(self, params) -> float | None:
-        """Raises ``runs.Strayed`` where the model and its specialised program part ways; returns
-        how far apart they are (None: this point was followed before)."""
+        """Raises ``runs.Strayed`` where the model and its program part ways; returns the gap."""
         key = runs.version(params)
         if key in self.followed:
             return None
