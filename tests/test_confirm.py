@@ -369,3 +369,4 @@ def test_a_callers_no_grad_does_not_silence_the_euler_check():
         result = check(model, x, [Claim({"bn.weight": 1.0, "bn.bias": 1.0})])
         assert not torch.is_grad_enabled()
     assert not result.checks[0].confirmed
+

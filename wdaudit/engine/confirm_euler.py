@@ -17,8 +17,9 @@ from .rng import seeded
 
 EULER_FLOOR = 1e-4  # |E| is judged when the group's gradient scale is above this fraction of
 # the loss's size (TOL_EULER in confirm.py is the bound on |E| relative to that scale)
-EPS_TIERS = (1e-4, 1e-8)  # finer eps for Euler residuals above tolerance (fastvit_t8: a
-# channel of variance ~1e-17 at the saturating point needs eps 1e-24 to leave its eps effect)
+EPS_TIERS = (1e-4, 1e-8, 1e-16, 1e-24)  # finer eps for Euler residuals above tolerance
+# (fastvit_t8: a channel of variance ~1e-17 at the saturating point needs eps 1e-24 to leave its
+# eps effect; mobileone_s4's deep stage, channels near 1e-30, eps 1e-32)
 SPREADS = (3.0, 1.5)  # the saturating point's vector spread; the milder one after an overflow
 
 
