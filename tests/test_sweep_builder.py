@@ -42,3 +42,23 @@ def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
 def test_an_encoder_decoder_gets_its_decoder_ids_positionally(sweep):
     _, inputs = sweep.build_transformers("t5")  # t5 does not derive them from input_ids
     assert isinstance(inputs, tuple) and len(inputs) == 3  # input_ids, attention_mask, decoder ids
+
+
+def test_a_timm_giant_is_built_with_fewer_blocks_of_the_same_kinds(sweep):
+    # vit_7b (6.7 B parameters) was killed while being built; the giants timed out at 120 s
+    pytest.importorskip("timm")
+    import timm
+
+    assert sweep.timm_fewer_blocks("resnet18") == {}  # small: as registered
+    assert sweep.timm_fewer_blocks("vit_giant_patch14_224") == {"depth": 2}
+    # focalnet's entry point fixes its depths (a second `depths` is a TypeError): blocks are
+    # dropped after building, each stage keeping two, the list of stages (widths) kept whole
+    assert sweep.timm_fewer_blocks("focalnet_huge_fl4") == {sweep.KEEP: 2}
+    with torch.device("meta"):
+        full = timm.create_model("focalnet_huge_fl4", pretrained=False, num_classes=10)
+        kept = timm.create_model("focalnet_huge_fl4", pretrained=False, num_classes=10)
+    sweep._keep_blocks(kept, 2)
+    assert [len(s.blocks) for s in full.layers] == [2, 2, 18, 2]
+    assert [len(s.blocks) for s in kept.layers] == [2, 2, 2, 2]
+    kinds = {type(m) for m in full.modules()}
+    assert {type(m) for m in kept.modules()} == kinds
