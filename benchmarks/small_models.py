@@ -44,15 +44,18 @@ def build_timm(name: str):
     fewer = timm_fewer_blocks(name)
     built = _timm_at_image(name, fewer)
     if built is None and KEEP in fewer:  # dropping blocks broke it (a block picked by index)
-        built = _timm_at_image(name, {})
-    if built is not None:
-        return built
-    # a fixed input size (crossvit's two patch grids): the model as its config makes it, at
-    # its own size; one built for IMAGE px but refusing them would refuse that size too
-    model = _timm_at(name, {k: v for k, v in fewer.items() if k != KEEP}, {})
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    size = int((cfg.get("input_size") or (3, 224, 224))[-1])
-    return model, torch.randn(2, _chans(model), size, size)
+        fewer = {}
+        built = _timm_at_image(name, fewer)
+    if built is None:
+        # a fixed input size (crossvit's two patch grids): the model as its config makes it,
+        # at its own size; one built for IMAGE px but refusing them would refuse that size too
+        fewer = {k: v for k, v in fewer.items() if k != KEEP}
+        model = _timm_at(name, fewer, {})
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        size = int((cfg.get("input_size") or (3, 224, 224))[-1])
+        built = model, torch.randn(2, _chans(model), size, size)
+    built[0].sweep_fewer_blocks = fewer  # what the row reports: the model as built
+    return built
 
 
 def _timm_at_image(name: str, fewer: dict):

@@ -47,8 +47,8 @@ import warnings
 
 # the builders live beside this script (imported from its folder, run or loaded by path)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from small_models import (build_timm, build_transformers, timm_fewer_blocks,  # noqa: E402
-                          timm_names, transformers_types)
+from small_models import (build_timm, build_transformers, timm_names,  # noqa: E402
+                          transformers_types)
 
 
 # --- auditing one model (the child process) ----------------------------------------------------
@@ -82,8 +82,8 @@ def audit_one(spec: str) -> dict:
     except BaseException as exc:  # noqa: BLE001
         return {"status": "crash", "error": _one_line(exc), "seconds": time.perf_counter() - start}
     row = _summarise(report, time.perf_counter() - start)
-    if library == "timm" and timm_fewer_blocks(name):
-        row["fewer_blocks"] = timm_fewer_blocks(name)  # built smaller than its registry entry
+    if getattr(model, "sweep_fewer_blocks", None):
+        row["fewer_blocks"] = model.sweep_fewer_blocks  # built smaller than its registry entry
     return row
 
 
