@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from small_models import build_timm  # noqa: E402
+from small_timm import build_timm  # noqa: E402
 
 from wdaudit.engine import trace as trace_stage  # noqa: E402
 

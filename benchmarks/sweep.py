@@ -47,8 +47,8 @@ import warnings
 
 # the builders live beside this script (imported from its folder, run or loaded by path)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from small_models import (build_timm, build_transformers, timm_names,  # noqa: E402
-                          transformers_types)
+from small_timm import build_timm, timm_names  # noqa: E402
+from small_transformers import build_transformers, transformers_types  # noqa: E402
 
 
 # --- auditing one model (the child process) ----------------------------------------------------

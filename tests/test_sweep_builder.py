@@ -1,26 +1,39 @@
-"""The breadth sweep's transformers builder (benchmarks/small_models.py) set integer
-attributes on the live config and fed every model token ids, so whole families ended
+"""The breadth sweep's builders (benchmarks/small_transformers.py, small_timm.py).  The
+transformers one set integer attributes on the live config and fed every model token ids, so
+whole families ended
 ``not-built``: a read-only property (falcon's ``head_dim``) or a per-layer attribute of a
 heterogeneous config (embedding_gemma2) raised, vision models want ``pixel_values``,
 encoder-decoders want decoder ids, and multimodal-RoPE section lists no longer summed to the
 shrunk head dim.  Each is built small and run once here, with the inputs it is audited on."""
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-SWEEP = Path(__file__).resolve().parents[1] / "benchmarks" / "small_models.py"
+BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
 
 
 @pytest.fixture(scope="module")
 def sweep():
     pytest.importorskip("transformers")
-    spec = importlib.util.spec_from_file_location("small_models_under_test", SWEEP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, BENCHMARKS)  # the builders import each other as the sweep runs them
+    try:
+        return importlib.import_module("small_transformers")
+    finally:
+        sys.path.remove(BENCHMARKS)
+
+
+@pytest.fixture(scope="module")
+def small_timm():
+    pytest.importorskip("timm")
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        return importlib.import_module("small_timm")
+    finally:
+        sys.path.remove(BENCHMARKS)
 
 
 @pytest.mark.parametrize("model_type, first_input", [
@@ -44,20 +57,19 @@ def test_an_encoder_decoder_gets_its_decoder_ids_positionally(sweep):
     assert isinstance(inputs, tuple) and len(inputs) == 3  # input_ids, attention_mask, decoder ids
 
 
-def test_a_timm_giant_is_built_with_fewer_blocks_of_the_same_kinds(sweep):
+def test_a_timm_giant_is_built_with_fewer_blocks_of_the_same_kinds(small_timm):
     # vit_7b (6.7 B parameters) was killed while being built; the giants timed out at 120 s
-    pytest.importorskip("timm")
     import timm
 
-    assert sweep.timm_fewer_blocks("resnet18") == {}  # small: as registered
-    assert sweep.timm_fewer_blocks("vit_giant_patch14_224") == {"depth": 2}
+    assert small_timm.timm_fewer_blocks("resnet18") == {}  # small: as registered
+    assert small_timm.timm_fewer_blocks("vit_giant_patch14_224") == {"depth": 2}
     # focalnet's entry point fixes its depths (a second `depths` is a TypeError): blocks are
     # dropped after building, each stage keeping two, the list of stages (widths) kept whole
-    assert sweep.timm_fewer_blocks("focalnet_huge_fl4") == {sweep.KEEP: 2}
+    assert small_timm.timm_fewer_blocks("focalnet_huge_fl4") == {small_timm.KEEP: 2}
     with torch.device("meta"):
         full = timm.create_model("focalnet_huge_fl4", pretrained=False, num_classes=10)
         kept = timm.create_model("focalnet_huge_fl4", pretrained=False, num_classes=10)
-    sweep._keep_blocks(kept, 2)
+    small_timm._keep_blocks(kept, 2)
     assert [len(s.blocks) for s in full.layers] == [2, 2, 18, 2]
     assert [len(s.blocks) for s in kept.layers] == [2, 2, 2, 2]
     kinds = {type(m) for m in full.modules()}

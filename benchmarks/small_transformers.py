@@ -1,31 +1,14 @@
-"""Small models for the breadth sweep (benchmarks/sweep.py): every timm architecture and every
-transformers model type with a base model, built from its config with random weights (nothing
-is downloaded), with the inputs it is audited on.  timm models keep their own widths at 64 px
-(past 150 M parameters, with fewer blocks: ``timm_fewer_blocks``);
-transformers configs are shrunk as a whole (32 wide, 2 layers: the first of each layer type,
+"""Small transformers models for the breadth sweep (benchmarks/sweep.py): every model type with
+a base model, its config shrunk as a whole (32 wide, 2 layers: the first of each layer type,
 lists and tied sizes kept consistent) and rebuilt through ``from_dict`` so that the config's own
-checks apply, and get the inputs their forward's leading positional parameters ask for."""
+checks apply; fed the inputs its forward's leading positional parameters ask for
+(``small_inputs``).  Random weights, nothing downloaded."""
 
 from __future__ import annotations
 
-import functools
 import re
 
-
-IMAGE = 64  # px: the smallest many timm architectures accept (patch 16, 4 stages of /2)
-TOKENS = 16
-VOCAB = 128
-WIDTH = 32  # hidden size of the small transformers configs
-PIXELS = 32  # image side of the small transformers vision configs
-
-
-# --- the registries --------------------------------------------------------------------------
-
-
-def timm_names() -> list[str]:
-    import timm
-
-    return sorted(timm.list_models())
+from small_inputs import PIXELS, TOKENS, VOCAB, WIDTH, candidate_inputs
 
 
 def transformers_types() -> list[str]:
@@ -33,141 +16,6 @@ def transformers_types() -> list[str]:
     from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
     return sorted(MODEL_MAPPING_NAMES)
-
-
-# --- building one small model ----------------------------------------------------------------
-
-
-def build_timm(name: str):
-    import torch
-
-    fewer = timm_fewer_blocks(name)
-    built = _timm_at_image(name, fewer)
-    if built is None and KEEP in fewer:  # dropping blocks broke it (a block picked by index)
-        fewer = {}
-        built = _timm_at_image(name, fewer)
-    if built is None:
-        # a fixed input size (crossvit's two patch grids): the model as its config makes it,
-        # at its own size; one built for IMAGE px but refusing them would refuse that size too
-        fewer = {k: v for k, v in fewer.items() if k != KEEP}
-        model = _timm_at(name, fewer, {})
-        cfg = getattr(model, "pretrained_cfg", {}) or {}
-        size = int((cfg.get("input_size") or (3, 224, 224))[-1])
-        built = model, torch.randn(2, _chans(model), size, size)
-    built[0].sweep_fewer_blocks = fewer  # what the row reports: the model as built
-    return built
-
-
-def _timm_at_image(name: str, fewer: dict):
-    """The model and an input of IMAGE px, or None where it refuses them."""
-    import torch
-
-    for size in ({"img_size": IMAGE}, {}):
-        model = _timm_at(name, fewer, size)
-        if model is not None and _accepts(model, IMAGE, _chans(model)):
-            return model, torch.randn(2, _chans(model), IMAGE, IMAGE)
-    return None
-
-
-def _timm_at(name: str, fewer: dict, size: dict):
-    """The model built with ``fewer`` blocks; None where the entry point refuses ``size``."""
-    import timm
-
-    args = {k: v for k, v in fewer.items() if k != KEEP}
-    try:
-        model = timm.create_model(name, pretrained=False, num_classes=10, **args, **size)
-    except TypeError:
-        if size:
-            return None
-        raise
-    if KEEP in fewer:
-        _keep_blocks(model, fewer[KEEP])
-    return model
-
-
-def _chans(model) -> int:
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    return int((cfg.get("input_size") or (3,))[0])
-
-
-LARGE = 150_000_000  # parameters past which a timm model is built with fewer blocks
-
-
-@functools.lru_cache(maxsize=None)
-def timm_fewer_blocks(name: str) -> dict:
-    """The keyword arguments that build a timm architecture of more than ``LARGE`` parameters
-    with fewer blocks of the same kinds (2 per tower, 1 per stage), or {} where it is small or
-    its entry point takes no such argument.  Its giants (vit_7b: 6.7 B) would otherwise cost a
-    2-core machine minutes and tens of GiB of float64 for what two blocks already show: every
-    block of a stage is the same module with other weights.  Counted on the meta device."""
-    import torch
-
-    full = _meta(name)
-    if full is None or _count(full) <= LARGE:
-        return {}
-    stages = 4  # ResNet-like: layer1..layer4
-    for attr in ("stages", "layers", "levels"):
-        if isinstance(getattr(full, attr, None), (torch.nn.ModuleList, torch.nn.Sequential)):
-            stages = len(getattr(full, attr))
-            break
-    for kwargs in ({"depth": 2}, {"depths": (1,) * stages}, {"layers": (1,) * stages}):
-        smaller = _meta(name, **kwargs)
-        if smaller is not None and _count(smaller) < _count(full):
-            return kwargs
-    # an entry point that fixes its depths itself (focalnet: a second `depths` is a TypeError):
-    # the blocks are dropped after building, where that leaves a model that still runs
-    before = _count(full)
-    _keep_blocks(full, 2)
-    return {KEEP: 2} if _count(full) < before else {}
-
-
-KEEP = "keep_blocks"  # not an argument of timm's: blocks kept of every run of same-kind blocks
-
-
-def _keep_blocks(model, keep: int) -> None:
-    """Keeps the first ``keep`` of every list of blocks that repeat one block of the model's
-    own: one class (not a torch layer's) and, after the first, one set of parameter shapes
-    (a list of stages changes width along it, and is kept whole)."""
-    import torch
-
-    def shapes(block):
-        return tuple((n, tuple(p.shape)) for n, p in block.named_parameters())
-
-    for module in list(model.modules()):
-        if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)) and len(module) > keep:
-            kinds = {type(m) for m in module}
-            kind = next(iter(kinds))
-            if len(kinds) == 1 and not kind.__module__.startswith("torch.") and \
-                    len({shapes(m) for m in list(module)[1:]}) == 1:
-                del module[keep:]
-
-
-def _meta(name: str, **kwargs):
-    import timm
-    import torch
-
-    try:
-        with torch.device("meta"):
-            return timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
-    except Exception:  # noqa: BLE001 - an entry point that refuses the argument
-        return None
-
-
-def _count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _accepts(model, size: int, chans: int = 3) -> bool:
-    import torch
-
-    try:
-        with torch.no_grad():
-            model.eval()(torch.randn(1, chans, size, size))
-        return True
-    except Exception:
-        return False
-    finally:
-        model.train()
 
 
 # config entries shrunk wherever they occur: in the config, its sub-configs (text, vision,
@@ -269,7 +117,7 @@ def build_transformers(model_type: str):
     torch.manual_seed(0)
     model = tf.AutoModel.from_config(cfg).eval()
     errors = []
-    for inputs in _candidate_inputs(model, cfg):
+    for inputs in candidate_inputs(model, cfg):
         try:
             with torch.no_grad():
                 model(*inputs)  # a model none of the candidates runs is not built here
@@ -396,108 +244,3 @@ def _fit_rope_sections(d: dict) -> None:
                 small = [max(1, v * half // sum(value)) for v in value]
                 small[-1] += half - sum(small)
                 rope[key] = small
-
-
-def _candidate_inputs(model, cfg):
-    """Positional inputs to try, shortest first: the forward's leading parameters up to the main
-    input, then one more at a time, each made from its name (None where no maker fits)."""
-    import inspect
-
-    names = [p.name for p in inspect.signature(model.forward).parameters.values()
-             if p.kind is p.POSITIONAL_OR_KEYWORD]
-    main = getattr(model, "main_input_name", "input_ids")
-    first = names.index(main) + 1 if main in names else 1
-    for count in range(first, min(len(names), first + 3) + 1):
-        if _MAKERS.get(names[count - 1]) is None and count > first:
-            continue
-        inputs = tuple(_make(name, cfg, names) for name in names[:count])
-        yield inputs
-        for at, name in enumerate(names[:count]):
-            if name in _LAYOUTS and inputs[at] is not None:
-                yield inputs[:at] + (_LAYOUTS[name](inputs[at]),) + inputs[at + 1:]
-
-
-def _make(name: str, cfg, names: list[str]):
-    if name in ("pixel_values", "hidden_states") and {"grid_thw", "image_grid_thw"} & set(names):
-        return _patches(cfg)
-    maker = _MAKERS.get(name)
-    return maker(cfg) if maker else None
-
-
-def _patches(cfg):
-    """Flattened patches of one image, for the vision towers that take them with their grid."""
-    import torch
-
-    vision = _sub(cfg, "vision_config")
-    chans = getattr(vision, "in_channels", None) or getattr(vision, "num_channels", None) or 3
-    frames = getattr(vision, "temporal_patch_size", None) or 1
-    return torch.randn(_GRID[1] * _GRID[2], chans * frames * vision.patch_size ** 2)
-
-
-def _grid(cfg):
-    import torch
-
-    return torch.tensor([_GRID])
-
-
-def _sub(cfg, *names):
-    """The first sub-config of ``cfg`` among ``names`` (``cfg`` itself if none)."""
-    for name in names:
-        inner = getattr(cfg, name, None)
-        if inner is not None and hasattr(inner, "to_dict"):
-            return inner
-    return cfg
-
-
-def _token_ids(cfg):
-    import torch
-
-    vocab = getattr(_sub(cfg, "text_config", "decoder"), "vocab_size", None) or VOCAB
-    return torch.randint(3, max(4, min(VOCAB - 8, vocab)), (2, TOKENS))
-
-
-def _pixels(cfg):
-    import torch
-
-    vision = _sub(cfg, "vision_config", "backbone_config")
-    chans, side = getattr(vision, "num_channels", 3), getattr(vision, "image_size", PIXELS)
-    side = side if isinstance(side, int) else PIXELS
-    return torch.randn(2, chans if isinstance(chans, int) else 3, side, side)
-
-
-def _waveform(cfg):
-    import torch
-
-    chans = getattr(cfg, "audio_channels", None)  # codecs take (batch, channels, time)
-    bins = getattr(cfg, "num_mel_bins", None)  # spectrogram transformers take (batch, time, bins)
-    shape = (2, 4000) if chans is None else (2, chans, 4000)  # 0.25 s at 16 kHz: past the
-    if bins and getattr(cfg, "max_length", None):  # receptive field of the conv stems
-        shape = (2, cfg.max_length, bins)
-    return torch.randn(*shape)
-
-
-def _features(cfg):
-    import torch
-
-    audio = _sub(cfg, "audio_config", "encoder")
-    bins = getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", 80)
-    frames = 2 * (getattr(audio, "max_source_positions", None) or TOKENS)
-    return torch.randn(2, bins, frames)
-
-
-def _mask(cfg):
-    import torch
-
-    return torch.ones(2, TOKENS, dtype=torch.long)
-
-
-# the other layout an input may have: one-channel waveforms of codecs, (batch, time, bins)
-# features of conformer encoders, two-frame videos
-_LAYOUTS = {"input_values": lambda x: x[:, None], "input_features": lambda x: x.transpose(1, 2),
-            "pixel_values": lambda x: x[:, None].repeat(1, 2, 1, 1, 1)}
-_GRID = (1, 4, 4)  # frames, rows, columns of patches: merges 2x2 into 2x2 tokens
-_MAKERS = {
-    "grid_thw": _grid, "image_grid_thw": _grid,
-    "input_ids": _token_ids, "decoder_input_ids": _token_ids, "attention_mask": _mask,
-    "pixel_values": _pixels, "input_values": _waveform, "input_features": _features,
-}

@@ -1,0 +1,147 @@
+"""Small timm models for the breadth sweep (benchmarks/sweep.py): every architecture of timm's
+registry at its own widths, at 64 px where it accepts them (batch 2), random weights, nothing
+downloaded; past 150 M parameters with fewer blocks of the same kinds (``timm_fewer_blocks``)."""
+
+from __future__ import annotations
+
+import functools
+
+IMAGE = 64  # px: the smallest many timm architectures accept (patch 16, 4 stages of /2)
+
+
+def timm_names() -> list[str]:
+    import timm
+
+    return sorted(timm.list_models())
+
+
+def build_timm(name: str):
+    import torch
+
+    fewer = timm_fewer_blocks(name)
+    built = _timm_at_image(name, fewer)
+    if built is None and KEEP in fewer:  # dropping blocks broke it (a block picked by index)
+        fewer = {}
+        built = _timm_at_image(name, fewer)
+    if built is None:
+        # a fixed input size (crossvit's two patch grids): the model as its config makes it,
+        # at its own size; one built for IMAGE px but refusing them would refuse that size too
+        fewer = {k: v for k, v in fewer.items() if k != KEEP}
+        model = _timm_at(name, fewer, {})
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        size = int((cfg.get("input_size") or (3, 224, 224))[-1])
+        built = model, torch.randn(2, _chans(model), size, size)
+    built[0].sweep_fewer_blocks = fewer  # what the row reports: the model as built
+    return built
+
+
+def _timm_at_image(name: str, fewer: dict):
+    """The model and an input of IMAGE px, or None where it refuses them."""
+    import torch
+
+    for size in ({"img_size": IMAGE}, {}):
+        model = _timm_at(name, fewer, size)
+        if model is not None and _accepts(model, IMAGE, _chans(model)):
+            return model, torch.randn(2, _chans(model), IMAGE, IMAGE)
+    return None
+
+
+def _timm_at(name: str, fewer: dict, size: dict):
+    """The model built with ``fewer`` blocks; None where the entry point refuses ``size``."""
+    import timm
+
+    args = {k: v for k, v in fewer.items() if k != KEEP}
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=10, **args, **size)
+    except TypeError:
+        if size:
+            return None
+        raise
+    if KEEP in fewer:
+        _keep_blocks(model, fewer[KEEP])
+    return model
+
+
+def _chans(model) -> int:
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    return int((cfg.get("input_size") or (3,))[0])
+
+
+LARGE = 150_000_000  # parameters past which a timm model is built with fewer blocks
+
+
+@functools.lru_cache(maxsize=None)
+def timm_fewer_blocks(name: str) -> dict:
+    """The keyword arguments that build a timm architecture of more than ``LARGE`` parameters
+    with fewer blocks of the same kinds (2 per tower, 1 per stage), or {} where it is small or
+    its entry point takes no such argument.  Its giants (vit_7b: 6.7 B) would otherwise cost a
+    2-core machine minutes and tens of GiB of float64 for what two blocks already show: every
+    block of a stage is the same module with other weights.  Counted on the meta device."""
+    import torch
+
+    full = _meta(name)
+    if full is None or _count(full) <= LARGE:
+        return {}
+    stages = 4  # ResNet-like: layer1..layer4
+    for attr in ("stages", "layers", "levels"):
+        if isinstance(getattr(full, attr, None), (torch.nn.ModuleList, torch.nn.Sequential)):
+            stages = len(getattr(full, attr))
+            break
+    for kwargs in ({"depth": 2}, {"depths": (1,) * stages}, {"layers": (1,) * stages}):
+        smaller = _meta(name, **kwargs)
+        if smaller is not None and _count(smaller) < _count(full):
+            return kwargs
+    # an entry point that fixes its depths itself (focalnet: a second `depths` is a TypeError):
+    # the blocks are dropped after building, where that leaves a model that still runs
+    before = _count(full)
+    _keep_blocks(full, 2)
+    return {KEEP: 2} if _count(full) < before else {}
+
+
+KEEP = "keep_blocks"  # not an argument of timm's: blocks kept of every run of same-kind blocks
+
+
+def _keep_blocks(model, keep: int) -> None:
+    """Keeps the first ``keep`` of every list of blocks that repeat one block of the model's
+    own: one class (not a torch layer's) and, after the first, one set of parameter shapes
+    (a list of stages changes width along it, and is kept whole)."""
+    import torch
+
+    def shapes(block):
+        return tuple((n, tuple(p.shape)) for n, p in block.named_parameters())
+
+    for module in list(model.modules()):
+        if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)) and len(module) > keep:
+            kinds = {type(m) for m in module}
+            kind = next(iter(kinds))
+            if len(kinds) == 1 and not kind.__module__.startswith("torch.") and \
+                    len({shapes(m) for m in list(module)[1:]}) == 1:
+                del module[keep:]
+
+
+def _meta(name: str, **kwargs):
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
+    except Exception:  # noqa: BLE001 - an entry point that refuses the argument
+        return None
+
+
+def _count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _accepts(model, size: int, chans: int = 3) -> bool:
+    import torch
+
+    try:
+        with torch.no_grad():
+            model.eval()(torch.randn(1, chans, size, size))
+        return True
+    except Exception:
+        return False
+    finally:
+        model.train()
