@@ -22,16 +22,19 @@ def candidate_inputs(model, cfg):
     for count in range(first, min(len(names), first + 3) + 1):
         if _MAKERS.get(names[count - 1]) is None and count > first:
             continue
-        inputs = tuple(_make(name, cfg, names) for name in names[:count])
+        inputs = tuple(_make(name, cfg, names, main) for name in names[:count])
         yield inputs
         for at, name in enumerate(names[:count]):
-            if name in _LAYOUTS and inputs[at] is not None:
-                yield inputs[:at] + (_LAYOUTS[name](inputs[at]),) + inputs[at + 1:]
+            if name in _VARIANTS and inputs[at] is not None:
+                for other in _VARIANTS[name](inputs[at]):
+                    yield inputs[:at] + (other,) + inputs[at + 1:]
 
 
-def _make(name: str, cfg, names: list[str]):
+def _make(name: str, cfg, names: list[str], main: str):
     if name in ("pixel_values", "hidden_states") and {"grid_thw", "image_grid_thw"} & set(names):
         return _patches(cfg)
+    if name == "pixel_values_videos" and name == main:  # (elsewhere the video is optional, and
+        return _video(cfg)  # the side its vision tower wants may be known only to that tower)
     maker = _MAKERS.get(name)
     return maker(cfg) if maker else None
 
@@ -42,7 +45,7 @@ def _patches(cfg):
 
     vision = _sub(cfg, "vision_config")
     chans = getattr(vision, "in_channels", None) or getattr(vision, "num_channels", None) or 3
-    frames = getattr(vision, "temporal_patch_size", None) or 1
+    frames = getattr(vision, "temporal_patch_size", None) or getattr(vision, "patch_temporal", 1)
     return torch.randn(_GRID[1] * _GRID[2], chans * frames * vision.patch_size ** 2)
 
 
@@ -91,7 +94,7 @@ def _waveform(cfg):
 def _features(cfg):
     import torch
 
-    audio = _sub(cfg, "audio_config", "encoder")
+    audio = _sub(cfg, "audio_config", "encoder_config", "encoder")
     bins = getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", 80)
     frames = 2 * (getattr(audio, "max_source_positions", None) or TOKENS)
     return torch.randn(2, bins, frames)
@@ -103,10 +106,26 @@ def _mask(cfg):
     return torch.ones(2, TOKENS, dtype=torch.long)
 
 
-# the other layout an input may have: one-channel waveforms of codecs, (batch, time, bins)
-# features of conformer encoders, two-frame videos
-_LAYOUTS = {"input_values": lambda x: x[:, None], "input_features": lambda x: x.transpose(1, 2),
-            "pixel_values": lambda x: x[:, None].repeat(1, 2, 1, 1, 1)}
+def _other_features(x):
+    """(batch, time, bins) as conformer encoders take them; and the mel-bin counts feature
+    extractors use where the config names none (its default, 80, tried first), both ways."""
+    import torch
+
+    yield x.transpose(1, 2)
+    for bins in (128, 160):
+        if bins != x.shape[1]:
+            other = torch.randn(x.shape[0], bins, x.shape[2])
+            yield from (other, other.transpose(1, 2))
+
+
+def _video(cfg):
+    return _pixels(cfg)[:, None].repeat(1, 2, 1, 1, 1)  # two frames
+
+
+# the other forms an input may take: one-channel waveforms of codecs, other feature layouts and
+# sizes, two-frame videos
+_VARIANTS = {"input_values": lambda x: [x[:, None]], "input_features": _other_features,
+             "pixel_values": lambda x: [x[:, None].repeat(1, 2, 1, 1, 1)]}
 _GRID = (1, 4, 4)  # frames, rows, columns of patches: merges 2x2 into 2x2 tokens
 _MAKERS = {
     "grid_thw": _grid, "image_grid_thw": _grid,

@@ -102,21 +102,36 @@ KEEP = "keep_blocks"  # not an argument of timm's: blocks kept of every run of s
 
 
 def _keep_blocks(model, keep: int) -> None:
-    """Keeps the first ``keep`` of every list of blocks that repeat one block of the model's
-    own: one class (not a torch layer's) and, after the first, one set of parameter shapes
-    (a list of stages changes width along it, and is kept whole)."""
+    """Keeps the first ``keep`` blocks of each kind in every list of blocks that repeat blocks of
+    the model's own: one class (not a torch layer's) and, after the first, at most two sets of
+    parameter shapes, each repeated (sapiens2 has full-attention blocks at both ends and
+    grouped-query ones between).  A list of stages changes width along it and is kept whole."""
+    import collections
+
     import torch
 
     def shapes(block):
         return tuple((n, tuple(p.shape)) for n, p in block.named_parameters())
 
     for module in list(model.modules()):
-        if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)) and len(module) > keep:
-            kinds = {type(m) for m in module}
-            kind = next(iter(kinds))
-            if len(kinds) == 1 and not kind.__module__.startswith("torch.") and \
-                    len({shapes(m) for m in list(module)[1:]}) == 1:
-                del module[keep:]
+        if not isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)) or \
+                len(module) <= keep:
+            continue
+        classes = {type(m) for m in module}
+        if len(classes) != 1 or next(iter(classes)).__module__.startswith("torch."):
+            continue
+        signatures = [shapes(m) for m in module]
+        runs = collections.Counter(signatures[1:])
+        if len(runs) > 2 or min(runs.values()) < keep:
+            continue
+        seen = collections.Counter()
+        dropped = []
+        for at, signature in enumerate(signatures):
+            seen[signature] += 1
+            if at and seen[signature] > keep:
+                dropped.append(at)
+        for at in reversed(dropped):
+            del module[at]
 
 
 def _meta(name: str, **kwargs):

@@ -44,7 +44,7 @@ _SMALL = {
     # attention heads
     "num_attention_heads": 2, "n_head": 2, "n_heads": 2, "num_heads": 2,
     "encoder_attention_heads": 2, "decoder_attention_heads": 2, "num_key_value_heads": 1,
-    "head_dim": WIDTH // 2, "d_kv": WIDTH // 2, "kv_lora_rank": 8, "q_lora_rank": 8,
+    "head_dim": WIDTH // 2, "d_kv": WIDTH // 2, "d_head": WIDTH // 2, "kv_lora_rank": 8, "q_lora_rank": 8,
     "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "qk_head_dim": 16, "v_head_dim": 8,
     "index_n_heads": 2, "index_head_dim": 16,
     # state-space mixers: mamba_n_heads * mamba_d_head == mamba_d_ssm == expand (2) * width
@@ -77,9 +77,13 @@ _SMALL_LISTS = {
 _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, "n_group": 2,
            "topk_group": 1, "max_length": 2 * TOKENS, "num_kv_shared_layers": 0, "n_groups": 2,
            "num_windows": 4, "num_queries": 8, "num_frames": 2,
-           "num_blocks": 2, "num_experts_per_tok": 2}
+           "num_blocks": 2, "num_experts_per_tok": 2, "num_experts_per_token": 2,
+           "context_size": TOKENS}
 # None in some defaults where the model needs a size
-_FILLED = ("vocab_size", "head_dim", "num_key_value_heads")
+_FILLED = {"vocab_size": VOCAB, "head_dim": WIDTH // 2, "num_key_value_heads": 1,
+           # MoE configs whose defaults leave the expert counts to the checkpoint
+           "num_experts": 4, "n_routed_experts": 4, "num_experts_per_tok": 2, "top_k_experts": 2,
+           "n_shared_experts": 1, "moe_intermediate_size": WIDTH}
 _DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the layer count
 # (a, b): a stays equal to b after shrinking where the full-size config has them equal; some
 # validators and layers require it (multi-head attention, MLA's rotary head dim, a quantizer
@@ -89,7 +93,7 @@ _TIED = (("num_key_value_heads", "num_attention_heads"), ("head_dim", "qk_rope_h
          ("embedding_dim", "hidden_size"))
 # multimodal RoPE families whose modeling code defaults the section list ([8, 12, 12],
 # [16, 24, 24]: 2:3:3 of half the full-size rotary dim) where the config states none
-_MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "paddleocr")
+_MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "paddleocr", "hunyuan_vl")
 _EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}
 # what the generic shrinking cannot know, per model type
 _PER_TYPE = {
@@ -101,6 +105,13 @@ _PER_TYPE = {
     "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},
     "mamba2": {"head_dim": 2 * WIDTH // 2},  # num_heads * head_dim == expand * hidden_size
     "gpt_neo": {"attention_types": [[["global", "local"], 1]]},  # expands to per-layer types
+    "zamba2": {"mamba_headdim": 8, "attention_head_dim": WIDTH // 2},  # 8 heads x 8 == 2 x 32
+    "dory": {"num_hidden_layers": 3, "n_input_layers": 1, "n_recurrent_layers": 1,
+             "n_output_layers": 1},  # the three kinds must sum to the depth
+    "esm": {"pad_token_id": 1},  # its position ids count from the padding index
+    "step3p7": {"text_config": {"sliding_window": 8}},  # its sliding layers need one
+    "xmod": {"default_language": "en_XX"},  # its adapters are per language
+    "timm_backbone": {"backbone": "test_resnet"},  # the default names none
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
@@ -165,7 +176,9 @@ def _shrink(d: dict, ids: _TokenIds) -> dict:
     for key, value in list(d.items()):
         if isinstance(value, dict):
             d[key] = _shrink(value, ids)
-        elif isinstance(_SMALL.get(key), bool) or (key in _FILLED and value is None):
+        elif key in _FILLED and value is None:
+            d[key] = _FILLED[key]
+        elif isinstance(_SMALL.get(key), bool):
             d[key] = _SMALL[key]
         elif isinstance(value, int) and not isinstance(value, bool) and \
                 not (key in _DEPTHS and "depths" in d):  # there, the count of stages

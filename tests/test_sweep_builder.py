@@ -39,6 +39,9 @@ def small_timm():
 @pytest.mark.parametrize("model_type, first_input", [
     ("falcon", "ids"), ("embedding_gemma2", "ids"), ("glm_ocr_text", "ids"),
     ("convnext", "pixels"), ("t5", "ids"),
+    # expert counts left to the checkpoint (None); 128 mel bins that only the feature
+    # extractor states, under the config's encoder_config
+    ("dots1", "ids"), ("lasr_ctc", "features"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
@@ -74,3 +77,17 @@ def test_a_timm_giant_is_built_with_fewer_blocks_of_the_same_kinds(small_timm):
     assert [len(s.blocks) for s in kept.layers] == [2, 2, 2, 2]
     kinds = {type(m) for m in full.modules()}
     assert {type(m) for m in kept.modules()} == kinds
+
+
+def test_blocks_of_two_kinds_keep_both_kinds(small_timm):
+    # sapiens2: full attention in the first and last 8 blocks, grouped-query between; the 5 B
+    # model (56 blocks) was built whole and timed out
+    import timm
+
+    with torch.device("meta"):
+        kept = timm.create_model("vit_5b_patch16_sapiens2", pretrained=False, num_classes=10)
+    full_kinds = {tuple(p.shape for p in b.parameters()) for b in kept.blocks}
+    small_timm._keep_blocks(kept, 2)
+    assert len(full_kinds) == 2 and len(kept.blocks) == 4
+    assert {tuple(p.shape for p in b.parameters()) for b in kept.blocks} == full_kinds
+    assert small_timm.timm_fewer_blocks("vit_5b_patch16_sapiens2") == {small_timm.KEEP: 2}
