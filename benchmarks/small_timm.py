@@ -35,14 +35,26 @@ def build_timm(name: str):
     return built
 
 
+# image sides tried in turn: IMAGE first, then the nearest that patch grids and pooling kernels
+# which do not divide 64 px accept (patch 14: 56 or 70; deepseek_vit; patch 16 x pooling 3:
+# 96; gemma4_vit); a model refusing all of them is audited at its own size (build_timm)
+SIDES = (IMAGE, 56, 70, 96, 112, 128, 192, 224)
+
+
 def _timm_at_image(name: str, fewer: dict):
-    """The model and an input of IMAGE px, or None where it refuses them."""
+    """The model and an input of the first of SIDES it accepts, or None where it refuses them."""
     import torch
 
-    for size in ({"img_size": IMAGE}, {}):
-        model = _timm_at(name, fewer, size)
-        if model is not None and _accepts(model, IMAGE, _chans(model)):
-            return model, torch.randn(2, _chans(model), IMAGE, IMAGE)
+    plain, sized = None, True
+    for side in SIDES:
+        if sized:  # an entry point refusing img_size refuses it at every side
+            model = _timm_at(name, fewer, {"img_size": side})
+            sized = model is not None
+            if sized and _accepts(model, side, _chans(model)):
+                return model, torch.randn(2, _chans(model), side, side)
+        plain = plain or _timm_at(name, fewer, {})
+        if _accepts(plain, side, _chans(plain)):
+            return plain, torch.randn(2, _chans(plain), side, side)
     return None
 
 

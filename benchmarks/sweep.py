@@ -84,6 +84,8 @@ def audit_one(spec: str) -> dict:
     row = _summarise(report, time.perf_counter() - start)
     if getattr(model, "sweep_fewer_blocks", None):
         row["fewer_blocks"] = model.sweep_fewer_blocks  # built smaller than its registry entry
+    row["input"] = [list(t.shape) for t in (x if isinstance(x, tuple) else (x,))
+                    if isinstance(t, torch.Tensor)]
     return row
 
 
