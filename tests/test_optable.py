@@ -312,6 +312,30 @@ def test_aliases_and_broadcast_tensors_match_the_oracle(branch):
     assert "out.bias" not in report.ineffective  # broadcast_tensors' second operand is read
 
 
+class Transposed(nn.Module):
+    """falcon and inkling2 write ``w.T``, which export keeps as ``aten.numpy_T`` (a view)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.ln = nn.LayerNorm(6)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        if x.shape[0] > 1:  # shape control flow: only export follows it
+            x = x + 0
+        h = self.fc(x).T  # (6, N)
+        return self.out(self.ln((h * torch.arange(1.0, 7.0)[:, None]).T))
+
+
+def test_numpy_t_matches_the_oracle():
+    torch.manual_seed(0)
+    report, _ = differential(Transposed(), torch.randn(3, 6))
+    assert report.coverage.method == "export"
+    assert not report.coverage.unknown_ops
+    assert {"fc.weight", "fc.bias"} <= report.ineffective
+
+
 class Sampled(nn.Module):
     """deformable_detr: ``grid_sample`` is linear in what it samples; the grid is not."""
 

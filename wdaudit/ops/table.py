@@ -118,7 +118,7 @@ ROWS: list[Row] = [
     """),
     Row(E.preserve, O.mean, "aten: mean\n torch: mean\n method: mean"),
     Row(E.preserve, O.mixes, """
-        aten: as_strided diagonal movedim unfold mT
+        aten: as_strided diagonal movedim unfold mT numpy_T matrix_H
         torch: movedim diagonal
         method: movedim diagonal unfold mT data __getitem__
         op: getitem
