@@ -336,6 +336,43 @@ def test_numpy_t_matches_the_oracle():
     assert {"fc.weight", "fc.bias"} <= report.ineffective
 
 
+class Filled(nn.Module):
+    """vits fills a tensor with a tensor value (``aten.fill_.Tensor`` through export); switch
+    transformers' export asks ``_has_compatible_shallow_copy_type``, a question about storage.
+    With ``alias``, a view taken before the fill also reaches the output, unnormalised."""
+
+    def __init__(self, branch: bool, alias: bool = False):
+        super().__init__()
+        self.branch, self.alias = branch, alias
+        self.fc = nn.Linear(6, 6)
+        self.gain = nn.Parameter(torch.tensor(1.5))
+        self.ln = nn.LayerNorm(6)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        if self.branch and x.shape[0] > 1:  # shape control flow: only export follows it
+            x = x + 0
+        scale = torch.empty_like(x)
+        view = scale.view(-1)
+        scale.fill_(self.gain)
+        if self.branch and torch._has_compatible_shallow_copy_type(x, scale):
+            scale = scale + 0
+        y = self.out(self.ln(self.fc(x) * scale))
+        return y + view.mean() if self.alias else y
+
+
+@pytest.mark.parametrize("branch, alias", [(False, False), (True, False), (False, True)],
+                         ids=["symbolic_trace", "export", "symbolic_trace-view"])
+def test_fill_with_a_tensor_matches_the_oracle(branch, alias):
+    torch.manual_seed(0)
+    report, _ = differential(Filled(branch, alias), torch.randn(3, 6))
+    assert report.coverage.method == ("export" if branch else "symbolic_trace")
+    assert not report.coverage.unknown_ops
+    assert {"fc.weight", "fc.bias"} <= report.ineffective
+    # the fill reaches the output through the view as well: gain's scale is not free there
+    assert ("gain" in report.ineffective) == (not alias)
+
+
 class Sampled(nn.Module):
     """deformable_detr: ``grid_sample`` is linear in what it samples; the grid is not."""
 

@@ -17,6 +17,7 @@ from torch import fx
 from ..ops.degree import CONST, ZERO, Deg, Form, Requires, Split, element
 from ..ops.degrees_elementwise import no_value
 from ..ops.leaf_modules import OwnTensor
+from ..ops import offsets as O
 from ..ops.op_call import Call, Constraint, iter_degs
 from ..ops.table import Op
 from ..report import UnknownOp
@@ -115,7 +116,7 @@ class _DegreeWalk(GraphWalk):
             if name not in call.used:
                 call.require_zero(value, f"operand '{name}' of {call.op} is not modelled")
         if op.inplace or "_inplace" in where:
-            out = self._inplace(node, call, out)
+            out = self._inplace(node, call, out, overwrites=op.offsets is O.value_free)
         self.constraints.extend(call.constraints)
         for arg in call.eps_args:
             self.eps.append(_eps_site(node, op, where, arg))
@@ -164,16 +165,18 @@ class _DegreeWalk(GraphWalk):
     def _value(self, n: fx.Node) -> Any:
         return self.env.get(n.name, CONST)
 
-    def _inplace(self, node: fx.Node, call: Call, out: Any) -> Any:
+    def _inplace(self, node: fx.Node, call: Call, out: Any, overwrites: bool = False) -> Any:
         """An in-place op must leave its target's degree unchanged: other references
         (views, later uses of the same node) still see the old tensor object.  A zero target
-        has no degree to keep: it takes the written one (``after`` gives it to its aliases)."""
+        has no degree to keep: it takes the written one (``after`` gives it to its aliases);
+        nor has a target that an op reading none of its values (``fill_``) overwrites, where no
+        view of its storage is read afterwards (vits fills ``empty_like`` with a tensor)."""
         target = node.args[0] if node.args else None
         if not isinstance(target, fx.Node):
             return out
         old = self._resolve(node, self._value(target))
         if isinstance(old, Deg) and isinstance(out, Deg):
-            if old.zero:
+            if old.zero or (overwrites and not self._views_read_later(node, target)):
                 # a zero buffer written into holds what was written and zeros, which scale
                 # with anything (an MoE's experts index_add_ into zeros): the written degree
                 self.env[target.name] = out
@@ -181,6 +184,15 @@ class _DegreeWalk(GraphWalk):
             call.require_equal(old, out, f"in-place {call.op} on {target.name}")
             return old
         return out
+
+    def _views_read_later(self, node: fx.Node, target: fx.Node) -> bool:
+        views = self.graph.mutations.get(node.name, frozenset()) - {target.name}
+        later = node.next
+        while views and later.op != "root":
+            if any(n.name in views for n in later.all_input_nodes):
+                return True
+            later = later.next
+        return False
 
     def after(self, node: fx.Node) -> None:
         # a write through one view reaches every alias: a zero buffer written into (glm5_next's

@@ -346,7 +346,7 @@ ROWS: list[Row] = [
     """),
     Row(E.constant, O.mixes, "aten: one_hot meshgrid\n torch: meshgrid\n F: one_hot"),
     Row(E.full, O.value_free,
-        "aten: full new_full full_like\n torch: full full_like\n method: new_full"),
+        "aten: full new_full full_like fill\n torch: full full_like fill\n method: new_full fill"),
     Row(E.zeros, O.value_free, """
         aten: zeros zeros_like new_zeros
         torch: zeros zeros_like
@@ -355,10 +355,10 @@ ROWS: list[Row] = [
     Row(E.no_value, O.mixes, """
         aten: _assert_tensor_metadata _assert_async _assert_scalar sym_constrain_range
               sym_constrain_range_for_size _functional_assert_async _print
-        torch: _assert _assert_async
-    """),
+        torch: _assert _assert_async"""),
     Row(E.shape_query, O.value_free, """
         aten: sym_size sym_numel sym_stride sym_storage_offset size stride numel dim
+              _has_compatible_shallow_copy_type is_same_size
         torch: numel is_floating_point is_tensor is_complex
         method: size dim numel stride nelement ndimension element_size is_floating_point
                 is_contiguous data_ptr get_device is_complex
