@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from small_inputs import PIXELS, TOKENS, VOCAB, WIDTH, candidate_inputs
+from small_timm import KEEP, timm_fewer_blocks
 
 
 def transformers_types() -> list[str]:
@@ -193,6 +194,9 @@ def _shrink(d: dict, ids: _TokenIds) -> dict:
                                  for new, old in enumerate(kept) if int(k) == old}
     if kept:
         _keep_outputs(d, kept)
+    if d.get("model_type") == "timm_wrapper" and d.get("model_args") is None:
+        fewer = timm_fewer_blocks(d.get("architecture"))  # pe_video's 300 M tower: 2 blocks
+        d["model_args"] = None if not fewer or KEEP in fewer else dict(fewer)
     if d.get("model_type") == "timm_backbone" and str(d.get("backbone")).startswith("resnet"):
         d["backbone"] = "test_resnet"  # timm's smallest resnet: same four stages, 0.1 M weights
     for a, b in tied:
