@@ -91,3 +91,13 @@ def test_blocks_of_two_kinds_keep_both_kinds(small_timm):
     assert len(full_kinds) == 2 and len(kept.blocks) == 4
     assert {tuple(p.shape for p in b.parameters()) for b in kept.blocks} == full_kinds
     assert small_timm.timm_fewer_blocks("vit_5b_patch16_sapiens2") == {small_timm.KEEP: 2}
+
+
+def test_a_timm_model_refusing_64_px_gets_the_nearest_side_it_accepts(small_timm):
+    # deepseek_vit (patch 14) and gemma4_vit (48 px pooling) used to fall back to their own
+    # 546 and 768 px: 74-120 s of confirmation for what a small image shows
+    model, x = small_timm.build_timm("inception_v3")  # needs 75 px
+    assert not small_timm._accepts(model, 64)
+    assert x.shape == (2, 3, 96, 96) and x.shape[-1] in small_timm.SIDES
+    with torch.no_grad():
+        model.eval()(x)
