@@ -107,12 +107,13 @@ def _mask(cfg):
 
 
 def _other_features(x):
-    """(batch, time, bins) as conformer encoders take them; and the mel-bin counts feature
-    extractors use where the config names none (its default, 80, tried first), both ways."""
+    """(batch, time, bins) as conformer encoders take them; and the sizes feature extractors
+    make where the config names none (80 tried first, 128 mel bins, 80 stacked two or four
+    frames deep: 160, 320), both ways."""
     import torch
 
     yield x.transpose(1, 2)
-    for bins in (128, 160):
+    for bins in (128, 160, 320):
         if bins != x.shape[1]:
             other = torch.randn(x.shape[0], bins, x.shape[2])
             yield from (other, other.transpose(1, 2))

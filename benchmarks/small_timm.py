@@ -117,7 +117,9 @@ def _keep_blocks(model, keep: int) -> None:
     """Keeps the first ``keep`` blocks of each kind in every list of blocks that repeat blocks of
     the model's own: one class (not a torch layer's) and, after the first, at most two sets of
     parameter shapes, each repeated (sapiens2 has full-attention blocks at both ends and
-    grouped-query ones between).  A list of stages changes width along it and is kept whole."""
+    grouped-query ones between).  A list of stages changes width along it and is kept whole.
+    Lists are Sequential/ModuleList, or modules whose forward runs their children in turn
+    (regnet's RegStage: ``for block in self.children()``)."""
     import collections
 
     import torch
@@ -126,13 +128,13 @@ def _keep_blocks(model, keep: int) -> None:
         return tuple((n, tuple(p.shape)) for n, p in block.named_parameters())
 
     for module in list(model.modules()):
-        if not isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)) or \
-                len(module) <= keep:
+        blocks = list(module.named_children()) if _runs_children(module) else []
+        if len(blocks) <= keep:
             continue
-        classes = {type(m) for m in module}
+        classes = {type(m) for _, m in blocks}
         if len(classes) != 1 or next(iter(classes)).__module__.startswith("torch."):
             continue
-        signatures = [shapes(m) for m in module]
+        signatures = [shapes(m) for _, m in blocks]
         runs = collections.Counter(signatures[1:])
         if len(runs) > 2 or min(runs.values()) < keep:
             continue
@@ -143,7 +145,25 @@ def _keep_blocks(model, keep: int) -> None:
             if at and seen[signature] > keep:
                 dropped.append(at)
         for at in reversed(dropped):
-            del module[at]
+            if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)):
+                del module[at]  # renumbered: code that indexes the list finds what is left
+            else:
+                delattr(module, blocks[at][0])
+
+
+def _runs_children(module) -> bool:
+    import inspect
+
+    import torch
+
+    if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)):
+        return True
+    if type(module).__module__.startswith("torch."):
+        return False
+    try:
+        return "in self.children()" in inspect.getsource(type(module).forward)
+    except (OSError, TypeError):
+        return False
 
 
 def _meta(name: str, **kwargs):

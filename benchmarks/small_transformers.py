@@ -112,6 +112,10 @@ _PER_TYPE = {
     "esm": {"pad_token_id": 1},  # its position ids count from the padding index
     "step3p7": {"text_config": {"sliding_window": 8}},  # its sliding layers need one
     "xmod": {"default_language": "en_XX"},  # its adapters are per language
+    "fun_asr_nano": {"adaptor_config": {"intermediate_size": WIDTH // 4}},  # text width / 4
+    # heads are width // 64 in its vision tower's attention
+    "bridgetower": {"vision_config": {"hidden_size": 64}, "hidden_size": 64,
+                    "text_config": {"hidden_size": 64}},
     "timm_backbone": {"backbone": "test_resnet"},  # the default names none
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),

@@ -101,3 +101,19 @@ def test_a_timm_model_refusing_64_px_gets_the_nearest_side_it_accepts(small_timm
     assert x.shape == (2, 3, 96, 96) and x.shape[-1] in small_timm.SIDES
     with torch.no_grad():
         model.eval()(x)
+
+
+def test_a_stage_that_runs_its_children_in_turn_keeps_two_blocks(small_timm):
+    # regnet's RegStage holds its blocks as named children b1..bN, run by iterating
+    # self.children(): regnety_2560 (1.3 B parameters) was built whole and took 60-66 s
+    import timm
+
+    with torch.device("meta"):
+        full = timm.create_model("regnety_1280", pretrained=False, num_classes=10)
+        kept = timm.create_model("regnety_1280", pretrained=False, num_classes=10)
+    small_timm._keep_blocks(kept, 2)
+    stages = ("s1", "s2", "s3", "s4")
+    before = [len(list(getattr(full, s).children())) for s in stages]
+    after = [len(list(getattr(kept, s).children())) for s in stages]
+    assert max(before) > 3 and after == [min(n, 3) for n in before]  # the first, then 2
+    assert small_timm.timm_fewer_blocks("regnety_1280") == {small_timm.KEEP: 2}
