@@ -112,6 +112,9 @@ _PER_TYPE = {
     "esm": {"pad_token_id": 1},  # its position ids count from the padding index
     "step3p7": {"text_config": {"sliding_window": 8}},  # its sliding layers need one
     "xmod": {"default_language": "en_XX"},  # its adapters are per language
+    # per-layer kinds the default leaves to the checkpoint: one of each in the two layers
+    "lfm2_moe": {"layer_types": ["conv", "full_attention"], "num_dense_layers": 1},
+    "deepseek_ocr2": {"text_config": {"mlp_layer_types": ["dense", "sparse"]}},
     "fun_asr_nano": {"adaptor_config": {"intermediate_size": WIDTH // 4}},  # text width / 4
     # heads are width // 64 in its vision tower's attention
     "bridgetower": {"vision_config": {"hidden_size": 64}, "hidden_size": 64,
