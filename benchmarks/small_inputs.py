@@ -119,14 +119,18 @@ def _other_features(x):
             yield from (other, other.transpose(1, 2))
 
 
+def _two_frames(images):
+    return images[:, None].repeat(1, 2, 1, 1, 1)
+
+
 def _video(cfg):
-    return _pixels(cfg)[:, None].repeat(1, 2, 1, 1, 1)  # two frames
+    return _two_frames(_pixels(cfg))
 
 
 # the other forms an input may take: one-channel waveforms of codecs, other feature layouts and
 # sizes, two-frame videos
 _VARIANTS = {"input_values": lambda x: [x[:, None]], "input_features": _other_features,
-             "pixel_values": lambda x: [x[:, None].repeat(1, 2, 1, 1, 1)]}
+             "pixel_values": lambda x: [_two_frames(x)]}
 _GRID = (1, 4, 4)  # frames, rows, columns of patches: merges 2x2 into 2x2 tokens
 _MAKERS = {
     "grid_thw": _grid, "image_grid_thw": _grid,

@@ -1,6 +1,7 @@
 """Small timm models for the breadth sweep (benchmarks/sweep.py): every architecture of timm's
-registry at its own widths, at 64 px where it accepts them (batch 2), random weights, nothing
-downloaded; past 150 M parameters with fewer blocks of the same kinds (``timm_fewer_blocks``)."""
+registry at its own widths, at 64 px or the nearest side it accepts (``SIDES``; batch 2), random
+weights, nothing downloaded; past 150 M parameters with fewer blocks of the same kinds
+(``timm_fewer_blocks``)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def build_timm(name: str):
         fewer = {}
         built = _timm_at_image(name, fewer)
     if built is None:
-        # a fixed input size (crossvit's two patch grids): the model as its config makes it,
-        # at its own size; one built for IMAGE px but refusing them would refuse that size too
+        # a fixed input size none of SIDES meets: the model as its config makes it, at its own
+        # size (one built for a side it refuses would refuse its own size too)
         fewer = {k: v for k, v in fewer.items() if k != KEEP}
         model = _timm_at(name, fewer, {})
         cfg = getattr(model, "pretrained_cfg", {}) or {}
@@ -152,16 +153,21 @@ def _keep_blocks(model, keep: int) -> None:
 
 
 def _runs_children(module) -> bool:
-    import inspect
-
     import torch
 
     if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)):
         return True
-    if type(module).__module__.startswith("torch."):
-        return False
+    return not type(module).__module__.startswith("torch.") and _forward_runs_children(
+        type(module))
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_runs_children(cls) -> bool:
+    """Read once per class: a giant has thousands of modules of a few classes."""
+    import inspect
+
     try:
-        return "in self.children()" in inspect.getsource(type(module).forward)
+        return "in self.children()" in inspect.getsource(cls.forward)
     except (OSError, TypeError):
         return False
 

@@ -45,7 +45,8 @@ _SMALL = {
     # attention heads
     "num_attention_heads": 2, "n_head": 2, "n_heads": 2, "num_heads": 2,
     "encoder_attention_heads": 2, "decoder_attention_heads": 2, "num_key_value_heads": 1,
-    "head_dim": WIDTH // 2, "d_kv": WIDTH // 2, "d_head": WIDTH // 2, "kv_lora_rank": 8, "q_lora_rank": 8,
+    "head_dim": WIDTH // 2, "d_kv": WIDTH // 2, "d_head": WIDTH // 2, "kv_lora_rank": 8,
+    "q_lora_rank": 8,
     "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "qk_head_dim": 16, "v_head_dim": 8,
     "index_n_heads": 2, "index_head_dim": 16,
     # state-space mixers: mamba_n_heads * mamba_d_head == mamba_d_ssm == expand (2) * width
@@ -80,11 +81,11 @@ _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, 
            "num_windows": 4, "num_queries": 8, "num_frames": 2,
            "num_blocks": 2, "num_experts_per_tok": 2, "num_experts_per_token": 2,
            "context_size": TOKENS}
-# None in some defaults where the model needs a size
-_FILLED = {"vocab_size": VOCAB, "head_dim": WIDTH // 2, "num_key_value_heads": 1,
-           # MoE configs whose defaults leave the expert counts to the checkpoint
-           "num_experts": 4, "n_routed_experts": 4, "num_experts_per_tok": 2, "top_k_experts": 2,
-           "n_shared_experts": 1, "moe_intermediate_size": WIDTH}
+# None in some defaults where the model needs a size (MoE configs leave the expert counts to
+# the checkpoint): the small size, or these where none is set above
+_FILLED = {key: _SMALL[key] for key in ("vocab_size", "head_dim", "num_key_value_heads",
+                                        "num_experts", "n_routed_experts", "moe_intermediate_size")}
+_FILLED.update(num_experts_per_tok=2, top_k_experts=2, n_shared_experts=1)
 _DEPTHS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")  # the layer count
 # (a, b): a stays equal to b after shrinking where the full-size config has them equal; some
 # validators and layers require it (multi-head attention, MLA's rotary head dim, a quantizer
