@@ -4,6 +4,8 @@ features, patches with their grid)."""
 
 from __future__ import annotations
 
+import itertools
+
 TOKENS = 16
 VOCAB = 128
 WIDTH = 32  # hidden size of the small transformers configs
@@ -19,22 +21,38 @@ def candidate_inputs(model, cfg):
              if p.kind is p.POSITIONAL_OR_KEYWORD]
     main = getattr(model, "main_input_name", "input_ids")
     first = names.index(main) + 1 if main in names else 1
-    for count in range(first, min(len(names), first + 3) + 1):
-        if _MAKERS.get(names[count - 1]) is None and count > first:
+    for count in range(first, min(len(names), first + 4) + 1):
+        if count > first and names[count - 1] not in _MAKERS and names[count - 1] not in _AFTER:
             continue
-        inputs = tuple(_make(name, cfg, names, main) for name in names[:count])
-        yield inputs
-        for at, name in enumerate(names[:count]):
-            if name in _VARIANTS and inputs[at] is not None:
-                for other in _VARIANTS[name](inputs[at]):
-                    yield inputs[:at] + (other,) + inputs[at + 1:]
+        made: dict = {}
+        for name in names[:count]:
+            made[name] = _make(name, cfg, names, main, made)
+        yield from _varied(tuple(made.values()), names)
 
 
-def _make(name: str, cfg, names: list[str], main: str):
+def _varied(inputs: tuple, names: list[str]):
+    """``inputs``, then with each one input in its other forms, then with two at once (a codec
+    that takes both a one-channel waveform and transposed features)."""
+    forms = [[x, *(_VARIANTS[name](x) if name in _VARIANTS and x is not None else ())]
+             for name, x in zip(names, inputs)]
+    yield inputs
+    for at, options in enumerate(forms):
+        for other in options[1:]:
+            yield inputs[:at] + (other,) + inputs[at + 1:]
+    varied = [at for at, options in enumerate(forms) if len(options) > 1]
+    for i, a in enumerate(varied):
+        for b in varied[i + 1:]:
+            for x, y in itertools.product(forms[a][1:], forms[b][1:]):
+                yield tuple(x if at == a else y if at == b else v for at, v in enumerate(inputs))
+
+
+def _make(name: str, cfg, names: list[str], main: str, made: dict):
     if name in ("pixel_values", "hidden_states") and {"grid_thw", "image_grid_thw"} & set(names):
         return _patches(cfg)
     if name == "pixel_values_videos" and name == main:  # (elsewhere the video is optional, and
         return _video(cfg)  # the side its vision tower wants may be known only to that tower)
+    if name in _AFTER:
+        return _AFTER[name](cfg, made)
     maker = _MAKERS.get(name)
     return maker(cfg) if maker else None
 
@@ -108,12 +126,12 @@ def _mask(cfg):
 
 def _other_features(x):
     """(batch, time, bins) as conformer encoders take them; and the sizes feature extractors
-    make where the config names none (80 tried first, 128 mel bins, 80 stacked two or four
-    frames deep: 160, 320), both ways."""
+    make where the config names none (80 tried first, 128 mel bins, 80 stacked two, four or
+    seven frames deep: 160, 320, 560), both ways."""
     import torch
 
     yield x.transpose(1, 2)
-    for bins in (128, 160, 320):
+    for bins in (128, 160, 320, 560):
         if bins != x.shape[1]:
             other = torch.randn(x.shape[0], bins, x.shape[2])
             yield from (other, other.transpose(1, 2))
@@ -137,3 +155,62 @@ _MAKERS = {
     "input_ids": _token_ids, "decoder_input_ids": _token_ids, "attention_mask": _mask,
     "pixel_values": _pixels, "input_values": _waveform, "input_features": _features,
 }
+
+
+def _boxes(cfg):
+    """Layout boxes, (batch, tokens, 4) as x0, y0, x1, y1 on the 0-1000 grid of document models
+    (or as many coordinates as the config asks, dim_bbox)."""
+    import torch
+
+    corners = getattr(cfg, "dim_bbox", 4)
+    top = min(1000, (getattr(cfg, "max_2d_position_embeddings", None) or 1024) - 1) // 2
+    low = torch.randint(0, top, (2, TOKENS, corners // 2))
+    return torch.cat([low, low + torch.randint(0, top, low.shape)], dim=-1)
+
+
+def _series(cfg):
+    """A time series: (batch, context, channels) where the config names both, else (batch,
+    length) with the length a whole number of patches."""
+    import torch
+
+    context = getattr(cfg, "context_length", None)
+    channels = getattr(cfg, "num_input_channels", None)
+    if context and channels:
+        return torch.randn(2, context, channels)
+    return torch.randn(2, 4 * (getattr(cfg, "patch_length", None) or 16))
+
+
+def _time_mask(fill, dtype: str):
+    """A mask over the main input's time axis: (batch, time), the time axis the last of
+    (batch, bins, time) features, the second of (batch, time, bins) mels and of series."""
+    import torch
+
+    def make(cfg, made):
+        main = next(iter(made.values()))
+        time = main.shape[-1] if main.dim() == 3 and "features" in next(iter(made)) else \
+            main.shape[1]
+        return torch.full((main.shape[0], time), fill, dtype=getattr(torch, dtype))
+    return make
+
+
+def _mel(cfg):
+    """(batch, frames, mel bins): the layout of audio towers that name their input audio_mel."""
+    import torch
+
+    return torch.randn(2, 4 * TOKENS, getattr(cfg, "input_feat_size", None) or 128)
+
+
+def _task(cfg):
+    """A task prompt's token ids, as long as the config's task sequence."""
+    import torch
+
+    return torch.randint(3, VOCAB - 8, (2, getattr(cfg, "task_seq_len", None) or TOKENS))
+
+
+# inputs made after the main input, from it
+_AFTER = {"input_features_mask": _time_mask(1, "long"),
+          "past_values_padding": _time_mask(0.0, "float32"),
+          "audio_mel_mask": _time_mask(False, "bool")}  # (True where padded)
+_MAKERS.update(bbox=_boxes, past_values=_series, audio_mel=_mel,
+               freq=lambda cfg: __import__("torch").zeros(2, 1, dtype=__import__("torch").long),
+               prompt_pixel_values=_pixels, task_inputs=_task, qformer_input_ids=_token_ids)

@@ -29,7 +29,7 @@ _SMALL = {
     "cross_hidden_size": WIDTH, "backbone_hidden_size": WIDTH, "encoder_hidden_dim": WIDTH,
     "pooler_output_size": WIDTH, "condition_dim": WIDTH, "conv_channels": WIDTH,
     "adapter_in_dim": WIDTH, "adapter_input_size": WIDTH, "adapter_out_dim": WIDTH,
-    "downsample_hidden_size": WIDTH, "projector_hidden_size": WIDTH, "entity_emb_size": WIDTH,
+    "downsample_hidden_size": WIDTH, "mit_hidden_size": WIDTH, "projector_hidden_size": WIDTH, "entity_emb_size": WIDTH,
     "hidden_size_per_layer_input": 8,
     # feed-forward and expert widths
     "intermediate_size": 2 * WIDTH, "ffn_dim": 2 * WIDTH, "ffn_hidden_size": 2 * WIDTH,
@@ -78,7 +78,7 @@ _SMALL_LISTS = {
 # shrunk to at most this: a stride-4 stem stays 4, group norms divide the shrunk widths
 _CAPPED = {"patch_size": 8, "window_size": 4, "num_groups": 2, "rotary_dim": 8, "n_group": 2,
            "topk_group": 1, "max_length": 2 * TOKENS, "num_kv_shared_layers": 0, "n_groups": 2,
-           "num_windows": 4, "num_queries": 8, "num_frames": 2,
+           "num_windows": 4, "num_expert_group": 2, "num_queries": 8, "num_frames": 2,
            "num_blocks": 2, "num_experts_per_tok": 2, "num_experts_per_token": 2,
            "context_size": TOKENS}
 # None in some defaults where the model needs a size (MoE configs leave the expert counts to
@@ -95,21 +95,35 @@ _TIED = (("num_key_value_heads", "num_attention_heads"), ("head_dim", "qk_rope_h
          ("embedding_dim", "hidden_size"))
 # multimodal RoPE families whose modeling code defaults the section list ([8, 12, 12],
 # [16, 24, 24]: 2:3:3 of half the full-size rotary dim) where the config states none
-_MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "paddleocr", "hunyuan_vl")
+_MROPE_DEFAULT = ("glm", "qwen2_vl", "qwen2_5_vl", "qwen2_5_omni", "paddleocr", "hunyuan_vl")
+_QSA = {"indexer_n_heads": 2, "indexer_kv_heads": 1, "indexer_head_dim": WIDTH // 2,
+        "indexer_budget": 8, "indexer_compress_ratio": 4}
+_PER_LAYER_ROPE = {"rope_parameters": {"full_attention": {"rope_type": "default",
+                                                           "rope_theta": 10000.0}}}
+_VQ = {"base_channels": 32, "latent_channels": 32, "num_res_blocks": 1}  # (group norms of 32)
 _EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}
 # what the generic shrinking cannot know, per model type
 _PER_TYPE = {
     # the top conv's width, hidden_dim, must be round_filters(1280) of the width coefficient
     "efficientnet": _EFFICIENTNET,
     "align": {"vision_config": _EFFICIENTNET, "projection_dim": 80},  # = the last block's width
-    "qwen2_5_vl_vision": {"window_size": 32},  # in pixels: patch 8 x merge 2 x 2 tokens
+    **dict.fromkeys(("qwen2_5_vl_vision", "exaone4_5_vision"),  # in pixels: patch 8 x merge 2
+                    {"window_size": 32}),  # x 2 tokens
     # five stride-2 stages, then a 2x2 unfold
     "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},
     "mamba2": {"head_dim": 2 * WIDTH // 2},  # num_heads * head_dim == expand * hidden_size
     "gpt_neo": {"attention_types": [[["global", "local"], 1]]},  # expands to per-layer types
     "zamba2": {"mamba_headdim": 8, "attention_head_dim": WIDTH // 2},  # 8 heads x 8 == 2 x 32
-    "dory": {"num_hidden_layers": 3, "n_input_layers": 1, "n_recurrent_layers": 1,
-             "n_output_layers": 1},  # the three kinds must sum to the depth
+    # the three kinds must sum to the depth; its dict counts blocks, an attention and an MLP
+    # block per layer
+    "dory": {"num_hidden_layers": 6, "n_input_layers": 2, "n_recurrent_layers": 2,
+             "n_output_layers": 2, "layer_types": ["sliding_attention", "mlp", "full_attention",
+                                                   "mlp", "sliding_attention", "mlp"]},
+    # its decoder takes (batch x codebooks, tokens) ids: two codebooks of a (2, 16) input
+    **dict.fromkeys(("musicgen", "musicgen_melody"), {"decoder": {"num_codebooks": 2}}),
+    "lilt": {"hidden_size": 48},  # six box embeddings of hidden_size // 6 each
+    "layoutlmv3": {"coordinate_size": 4, "shape_size": 8},  # 4 + 2 of them: the width
+    "reformer": {"axial_pos_embds_dim": [WIDTH // 2, WIDTH // 2], "axial_pos_shape": [4, 4]},
     "esm": {"pad_token_id": 1},  # its position ids count from the padding index
     "step3p7": {"text_config": {"sliding_window": 8}},  # its sliding layers need one
     "xmod": {"default_language": "en_XX"},  # its adapters are per language
@@ -121,6 +135,31 @@ _PER_TYPE = {
     "bridgetower": {"vision_config": {"hidden_size": 64}, "hidden_size": 64,
                     "text_config": {"hidden_size": 64}},
     "timm_backbone": {"backbone": "test_resnet"},  # the default names none
+    # attributes the modeling code reads that the default config lacks
+    "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
+    "t5gemma2_encoder": {"text_config": {"dropout_rate": 0.0}},
+    "moonshine_streaming": {"num_key_value_heads": 1},
+    # rotary parameters per layer type, as its rotary embedding looks them up
+    "cohere_compass": {"text_config": _PER_LAYER_ROPE},
+    "cohere_compass_text": _PER_LAYER_ROPE,
+    # its indexed-attention layers need the indexer sizes the default leaves unset
+    **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), {"text_config": _QSA, **_QSA}),
+    "bros": {"dim_bbox_projection": WIDTH // 2},
+    # its prompt pads the image to max_img_size, which its ResNet stem then pools 32-fold
+    "tvp": {"max_img_size": 64, "visual_prompt_size": 4, "vision_config": {"image_size": 64}},  # its box embedding is added per head
+    # its projector reads the tower's width from model_args; the default tower (resnet50) has
+    # none: a small perception-encoder ViT as in its checkpoints
+    "perception_lm": {"vision_config": {"architecture": "vit_pe_core_tiny_patch16_384",
+                                        "model_args": {"embed_dim": 64, "depth": 2,
+                                                       "num_heads": 2, "img_size": PIXELS}}},
+    # image tokens by name: text-only inputs need only the image placeholder's (and the
+    # end-of-line token's) id
+    "chameleon": {"vocabulary_map": {"<image>": VOCAB - 1}, "vq_config": _VQ},
+    "emu3": {"vocabulary_map": {"<image>": VOCAB - 1, "<|extra_200|>": VOCAB - 2},
+             "vq_config": _VQ},
+    # image and audio codes are token ranges at these offsets: inside the small vocabulary
+    "apertus1p5": {"image_token_offset": 64, "audio_token_offset": 80,
+                   "vision_config": {"codebook_size": 16, **_VQ}, "audio_config": {"codebook_size": 16}},
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
@@ -133,9 +172,9 @@ def build_transformers(model_type: str):
 
     base = tf.AutoConfig.for_model(model_type)
     small = _merge(_shrink(base.to_dict(), _TokenIds()), _PER_TYPE.get(model_type, {}))
-    cfg = type(base).from_dict(small)
+    cls, cfg = _for_model(type(base).from_dict(small), tf.AutoModel)
     torch.manual_seed(0)
-    model = tf.AutoModel.from_config(cfg).eval()
+    model = cls._from_config(cfg).eval()
     errors = []
     for inputs in candidate_inputs(model, cfg):
         try:
@@ -147,7 +186,18 @@ def build_transformers(model_type: str):
     raise _telling(errors)
 
 
-_MISSING = re.compile(r"required positional argument|You have to specify|cannot be `?None")
+def _for_model(cfg, auto):
+    """The base model's class and the config it takes: ``cfg``, or the sub-config of the class
+    it asks for where the registry maps a composite config to one part's model (musicgen's
+    decoder)."""
+    cls = auto._model_mapping[type(cfg)]
+    if isinstance(cls, tuple):  # funnel's two: the one its architectures name
+        cls = next((c for c in cls if c.__name__ in (cfg.architectures or ())), cls[0])
+    inner = [v for v in vars(cfg).values() if type(v) is cls.config_class]
+    return cls, inner[0] if type(cfg) is not cls.config_class and len(inner) == 1 else cfg
+
+
+_MISSING = re.compile(r"required positional argument|You (have to|must) specify|cannot be `?None")
 
 
 def _telling(errors: list[Exception]) -> Exception:

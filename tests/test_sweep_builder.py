@@ -42,17 +42,55 @@ def small_timm():
     # expert counts left to the checkpoint (None); 128 mel bins that only the feature
     # extractor states, under the config's encoder_config
     ("dots1", "ids"), ("lasr_ctc", "features"),
+    # a dict that counts blocks (two per layer); a time series with its padding and frequency;
+    # layout boxes
+    ("dory", "ids"), ("timesfm", "series"), ("bros", "ids"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     assert inputs[0].dtype == (torch.long if first_input == "ids" else torch.float32)
+    assert all(x is None or torch.is_tensor(x) for x in inputs)
     if first_input == "pixels":
         assert inputs[0].shape == (2, 3, sweep.PIXELS, sweep.PIXELS)
     assert sum(p.numel() for p in model.parameters()) < 500_000  # small: the audit stays cheap
     assert model.training
     with torch.no_grad():
         model.eval()(*inputs)
+
+
+def test_a_composite_config_mapped_to_one_parts_model_builds_that_part(sweep):
+    model, inputs = sweep.build_transformers("musicgen")  # the registry maps it to the decoder
+    assert type(model.config).__name__ == "MusicgenDecoderConfig"
+    assert inputs.shape == (2, sweep.TOKENS)  # (batch x codebooks, tokens): 2 codebooks
+
+
+def test_a_type_the_registry_maps_to_two_classes_gets_the_one_its_config_names(sweep):
+    model, _ = sweep.build_transformers("funnel")  # FunnelModel or FunnelBaseModel
+    assert type(model).__name__ == "FunnelModel"
+
+
+def test_inputs_made_from_the_main_one_match_it(sweep):
+    _, (mel, mask) = sweep.build_transformers("gemma3n_audio")  # (batch, frames, bins), mask
+    assert mask.dtype == torch.bool and mask.shape == mel.shape[:2] and not mask.any()
+    _, (values, padding, freq) = sweep.build_transformers("timesfm")
+    assert padding.shape == values.shape and not padding.any() and freq.dtype == torch.long
+
+
+def test_layout_boxes_are_boxes(sweep):
+    _, (ids, boxes) = sweep.build_transformers("bros")  # 8 coordinates: two corners
+    assert boxes.shape == (*ids.shape, 8)
+    assert (boxes[..., :4] <= boxes[..., 4:]).all() and boxes.min() >= 0
+
+
+def test_two_inputs_in_their_other_forms_at_once_are_tried(sweep):
+    small_inputs = sys.modules["small_inputs"]
+    wave, feats = torch.zeros(2, 4000), torch.zeros(2, 80, 32)
+    tried = [tuple(x.shape for x in c)
+             for c in small_inputs._varied((wave, feats), ["input_values", "input_features"])]
+    assert tried[0] == ((2, 4000), (2, 80, 32))
+    assert ((2, 1, 4000), (2, 32, 160)) in tried  # a codec's one-channel wave, stacked features
+    assert len(tried) == len(set(tried))
 
 
 def test_an_encoder_decoder_gets_its_decoder_ids_positionally(sweep):
