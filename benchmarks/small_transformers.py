@@ -29,7 +29,8 @@ _SMALL = {
     "cross_hidden_size": WIDTH, "backbone_hidden_size": WIDTH, "encoder_hidden_dim": WIDTH,
     "pooler_output_size": WIDTH, "condition_dim": WIDTH, "conv_channels": WIDTH,
     "adapter_in_dim": WIDTH, "adapter_input_size": WIDTH, "adapter_out_dim": WIDTH,
-    "downsample_hidden_size": WIDTH, "mit_hidden_size": WIDTH, "projector_hidden_size": WIDTH, "entity_emb_size": WIDTH,
+    "downsample_hidden_size": WIDTH, "mit_hidden_size": WIDTH,
+    "projector_hidden_size": WIDTH, "entity_emb_size": WIDTH,
     "hidden_size_per_layer_input": 8,
     # feed-forward and expert widths
     "intermediate_size": 2 * WIDTH, "ffn_dim": 2 * WIDTH, "ffn_hidden_size": 2 * WIDTH,
@@ -144,9 +145,7 @@ _PER_TYPE = {
     "cohere_compass_text": _PER_LAYER_ROPE,
     # its indexed-attention layers need the indexer sizes the default leaves unset
     **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), {"text_config": _QSA, **_QSA}),
-    "bros": {"dim_bbox_projection": WIDTH // 2},
-    # its prompt pads the image to max_img_size, which its ResNet stem then pools 32-fold
-    "tvp": {"max_img_size": 64, "visual_prompt_size": 4, "vision_config": {"image_size": 64}},  # its box embedding is added per head
+    "bros": {"dim_bbox_projection": WIDTH // 2},  # its box embedding is added per head
     # its projector reads the tower's width from model_args; the default tower (resnet50) has
     # none: a small perception-encoder ViT as in its checkpoints
     "perception_lm": {"vision_config": {"architecture": "vit_pe_core_tiny_patch16_384",
@@ -159,7 +158,8 @@ _PER_TYPE = {
              "vq_config": _VQ},
     # image and audio codes are token ranges at these offsets: inside the small vocabulary
     "apertus1p5": {"image_token_offset": 64, "audio_token_offset": 80,
-                   "vision_config": {"codebook_size": 16, **_VQ}, "audio_config": {"codebook_size": 16}},
+                   "vision_config": {"codebook_size": 16, **_VQ},
+                   "audio_config": {"codebook_size": 16}},
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
