@@ -207,10 +207,34 @@ def _task(cfg):
     return torch.randint(3, VOCAB - 8, (2, getattr(cfg, "task_seq_len", None) or TOKENS))
 
 
+def _trajectory(size_key, dtype="float32"):
+    """A decision transformer's trajectory part: (batch, steps, the config's size of it, or 1
+    for rewards and returns)."""
+    import torch
+
+    def make(cfg):
+        if dtype == "long":  # time steps
+            return torch.arange(TOKENS).repeat(2, 1)
+        return torch.randn(2, TOKENS, getattr(cfg, size_key) if size_key else 1)
+    return make
+
+
+def _regions(cfg):
+    """Detected-region features, (batch, regions, the config's visual feature size)."""
+    import torch
+
+    return torch.randn(2, 4, getattr(cfg, "visual_feat_dim", None) or WIDTH)
+
+
 # inputs made after the main input, from it
 _AFTER = {"input_features_mask": _time_mask(1, "long"),
           "past_values_padding": _time_mask(0.0, "float32"),
           "audio_mel_mask": _time_mask(False, "bool")}  # (True where padded)
 _MAKERS.update(bbox=_boxes, past_values=_series, audio_mel=_mel,
                freq=lambda cfg: __import__("torch").zeros(2, 1, dtype=__import__("torch").long),
-               prompt_pixel_values=_pixels, task_inputs=_task, qformer_input_ids=_token_ids)
+               prompt_pixel_values=_pixels, prompt_masks=_pixels, task_inputs=_task,
+               visual_feats=_regions, visual_pos=lambda cfg: _boxes(cfg)[:, :4] / 1000.0,
+               merge_sizes=lambda cfg: __import__("torch").tensor([2]),
+               states=_trajectory("state_dim"), actions=_trajectory("act_dim"),
+               rewards=_trajectory(None), returns_to_go=_trajectory(None),
+               timesteps=_trajectory(None, "long"), qformer_input_ids=_token_ids)

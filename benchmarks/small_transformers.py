@@ -145,6 +145,7 @@ _PER_TYPE = {
     "cohere_compass_text": _PER_LAYER_ROPE,
     # its indexed-attention layers need the indexer sizes the default leaves unset
     **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), {"text_config": _QSA, **_QSA}),
+    "seggpt": {"image_size": [2 * PIXELS, PIXELS]},  # (height, width): image over its prompt
     "bros": {"dim_bbox_projection": WIDTH // 2},  # its box embedding is added per head
     # its projector reads the tower's width from model_args; the default tower (resnet50) has
     # none: a small perception-encoder ViT as in its checkpoints

@@ -45,6 +45,8 @@ def small_timm():
     # a dict that counts blocks (two per layer); a time series with its padding and frequency;
     # layout boxes
     ("dory", "ids"), ("timesfm", "series"), ("bros", "ids"),
+    # a trajectory (states, actions, rewards, returns, time steps); detected regions
+    ("decision_transformer", "series"), ("lxmert", "ids"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
