@@ -181,8 +181,9 @@ def _series(cfg):
 
 
 def _time_mask(fill, dtype: str):
-    """A mask over the main input's time axis: (batch, time), the time axis the last of
-    (batch, bins, time) features, the second of (batch, time, bins) mels and of series."""
+    """A mask over the first input's time axis (these models' main input comes first):
+    (batch, time), the time axis the last of (batch, bins, time) features, the second of
+    (batch, time, bins) mels and of series."""
     import torch
 
     def make(cfg, made):
@@ -226,15 +227,26 @@ def _regions(cfg):
     return torch.randn(2, 4, getattr(cfg, "visual_feat_dim", None) or WIDTH)
 
 
+def _frequency(cfg):
+    import torch
+
+    return torch.zeros(2, 1, dtype=torch.long)  # TimesFM's frequency class: high
+
+
+def _merge_sizes(cfg):
+    import torch
+
+    return torch.tensor([2])  # one image, its 2x2 patches merged into a token
+
+
 # inputs made after the main input, from it
 _AFTER = {"input_features_mask": _time_mask(1, "long"),
           "past_values_padding": _time_mask(0.0, "float32"),
           "audio_mel_mask": _time_mask(False, "bool")}  # (True where padded)
 _MAKERS.update(bbox=_boxes, past_values=_series, audio_mel=_mel,
-               freq=lambda cfg: __import__("torch").zeros(2, 1, dtype=__import__("torch").long),
+               freq=_frequency, merge_sizes=_merge_sizes,
                prompt_pixel_values=_pixels, prompt_masks=_pixels, task_inputs=_task,
                visual_feats=_regions, visual_pos=lambda cfg: _boxes(cfg)[:, :4] / 1000.0,
-               merge_sizes=lambda cfg: __import__("torch").tensor([2]),
                states=_trajectory("state_dim"), actions=_trajectory("act_dim"),
                rewards=_trajectory(None), returns_to_go=_trajectory(None),
                timesteps=_trajectory(None, "long"), qformer_input_ids=_token_ids)

@@ -139,7 +139,6 @@ _PER_TYPE = {
     # attributes the modeling code reads that the default config lacks
     "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
     "t5gemma2_encoder": {"text_config": {"dropout_rate": 0.0}},
-    "moonshine_streaming": {"num_key_value_heads": 1},
     # rotary parameters per layer type, as its rotary embedding looks them up
     "cohere_compass": {"text_config": _PER_LAYER_ROPE},
     "cohere_compass_text": _PER_LAYER_ROPE,
