@@ -50,8 +50,10 @@ _SMALL = {
     "q_lora_rank": 8,
     "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "qk_head_dim": 16, "v_head_dim": 8,
     "index_n_heads": 2, "index_head_dim": 16,
+    "linear_num_heads": 2, "linear_head_dim": WIDTH // 2,  # linear (delta-rule) attention
     # state-space mixers: mamba_n_heads * mamba_d_head == mamba_d_ssm == expand (2) * width
     "mamba_n_heads": 2, "mamba_d_head": WIDTH, "mamba_d_ssm": 2 * WIDTH, "mamba_d_state": 16,
+    "mamba_num_heads": 2, "mamba_head_dim": WIDTH, "ssm_state_size": 16,
     # audio codecs double their channels at each of ~4 downsamplings
     "num_filters": 4, "encoder_hidden_size": 4, "decoder_hidden_size": WIDTH,
     # vocabularies, positions, images
@@ -230,6 +232,8 @@ class _TokenIds:
 
 def _shrink(d: dict, ids: _TokenIds) -> dict:
     layers = next((d[k] for k in _DEPTHS if isinstance(d.get(k), int)), None)
+    if layers is None and isinstance(d.get("layers_block_type"), list):
+        layers = len(d["layers_block_type"])  # a hybrid whose depth is its block list's
     kept = _kept_layers(d, layers)
     tied = [(a, b) for a, b in _TIED if d.get(a) is not None and d.get(a) == d.get(b)]
     for key, value in list(d.items()):
@@ -269,6 +273,8 @@ def _kept_layers(d: dict, layers) -> list[int]:
     if not isinstance(layers, int) or layers <= 2 or "depths" in d:
         return []  # (with per-stage depths, the layer count is the stage count)
     types = d.get("layer_types")
+    if not any(isinstance(d.get(k), int) for k in _DEPTHS):
+        types = d.get("layers_block_type", types)  # the block list is the depth (nemotron_h)
     kinds = types if isinstance(types, list) and len(types) == layers else [0] * layers
     names = [repr(kind) for kind in kinds]
     firsts = [names.index(name) for name in dict.fromkeys(names)]  # layer 0 comes first
