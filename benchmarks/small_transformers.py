@@ -54,6 +54,8 @@ _SMALL = {
     # state-space mixers: mamba_n_heads * mamba_d_head == mamba_d_ssm == expand (2) * width
     "mamba_n_heads": 2, "mamba_d_head": WIDTH, "mamba_d_ssm": 2 * WIDTH, "mamba_d_state": 16,
     "mamba_num_heads": 2, "mamba_head_dim": WIDTH, "ssm_state_size": 16,
+    # HiFi-GAN vocoders halve their channels at each of 4 upsamplings
+    "upsample_initial_channel": WIDTH,
     # audio codecs double their channels at each of ~4 downsamplings
     "num_filters": 4, "encoder_hidden_size": 4, "decoder_hidden_size": WIDTH,
     # vocabularies, positions, images
@@ -147,6 +149,9 @@ _PER_TYPE = {
     # its indexed-attention layers need the indexer sizes the default leaves unset
     **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), {"text_config": _QSA, **_QSA}),
     "seggpt": {"image_size": [2 * PIXELS, PIXELS]},  # (height, width): image over its prompt
+    # its flows and duration predictor are as wide as its text encoder
+    "vits": {"flow_size": WIDTH, "duration_predictor_filter_channels": WIDTH,
+             "posterior_encoder_num_wavenet_layers": 2, "prior_encoder_num_wavenet_layers": 2},
     "bros": {"dim_bbox_projection": WIDTH // 2},  # its box embedding is added per head
     # its projector reads the tower's width from model_args; the default tower (resnet50) has
     # none: a small perception-encoder ViT as in its checkpoints
