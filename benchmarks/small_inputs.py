@@ -20,8 +20,11 @@ def candidate_inputs(model, cfg):
     names = [p.name for p in inspect.signature(model.forward).parameters.values()
              if p.kind is p.POSITIONAL_OR_KEYWORD]
     main = getattr(model, "main_input_name", "input_ids")
+    if isinstance(main, str) and main in _MAKERS and main not in names and names \
+            and names[0] not in _MAKERS and not _patched(names[0], names):
+        names[0] = main  # the forward names its first parameter otherwise (vibevoice)
     first = names.index(main) + 1 if main in names else 1
-    for count in range(first, min(len(names), first + 4) + 1):
+    for count in range(first, min(len(names), first + 5) + 1):
         if count > first and names[count - 1] not in _MAKERS and names[count - 1] not in _AFTER:
             continue
         made: dict = {}
@@ -46,11 +49,20 @@ def _varied(inputs: tuple, names: list[str]):
                 yield tuple(x if at == a else y if at == b else v for at, v in enumerate(inputs))
 
 
+def _patched(name: str, names: list[str]) -> bool:
+    """Whether ``name`` is the flattened patches of a vision tower that takes them with their
+    grid."""
+    return name in ("pixel_values", "hidden_states") and bool(
+        {"grid_thw", "image_grid_thw"} & set(names))
+
+
 def _make(name: str, cfg, names: list[str], main: str, made: dict):
-    if name in ("pixel_values", "hidden_states") and {"grid_thw", "image_grid_thw"} & set(names):
+    if _patched(name, names):
         return _patches(cfg)
     if name == "pixel_values_videos" and name == main:  # (elsewhere the video is optional, and
         return _video(cfg)  # the side its vision tower wants may be known only to that tower)
+    if name in _MAIN_ONLY and name != main:
+        return None  # (an alternative to the main input, not an addition to it)
     if name in _AFTER:
         return _AFTER[name](cfg, made)
     maker = _MAKERS.get(name)
@@ -145,9 +157,10 @@ def _video(cfg):
     return _two_frames(_pixels(cfg))
 
 
-# the other forms an input may take: one-channel waveforms of codecs, other feature layouts and
-# sizes, two-frame videos
-_VARIANTS = {"input_values": lambda x: [x[:, None]], "input_features": _other_features,
+# the other forms an input may take: one-channel waveforms of codecs, other lengths, other
+# feature layouts and sizes, two-frame videos
+_VARIANTS = {"input_values": lambda x: [x[:, None], x[..., :3840]],  # 3840: whole frames of
+             "input_features": _other_features,  # 1920 samples (muse_spark_audio)
              "pixel_values": lambda x: [_two_frames(x)]}
 _GRID = (1, 4, 4)  # frames, rows, columns of patches: merges 2x2 into 2x2 tokens
 _MAKERS = {
@@ -239,11 +252,41 @@ def _merge_sizes(cfg):
     return torch.tensor([2])  # one image, its 2x2 patches merged into a token
 
 
+def _embeddings(cfg):
+    """Embedded tokens, (batch, tokens, width), for models whose main input is already
+    embedded (perceiver's inputs, a word-timestamp head's inputs_embeds, a drafting head's
+    noise)."""
+    import torch
+
+    width = getattr(cfg, "d_model", None) or getattr(cfg, "hidden_size", None) or WIDTH
+    return torch.randn(2, TOKENS, width)
+
+
+def _latents(cfg):
+    """A codec decoder's latent frames, (batch, channels, frames)."""
+    import torch
+
+    return torch.randn(2, getattr(cfg, "hidden_size", None) or WIDTH, TOKENS)
+
+
+def _context(cfg):
+    """A drafting head's context: the hidden states of the target layers it reads, side by
+    side, (batch, tokens, layers x width)."""
+    import torch
+
+    layers = len(getattr(cfg, "target_layer_ids", None) or [0])
+    return torch.randn(2, TOKENS, layers * (getattr(cfg, "hidden_size", None) or WIDTH))
+
+
+# made only where they are the main input: elsewhere they stand in for it
+_MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}
 # inputs made after the main input, from it
 _AFTER = {"input_features_mask": _time_mask(1, "long"),
           "past_values_padding": _time_mask(0.0, "float32"),
           "audio_mel_mask": _time_mask(False, "bool")}  # (True where padded)
-_MAKERS.update(bbox=_boxes, past_values=_series, audio_mel=_mel,
+_MAKERS.update(inputs=_embeddings, inputs_embeds=_embeddings, noise_embeds=_embeddings,
+               context_hidden_states=_context, latents=_latents, bbox=_boxes,
+               past_values=_series, audio_mel=_mel,
                freq=_frequency, merge_sizes=_merge_sizes,
                prompt_pixel_values=_pixels, prompt_masks=_pixels, task_inputs=_task,
                visual_feats=_regions, visual_pos=lambda cfg: _boxes(cfg)[:, :4] / 1000.0,

@@ -152,6 +152,7 @@ _PER_TYPE = {
     # its flows and duration predictor are as wide as its text encoder
     "vits": {"flow_size": WIDTH, "duration_predictor_filter_channels": WIDTH,
              "posterior_encoder_num_wavenet_layers": 2, "prior_encoder_num_wavenet_layers": 2},
+    "perceiver": {"d_latents": 2 * WIDTH, "num_latents": 8, "num_self_attends_per_block": 2},
     "bros": {"dim_bbox_projection": WIDTH // 2},  # its box embedding is added per head
     # its projector reads the tower's width from model_args; the default tower (resnet50) has
     # none: a small perception-encoder ViT as in its checkpoints

@@ -8,6 +8,7 @@ shrunk head dim.  Each is built small and run once here, with the inputs it is a
 
 import importlib
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,9 @@ def small_timm():
     # widths the generic shrinking once missed (each kept the model over 60 s): linear-attention
     # heads, a hybrid whose depth is its block list, a HiFi-GAN vocoder's channels
     ("glm5_next_text", "ids"), ("nemo_speechlm", "ids"), ("vits", "ids"),
+    # main inputs already embedded (a perceiver's, a drafting head's noise beside the target
+    # layers it reads) and a codec decoder's latents
+    ("perceiver", "embeds"), ("muse_glimmer_assistant", "embeds"), ("mimi_decoder", "latents"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
@@ -80,6 +84,28 @@ def test_inputs_made_from_the_main_one_match_it(sweep):
     assert mask.dtype == torch.bool and mask.shape == mel.shape[:2] and not mask.any()
     _, (values, padding, freq) = sweep.build_transformers("timesfm")
     assert padding.shape == values.shape and not padding.any() and freq.dtype == torch.long
+
+
+def test_a_first_parameter_named_otherwise_gets_the_main_input(sweep):
+    # its forward calls the waveform hidden_states; main_input_name says input_values
+    _, wave = sweep.build_transformers("vibevoice_acoustic_tokenizer_encoder")
+    assert wave.dtype == torch.float32 and wave.shape[:2] == (2, 1)
+
+
+def test_an_embedded_alternative_to_the_main_input_is_left_out(sweep):
+    small_inputs = sys.modules["small_inputs"]
+
+    class Forward:
+        main_input_name = "input_ids"
+
+        def forward(self, input_ids, attention_mask=None, inputs_embeds=None, pixel_values=None):
+            pass
+
+    config = types.SimpleNamespace()  # no sizes: the makers' defaults
+    tried = [tuple(x is not None for x in c)
+             for c in small_inputs.candidate_inputs(Forward(), config)]
+    assert (True, True, False, True) in tried  # ids, mask, no embeddings, pixels
+    assert not any(len(c) > 2 and c[2] for c in tried)
 
 
 def test_layout_boxes_are_boxes(sweep):
