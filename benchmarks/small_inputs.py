@@ -107,7 +107,13 @@ def _pixels(cfg):
     vision = _sub(cfg, "vision_config", "backbone_config")
     chans, side = getattr(vision, "num_channels", 3), getattr(vision, "image_size", PIXELS)
     side = side if isinstance(side, int) else PIXELS
-    return torch.randn(2, chans if isinstance(chans, int) else 3, side, side)
+    height, width = _LINES.get(getattr(cfg, "model_type", None), (side, side))
+    return torch.randn(2, chans if isinstance(chans, int) else 3, height, width)
+
+
+# text-line recognisers read lines 48 px high (a height their last pooling needs)
+_LINES = {**dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
+                         (48, 128)), "pp_ocrv5_mobile_rec": (96, 128)}
 
 
 def _waveform(cfg):
@@ -182,14 +188,17 @@ def _boxes(cfg):
 
 
 def _series(cfg):
-    """A time series: (batch, context, channels) where the config names both, else (batch,
-    length) with the length a whole number of patches."""
+    """A time series: (batch, context, channels) where the config names both, (batch, context
+    + the longest lag) where it lags, else (batch, length) with the length a whole number of
+    patches."""
     import torch
 
     context = getattr(cfg, "context_length", None)
     channels = getattr(cfg, "num_input_channels", None)
     if context and channels:
         return torch.randn(2, context, channels)
+    if context and getattr(cfg, "lags_sequence", None):  # the context and its lags before it
+        return torch.randn(2, context + max(cfg.lags_sequence))
     return torch.randn(2, 4 * (getattr(cfg, "patch_length", None) or 16))
 
 
@@ -281,7 +290,17 @@ def _context(cfg):
 # made only where they are the main input: elsewhere they stand in for it
 _MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}
 # inputs made after the main input, from it
-_AFTER = {"input_features_mask": _time_mask(1, "long"),
+def _time_features(cfg, made):
+    """Time features for each step of the series: (batch, steps, the config's count)."""
+    import torch
+
+    series = next(iter(made.values()))
+    return torch.randn(*series.shape[:2], getattr(cfg, "num_time_features", None) or 1)
+
+
+_AFTER = {"past_time_features": _time_features,
+          "past_observed_mask": _time_mask(1.0, "float32"),
+          "input_features_mask": _time_mask(1, "long"),
           "past_values_padding": _time_mask(0.0, "float32"),
           "audio_mel_mask": _time_mask(False, "bool")}  # (True where padded)
 _MAKERS.update(inputs=_embeddings, inputs_embeds=_embeddings, noise_embeds=_embeddings,

@@ -106,6 +106,19 @@ _QSA = {"indexer_n_heads": 2, "indexer_kv_heads": 1, "indexer_head_dim": WIDTH /
 _PER_LAYER_ROPE = {"rope_parameters": {"full_attention": {"rope_type": "default",
                                                            "rope_theta": 10000.0}}}
 _VQ = {"base_channels": 32, "latent_channels": 32, "num_res_blocks": 1}  # (group norms of 32)
+_HIERA = {"hidden_size": 8, "embed_dim_per_stage": [8, 16, 32, 64], "blocks_per_stage": [1] * 4,
+          "num_attention_heads_per_stage": [1] * 4, "window_size_per_stage": [8, 4, 4, 2],
+          "global_attention_blocks": [0], "image_size": [PIXELS, PIXELS]}  # (not a stage start)
+_SAM2_VISION = {"backbone_config": _HIERA, "backbone_channel_list": [64, 32, 16, 8],
+                "backbone_feature_sizes": [[8, 8], [4, 4], [2, 2]], "fpn_hidden_size": WIDTH}
+_EDGETAM_VISION = {**_SAM2_VISION, "backbone_config": {"architecture": "repvit_m1"},
+                   "backbone_channel_list": [384, 192, 96, 48]}
+# HGNetV2 sizes its stages by these lists, not hidden_sizes: shrunk together, the detector's
+# encoder reading the last three
+_HGNET = {"stem_channels": [3, 16, 16], "stage_in_channels": [16, 16, 32, 48],
+          "stage_mid_channels": [8, 16, 24, 32], "stage_out_channels": [16, 32, 48, 64],
+          "stage_num_blocks": [1] * 4, "stage_numb_of_layers": [2] * 4,
+          "hidden_sizes": [16, 32, 48, 64]}  # (the channels the backbone reports)
 _EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}
 # what the generic shrinking cannot know, per model type
 _PER_TYPE = {
@@ -152,6 +165,35 @@ _PER_TYPE = {
     # its flows and duration predictor are as wide as its text encoder
     "vits": {"flow_size": WIDTH, "duration_predictor_filter_channels": WIDTH,
              "posterior_encoder_num_wavenet_layers": 2, "prior_encoder_num_wavenet_layers": 2},
+    # the prompt encoder's grid is the image encoder's (32 px in patches of 8), its neck's
+    # width the mask decoder's
+    **dict.fromkeys(("sam", "sam_hq"), {
+        "prompt_encoder_config": {"image_embedding_size": 4},
+        "vision_config": {"output_channels": WIDTH, "num_pos_feats": WIDTH // 2,
+                          "mlp_dim": 2 * WIDTH},
+        "mask_decoder_config": {"mlp_dim": 2 * WIDTH}}),
+    # a Hiera backbone: four stages of doubling width at strides 4-32, the FPN reading the
+    # strides 4-16 at the mask decoder's width, the prompt grid the stride-16 one
+    "sam2": {"vision_config": _SAM2_VISION, "prompt_encoder_config": {"patch_size": 16}},
+    "sam2_vision_model": _SAM2_VISION, "sam2_hiera_det_model": _HIERA,
+    # the same around a timm RepViT, which the default names under a misspelt key
+    "edgetam": {"vision_config": _EDGETAM_VISION, "prompt_encoder_config": {"patch_size": 16}},
+    "edgetam_vision_model": _EDGETAM_VISION,
+    # a ViT's 4x4 patch grid scaled 4, 2 and 1 times
+    "sam3_tracker": {"vision_config": {"fpn_hidden_size": WIDTH,
+                                       "backbone_feature_sizes": [[16, 16], [8, 8], [4, 4]]}},
+    # its FPN at the detector's width
+    **dict.fromkeys(("sam3", "sam3_lite_text"), {"vision_config": {"fpn_hidden_size": WIDTH}}),
+    **dict.fromkeys(("d_fine", "deimv2", "pp_doclayout_v3", "pp_doclayout_v4"),
+                    {"backbone_config": _HGNET, "encoder_in_channels": [32, 48, 64],
+                     "x4_feat_dim": 16}),  # (v3's mask branch reads the first stage too)
+    "pp_ocrv5_server_rec": {"backbone_config": _HGNET},
+    # forecasters: a horizon and a context (the defaults leave both to the dataset), short lags
+    **dict.fromkeys(("time_series_transformer", "informer", "autoformer"), {
+        "prediction_length": 4, "context_length": 8, "lags_sequence": [1, 2, 3],
+        "num_time_features": 1, "feature_size": 3 + 1 + 2}),  # lags, time, location and scale
+    "levit": {"patch_size": 16},  # its stem is four stride-2 convs whatever the patch size
+    "textnet": {"stem_out_channels": 8},  # = the first of its (shrunk) hidden sizes
     "perceiver": {"d_latents": 2 * WIDTH, "num_latents": 8, "num_self_attends_per_block": 2},
     "bros": {"dim_bbox_projection": WIDTH // 2},  # its box embedding is added per head
     # its projector reads the tower's width from model_args; the default tower (resnet50) has

@@ -54,6 +54,11 @@ def small_timm():
     # main inputs already embedded (a perceiver's, a drafting head's noise beside the target
     # layers it reads) and a codec decoder's latents
     ("perceiver", "embeds"), ("muse_glimmer_assistant", "embeds"), ("mimi_decoder", "latents"),
+    # sizes that must agree across sub-configs: SAM's prompt grid and neck, a Hiera backbone
+    # and its FPN, HGNetV2's stage lists and the detector's encoder, LeViT's fixed-stride stem;
+    # a forecaster's context, lags and time features
+    ("sam", "pixels"), ("sam2", "pixels"), ("d_fine", "pixels"), ("levit", "pixels"),
+    ("time_series_transformer", "series"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
@@ -106,6 +111,11 @@ def test_an_embedded_alternative_to_the_main_input_is_left_out(sweep):
              for c in small_inputs.candidate_inputs(Forward(), config)]
     assert (True, True, False, True) in tried  # ids, mask, no embeddings, pixels
     assert not any(len(c) > 2 and c[2] for c in tried)
+
+
+def test_a_text_line_recogniser_reads_a_line(sweep):
+    _, line = sweep.build_transformers("pp_ocrv5_server_rec")  # 48 px high: its last pooling
+    assert line.shape == (2, 3, 48, 128)
 
 
 def test_layout_boxes_are_boxes(sweep):
