@@ -1,0 +1,122 @@
+"""What the breadth sweep's generic shrinking (small_transformers) cannot know, per model type:
+sizes that must agree across sub-configs, attributes the modeling code reads that a default
+config lacks or leaves to the checkpoint, and families whose widths live in keys of their own.
+Merged over the shrunk config, so an entry here wins."""
+
+from __future__ import annotations
+
+from small_inputs import PIXELS, VOCAB, WIDTH
+
+_QSA = {"indexer_n_heads": 2, "indexer_kv_heads": 1, "indexer_head_dim": WIDTH // 2,
+        "indexer_budget": 8, "indexer_compress_ratio": 4}
+_PER_LAYER_ROPE = {"rope_parameters": {"full_attention": {"rope_type": "default",
+                                                           "rope_theta": 10000.0}}}
+_VQ = {"base_channels": 32, "latent_channels": 32, "num_res_blocks": 1}  # (group norms of 32)
+_HIERA = {"hidden_size": 8, "embed_dim_per_stage": [8, 16, 32, 64], "blocks_per_stage": [1] * 4,
+          "num_attention_heads_per_stage": [1] * 4, "window_size_per_stage": [8, 4, 4, 2],
+          "global_attention_blocks": [0], "image_size": [PIXELS, PIXELS]}  # (not a stage start)
+_SAM2_VISION = {"backbone_config": _HIERA, "backbone_channel_list": [64, 32, 16, 8],
+                "backbone_feature_sizes": [[8, 8], [4, 4], [2, 2]], "fpn_hidden_size": WIDTH}
+_EDGETAM_VISION = {**_SAM2_VISION, "backbone_config": {"architecture": "repvit_m1"},
+                   "backbone_channel_list": [384, 192, 96, 48]}
+# HGNetV2 sizes its stages by these lists, not hidden_sizes: shrunk together, the detector's
+# encoder reading the last three
+_HGNET = {"stem_channels": [3, 16, 16], "stage_in_channels": [16, 16, 32, 48],
+          "stage_mid_channels": [8, 16, 24, 32], "stage_out_channels": [16, 32, 48, 64],
+          "stage_num_blocks": [1] * 4, "stage_numb_of_layers": [2] * 4,
+          "hidden_sizes": [16, 32, 48, 64]}  # (the channels the backbone reports)
+_EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}
+# what the generic shrinking cannot know, per model type
+PER_TYPE = {
+    # the top conv's width, hidden_dim, must be round_filters(1280) of the width coefficient
+    "efficientnet": _EFFICIENTNET,
+    "align": {"vision_config": _EFFICIENTNET, "projection_dim": 80},  # = the last block's width
+    **dict.fromkeys(("qwen2_5_vl_vision", "exaone4_5_vision"),  # in pixels: patch 8 x merge 2
+                    {"window_size": 32}),  # x 2 tokens
+    # five stride-2 stages, then a 2x2 unfold
+    "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},
+    "mamba2": {"head_dim": 2 * WIDTH // 2},  # num_heads * head_dim == expand * hidden_size
+    "gpt_neo": {"attention_types": [[["global", "local"], 1]]},  # expands to per-layer types
+    "zamba2": {"mamba_headdim": 8, "attention_head_dim": WIDTH // 2},  # 8 heads x 8 == 2 x 32
+    # the three kinds must sum to the depth; its dict counts blocks, an attention and an MLP
+    # block per layer
+    "dory": {"num_hidden_layers": 6, "n_input_layers": 2, "n_recurrent_layers": 2,
+             "n_output_layers": 2, "layer_types": ["sliding_attention", "mlp", "full_attention",
+                                                   "mlp", "sliding_attention", "mlp"]},
+    # its decoder takes (batch x codebooks, tokens) ids: two codebooks of a (2, 16) input
+    **dict.fromkeys(("musicgen", "musicgen_melody"), {"decoder": {"num_codebooks": 2}}),
+    "lilt": {"hidden_size": 48},  # six box embeddings of hidden_size // 6 each
+    "layoutlmv3": {"coordinate_size": 4, "shape_size": 8},  # 4 + 2 of them: the width
+    "reformer": {"axial_pos_embds_dim": [WIDTH // 2, WIDTH // 2], "axial_pos_shape": [4, 4]},
+    "esm": {"pad_token_id": 1},  # its position ids count from the padding index
+    "step3p7": {"text_config": {"sliding_window": 8}},  # its sliding layers need one
+    "xmod": {"default_language": "en_XX"},  # its adapters are per language
+    # per-layer kinds the default leaves to the checkpoint: one of each in the two layers
+    "lfm2_moe": {"layer_types": ["conv", "full_attention"], "num_dense_layers": 1},
+    "deepseek_ocr2": {"text_config": {"mlp_layer_types": ["dense", "sparse"]}},
+    "fun_asr_nano": {"adaptor_config": {"intermediate_size": WIDTH // 4}},  # text width / 4
+    # heads are width // 64 in its vision tower's attention
+    "bridgetower": {"vision_config": {"hidden_size": 64}, "hidden_size": 64,
+                    "text_config": {"hidden_size": 64}},
+    "timm_backbone": {"backbone": "test_resnet"},  # the default names none
+    # attributes the modeling code reads that the default config lacks
+    "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
+    "t5gemma2_encoder": {"text_config": {"dropout_rate": 0.0}},
+    # rotary parameters per layer type, as its rotary embedding looks them up
+    "cohere_compass": {"text_config": _PER_LAYER_ROPE},
+    "cohere_compass_text": _PER_LAYER_ROPE,
+    # its indexed-attention layers need the indexer sizes the default leaves unset
+    **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), {"text_config": _QSA, **_QSA}),
+    "seggpt": {"image_size": [2 * PIXELS, PIXELS]},  # (height, width): image over its prompt
+    # its flows and duration predictor are as wide as its text encoder
+    "vits": {"flow_size": WIDTH, "duration_predictor_filter_channels": WIDTH,
+             "posterior_encoder_num_wavenet_layers": 2, "prior_encoder_num_wavenet_layers": 2},
+    # the prompt encoder's grid is the image encoder's (32 px in patches of 8), its neck's
+    # width the mask decoder's
+    **dict.fromkeys(("sam", "sam_hq"), {
+        "prompt_encoder_config": {"image_embedding_size": 4},
+        "vision_config": {"output_channels": WIDTH, "num_pos_feats": WIDTH // 2,
+                          "mlp_dim": 2 * WIDTH},
+        "mask_decoder_config": {"mlp_dim": 2 * WIDTH}}),
+    # a Hiera backbone: four stages of doubling width at strides 4-32, the FPN reading the
+    # strides 4-16 at the mask decoder's width, the prompt grid the stride-16 one
+    "sam2": {"vision_config": _SAM2_VISION, "prompt_encoder_config": {"patch_size": 16}},
+    "sam2_vision_model": _SAM2_VISION, "sam2_hiera_det_model": _HIERA,
+    # the same around a timm RepViT, which the default names under a misspelt key
+    "edgetam": {"vision_config": _EDGETAM_VISION, "prompt_encoder_config": {"patch_size": 16}},
+    "edgetam_vision_model": _EDGETAM_VISION,
+    # a ViT's 4x4 patch grid scaled 4, 2 and 1 times
+    "sam3_tracker": {"vision_config": {"fpn_hidden_size": WIDTH,
+                                       "backbone_feature_sizes": [[16, 16], [8, 8], [4, 4]]}},
+    # its FPN at the detector's width
+    **dict.fromkeys(("sam3", "sam3_lite_text"), {"vision_config": {"fpn_hidden_size": WIDTH}}),
+    **dict.fromkeys(("d_fine", "deimv2", "pp_doclayout_v3", "pp_doclayout_v4"),
+                    {"backbone_config": _HGNET, "encoder_in_channels": [32, 48, 64],
+                     "x4_feat_dim": 16}),  # (v3's mask branch reads the first stage too)
+    "pp_ocrv5_server_rec": {"backbone_config": _HGNET},
+    # forecasters: a horizon and a context (the defaults leave both to the dataset), short lags
+    **dict.fromkeys(("time_series_transformer", "informer", "autoformer"), {
+        "prediction_length": 4, "context_length": 8, "lags_sequence": [1, 2, 3],
+        "num_time_features": 1, "feature_size": 3 + 1 + 2}),  # lags, time, location and scale
+    "levit": {"patch_size": 16},  # its stem is four stride-2 convs whatever the patch size
+    "textnet": {"stem_out_channels": 8},  # = the first of its (shrunk) hidden sizes
+    "perceiver": {"d_latents": 2 * WIDTH, "num_latents": 8, "num_self_attends_per_block": 2},
+    "bros": {"dim_bbox_projection": WIDTH // 2},  # its box embedding is added per head
+    # its projector reads the tower's width from model_args; the default tower (resnet50) has
+    # none: a small perception-encoder ViT as in its checkpoints
+    "perception_lm": {"vision_config": {"architecture": "vit_pe_core_tiny_patch16_384",
+                                        "model_args": {"embed_dim": 64, "depth": 2,
+                                                       "num_heads": 2, "img_size": PIXELS}}},
+    # image tokens by name: text-only inputs need only the image placeholder's (and the
+    # end-of-line token's) id
+    "chameleon": {"vocabulary_map": {"<image>": VOCAB - 1}, "vq_config": _VQ},
+    "emu3": {"vocabulary_map": {"<image>": VOCAB - 1, "<|extra_200|>": VOCAB - 2},
+             "vq_config": _VQ},
+    # image and audio codes are token ranges at these offsets: inside the small vocabulary
+    "apertus1p5": {"image_token_offset": 64, "audio_token_offset": 80,
+                   "vision_config": {"codebook_size": 16, **_VQ},
+                   "audio_config": {"codebook_size": 16}},
+    # shifted windows: every stage's side must stay at least the window (4 stages of /2)
+    **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
+                    {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
+}
