@@ -124,19 +124,17 @@ ROWS: list[Row] = [
         op: getitem
     """, view=True),
     # -- linear maps of complex and spectral values: degree-preserving, terms mixed ----------
-    Row(E.preserve, O.mixes, """
-        aten: view_as_complex view_as_real real imag
-        torch: view_as_complex view_as_real real imag
-    """, view=True),
+    Row(E.preserve, O.mixes, "aten: view_as_complex view_as_real real imag _conj conj\n"
+        " torch: view_as_complex view_as_real real imag conj\n method: conj", view=True),
     Row(E.polar, O.mixes, "aten: polar\n torch: polar"),
     Row(E.preserve, O.mixes, """
         aten: fft_fft fft_ifft fft_fft2 fft_ifft2 fft_fftn fft_ifftn fft_rfft fft_irfft fft_rfft2
               fft_irfft2 fft_rfftn fft_irfftn fft_hfft fft_ihfft fft_fftshift fft_ifftshift
-              _fft_r2c _fft_c2r _fft_c2c conj_physical
+              _fft_r2c _fft_c2r _fft_c2c conj_physical resolve_conj
         fft: fft ifft fft2 ifft2 fftn ifftn rfft irfft rfft2 irfft2 rfftn irfftn hfft ihfft
              fftshift ifftshift
-        torch: conj_physical
-        method: conj_physical
+        torch: conj_physical resolve_conj
+        method: conj_physical resolve_conj
     """),
     Row(E.scale_invariant, O.mixes, "aten: angle\n torch: angle\n method: angle"),
     # -- losses computed inside the model: not homogeneous in their input --------------------
