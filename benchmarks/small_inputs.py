@@ -17,8 +17,10 @@ def candidate_inputs(model, cfg):
     input, then one more at a time, each made from its name (None where no maker fits)."""
     import inspect
 
-    names = [p.name for p in inspect.signature(model.forward).parameters.values()
-             if p.kind is p.POSITIONAL_OR_KEYWORD]
+    params = [p for p in inspect.signature(model.forward).parameters.values()
+              if p.kind is p.POSITIONAL_OR_KEYWORD]
+    names = [p.name for p in params]
+    required = {p.name for p in params if p.default is p.empty}
     main = getattr(model, "main_input_name", "input_ids")
     if isinstance(main, str) and main in _MAKERS and main not in names and names \
             and names[0] not in _MAKERS and not _patched(names[0], names):
@@ -29,8 +31,30 @@ def candidate_inputs(model, cfg):
             continue
         made: dict = {}
         for name in names[:count]:
-            made[name] = _make(name, cfg, names, main, made)
-        yield from _varied(tuple(made.values()), names)
+            made[name] = _make(name, cfg, names, main in (name,) or name in required, made)
+        for inputs in _varied(tuple(made.values()), names):
+            yield _with_image_tokens(dict(zip(made, inputs)), cfg)
+
+
+def _with_image_tokens(made: dict, cfg) -> tuple:
+    """The inputs, and where an image (or a video) goes with token ids, the placeholders its
+    features replace: as many image tokens as the config says an image becomes (BLIP-2's
+    queries, Gemma-3's pooled tokens), per frame, at the start of each row."""
+    ids, pixels = made.get("input_ids"), made.get("pixel_values")
+    if ids is None or pixels is None:
+        return tuple(made.values())
+    for part in (cfg, getattr(cfg, "encoder", None)):
+        count = getattr(part, "num_query_tokens", None) or getattr(part, "mm_tokens_per_image",
+                                                                   None)
+        token = next((getattr(part, key) for key in ("image_token_id", "image_token_index",
+                                                     "video_token_id", "video_token_index")
+                      if getattr(part, key, None) is not None), None)
+        count = count and count * (pixels.shape[1] if pixels.dim() == 5 else 1)
+        if count and token is not None and count < ids.shape[1]:
+            made["input_ids"] = ids = ids.clone()
+            ids[:, :count] = token
+            break
+    return tuple(made.values())
 
 
 def _varied(inputs: tuple, names: list[str]):
@@ -56,12 +80,15 @@ def _patched(name: str, names: list[str]) -> bool:
         {"grid_thw", "image_grid_thw"} & set(names))
 
 
-def _make(name: str, cfg, names: list[str], main: str, made: dict):
+def _make(name: str, cfg, names: list[str], needed: bool, made: dict):
+    """The input ``name``; ``needed``: the main input, or one the forward requires."""
     if _patched(name, names):
         return _patches(cfg)
-    if name == "pixel_values_videos" and name == main:  # (elsewhere the video is optional, and
-        return _video(cfg)  # the side its vision tower wants may be known only to that tower)
-    if name in _MAIN_ONLY and name != main:
+    if name == "pixel_values" and {"pixel_position_ids", "spatial_shapes"} & set(names):
+        return _patch_rows(cfg)  # (the NaFlex layout: patches listed with their positions)
+    if name == "pixel_values_videos" and needed:  # (elsewhere the video is optional, and the
+        return _video(cfg)  # side its vision tower wants may be known only to that tower)
+    if name in _MAIN_ONLY and not needed:
         return None  # (an alternative to the main input, not an addition to it)
     if name in _AFTER:
         return _AFTER[name](cfg, made)
@@ -287,8 +314,51 @@ def _context(cfg):
     return torch.randn(2, TOKENS, layers * (getattr(cfg, "hidden_size", None) or WIDTH))
 
 
+def _encoded(cfg):
+    """What a cross-attending model attends to, where its config names the encoder's width
+    (BLIP-2's Q-Former: the image encoder's)."""
+    import torch
+
+    width = getattr(cfg, "encoder_hidden_size", None)
+    return None if not width else torch.randn(2, TOKENS, width)
+
+
 # made only where they are the main input: elsewhere they stand in for it
 _MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}
+def _patch_rows(cfg):
+    """An image as a list of patches, (batch, 4 x 4 patches, channels x patch x patch)."""
+    import torch
+
+    vision = _sub(cfg, "vision_config")
+    chans = getattr(vision, "num_channels", None) or 3
+    return torch.randn(2, _GRID[1] * _GRID[2], chans * vision.patch_size ** 2)
+
+
+def _patch_positions(cfg):
+    """Each listed patch's (x, y) on the 4 x 4 grid."""
+    import torch
+
+    rows, cols = torch.meshgrid(torch.arange(_GRID[1]), torch.arange(_GRID[2]), indexing="ij")
+    return torch.stack([cols.flatten(), rows.flatten()], dim=-1).repeat(2, 1, 1)
+
+
+def _patch_grid(cfg):
+    import torch
+
+    return torch.tensor([_GRID[1:]] * 2)  # each image's rows and columns of patches
+
+
+def _image_positions(cfg, made):
+    """Which token positions an image's latent queries fill (Kosmos-2): the first ones after
+    the start token, as many as its queries."""
+    import torch
+
+    ids = made.get("input_ids")
+    mask = torch.zeros(ids.shape if ids is not None else (2, TOKENS), dtype=torch.bool)
+    mask[:, 1:1 + (getattr(cfg, "latent_query_num", None) or 4)] = True
+    return mask
+
+
 # inputs made after the main input, from it
 def _time_features(cfg, made):
     """Time features for each step of the series: (batch, steps, the config's count)."""
@@ -298,15 +368,18 @@ def _time_features(cfg, made):
     return torch.randn(*series.shape[:2], getattr(cfg, "num_time_features", None) or 1)
 
 
-_AFTER = {"past_time_features": _time_features,
+_AFTER = {"past_time_features": _time_features, "image_embeds_position_mask": _image_positions,
+          "pixel_attention_mask": _time_mask(1, "long"),  # (over the listed patches)
           "past_observed_mask": _time_mask(1.0, "float32"),
           "input_features_mask": _time_mask(1, "long"),
           "past_values_padding": _time_mask(0.0, "float32"),
           "audio_mel_mask": _time_mask(False, "bool")}  # (True where padded)
 _MAKERS.update(inputs=_embeddings, inputs_embeds=_embeddings, noise_embeds=_embeddings,
+               query_embeds=_embeddings, encoder_hidden_states=_encoded,
                context_hidden_states=_context, latents=_latents, bbox=_boxes,
                past_values=_series, audio_mel=_mel,
-               freq=_frequency, merge_sizes=_merge_sizes,
+               freq=_frequency, merge_sizes=_merge_sizes, pixel_position_ids=_patch_positions,
+               spatial_shapes=_patch_grid,
                prompt_pixel_values=_pixels, prompt_masks=_pixels, task_inputs=_task,
                visual_feats=_regions, visual_pos=lambda cfg: _boxes(cfg)[:, :4] / 1000.0,
                states=_trajectory("state_dim"), actions=_trajectory("act_dim"),

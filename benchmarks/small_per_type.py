@@ -25,6 +25,7 @@ _HGNET = {"stem_channels": [3, 16, 16], "stage_in_channels": [16, 16, 32, 48],
           "stage_mid_channels": [8, 16, 24, 32], "stage_out_channels": [16, 32, 48, 64],
           "stage_num_blocks": [1] * 4, "stage_numb_of_layers": [2] * 4,
           "hidden_sizes": [16, 32, 48, 64]}  # (the channels the backbone reports)
+_PE_TOWER = {"model_args": {"img_size": PIXELS, "embed_dim": 64, "num_heads": 2}}  # (not 336 px)
 _EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}
 # what the generic shrinking cannot know, per model type
 PER_TYPE = {
@@ -62,6 +63,41 @@ PER_TYPE = {
     # attributes the modeling code reads that the default config lacks
     "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
     "t5gemma2_encoder": {"text_config": {"dropout_rate": 0.0}},
+    # its image pools to 2x2 tokens (of the 4x4 patches of 32 px)
+    # the image's query outputs replace placeholder tokens, which the default leaves unnamed
+    **dict.fromkeys(("blip-2", "instructblip", "instructblipvideo"), {
+        "image_token_index": VOCAB - 1, "video_token_index": VOCAB - 1, "num_query_tokens": 4,
+        "text_config": {"word_embed_proj_dim": WIDTH}}),  # (OPT's embeddings: its width)
+    "gemma4_vision": {"pooling_kernel_size": 2},  # its 4x4 patches pooled to 2x2 tokens
+    # its modeling code's default sections, [22, 22, 20], in proportion: h and w alike
+    # (and its text and vision experts: 64 of each, widths in a list of their own)
+    "ernie4_5_vl_moe": {"text_config": {"rope_parameters": {"mrope_section": [3, 3, 2]},
+                                        "moe_num_experts": 4, "moe_k": 2,
+                                        "moe_intermediate_size": [WIDTH, WIDTH]}},
+    # layers of the two kept, deepest first; its neck's widths in proportion
+    "depth_pro": {"intermediate_hook_ids": [1, 0], "fusion_hidden_size": WIDTH,
+                  "intermediate_feature_dims": [16, 16],
+                  "scaled_images_feature_dims": [32, 32, 16]},
+    "blt": {"encoder_hash_byte_group_vocab": 64},  # six hash tables of 500,002 rows
+    "pe_video_encoder": {"vision_config": _PE_TOWER},
+    "pe_video": {"video_config": {"vision_config": _PE_TOWER}},
+    # key/value heads per layer, and which layers attend fully, within the two kept
+    "sapiens2": {"num_key_value_heads_per_layer": [2, 2], "num_key_value_attention_heads": 2,
+                 "num_first_full_attention_layers": 1, "num_last_full_attention_layers": 1},
+    # its projector's levels, which the default leaves empty, and its heads
+    "lw_detr": {"projector_scale_factors": [1.0], "num_feature_levels": 1,
+                "projector_in_channels": [WIDTH], "projector_out_channels": WIDTH,
+                "decoder_self_attention_heads": 2, "decoder_cross_attention_heads": 2,
+                "group_detr": 1},
+    # vision layers injected into language layers, within the two kept; its Q-Former
+    # downsamplers take a head per 64 of the tower's width and a query/window side the default
+    # leaves unset
+    "granite4_vision": {"deepstack_layer_map": [[1, 0]], "spatial_target_layers": [1],
+                        "vision_config": {"hidden_size": 64}, "downsample_rate": "1/2"},
+    # its decoder views queries by the key/value head count: equal counts
+    "moonshine_streaming": {"num_key_value_heads": 2},
+    "kosmos-2": {"latent_query_num": 4},  # image queries, each filling a token position
+    "t5gemma2": {"encoder": {"text_config": {"dropout_rate": 0.0}, "mm_tokens_per_image": 4}},
     # rotary parameters per layer type, as its rotary embedding looks them up
     "cohere_compass": {"text_config": _PER_LAYER_ROPE},
     "cohere_compass_text": _PER_LAYER_ROPE,

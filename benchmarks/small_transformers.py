@@ -30,7 +30,7 @@ _SMALL = {
     "cross_hidden_size": WIDTH, "backbone_hidden_size": WIDTH, "encoder_hidden_dim": WIDTH,
     "pooler_output_size": WIDTH, "condition_dim": WIDTH, "conv_channels": WIDTH,
     "adapter_in_dim": WIDTH, "adapter_input_size": WIDTH, "adapter_out_dim": WIDTH,
-    "downsample_hidden_size": WIDTH, "mit_hidden_size": WIDTH,
+    "downsample_hidden_size": WIDTH, "mit_hidden_size": WIDTH, "hidden_size_global": WIDTH,
     "projector_hidden_size": WIDTH, "entity_emb_size": WIDTH,
     "hidden_size_per_layer_input": 8,
     # feed-forward and expert widths

@@ -59,6 +59,10 @@ def small_timm():
     # a forecaster's context, lags and time features
     ("sam", "pixels"), ("sam2", "pixels"), ("d_fine", "pixels"), ("levit", "pixels"),
     ("time_series_transformer", "series"),
+    # per-layer head counts; a projector the default leaves empty; a Q-Former on what it
+    # cross-attends to; a timm tower at the sweep's side instead of 336 px
+    ("sapiens2", "pixels"), ("lw_detr", "pixels"), ("blip_2_qformer", "embeds"),
+    ("pe_video_encoder", "video"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
@@ -111,6 +115,29 @@ def test_an_embedded_alternative_to_the_main_input_is_left_out(sweep):
              for c in small_inputs.candidate_inputs(Forward(), config)]
     assert (True, True, False, True) in tried  # ids, mask, no embeddings, pixels
     assert not any(len(c) > 2 and c[2] for c in tried)
+
+
+def test_an_image_goes_with_as_many_placeholders_as_it_becomes_tokens(sweep):
+    model, (pixels, ids) = sweep.build_transformers("blip-2")  # one per Q-Former query
+    queries = model.config.num_query_tokens
+    assert (ids == model.config.image_token_id).sum(1).tolist() == [queries] * 2
+    model, inputs = sweep.build_transformers("instructblipvideo")  # per frame of the video
+    video, ids = inputs[0], inputs[3]  # (then the Q-Former's ids and mask)
+    frames = video.shape[1]
+    assert video.dim() == 5 and (ids == model.config.video_token_id).sum(1).tolist() == \
+        [frames * model.config.num_query_tokens] * 2
+
+
+def test_listed_patches_come_with_their_mask_and_grid(sweep):
+    _, (patches, mask, grid) = sweep.build_transformers("siglip2_vision_model")
+    assert patches.shape[:2] == mask.shape and mask.all()
+    assert (grid.prod(-1) == patches.shape[1]).all()  # the grid covers the listed patches
+
+
+def test_image_query_positions_match_the_queries(sweep):
+    model, (_, ids, positions) = sweep.build_transformers("kosmos-2")
+    assert positions.shape == ids.shape
+    assert positions.sum(1).tolist() == [model.config.latent_query_num] * 2
 
 
 def test_a_text_line_recogniser_reads_a_line(sweep):
