@@ -5,7 +5,7 @@ Merged over the shrunk config, so an entry here wins."""
 
 from __future__ import annotations
 
-from small_inputs import PIXELS, VOCAB, WIDTH
+from small_makers import PIXELS, VOCAB, WIDTH
 
 _QSA = {"indexer_n_heads": 2, "indexer_kv_heads": 1, "indexer_head_dim": WIDTH // 2,
         "indexer_budget": 8, "indexer_compress_ratio": 4}

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from small_inputs import PIXELS, TOKENS, VOCAB, WIDTH, candidate_inputs
+from small_inputs import candidate_inputs
+from small_makers import PIXELS, TOKENS, VOCAB, WIDTH
 from small_per_type import PER_TYPE
 from small_timm import KEEP, timm_fewer_blocks
 
