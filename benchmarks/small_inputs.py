@@ -28,9 +28,16 @@ def candidate_inputs(model, cfg):
             continue
         made: dict = {}
         for name in names[:count]:
-            made[name] = _make(name, cfg, names, main in (name,) or name in required, made)
+            made[name] = _make(name, cfg, names, name == main or name in required, made)
         for inputs in _varied(tuple(made.values()), names):
             yield _with_image_tokens(dict(zip(made, inputs)), cfg)
+        for name in names[:count - 1]:  # a modality the main input is an alternative to, left
+            if name in _MODALITIES and name != main and name not in required \
+                    and made[name] is not None:  # out (seamless: text or speech, not both)
+                yield _with_image_tokens({**made, name: None}, cfg)
+
+
+_MODALITIES = ("input_features", "input_values", "pixel_values", "pixel_values_videos")
 
 
 def _with_image_tokens(made: dict, cfg) -> tuple:

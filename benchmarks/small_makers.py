@@ -40,6 +40,9 @@ def _token_ids(cfg):
     import torch
 
     vocab = getattr(_sub(cfg, "text_config", "decoder"), "vocab_size", None) or VOCAB
+    if getattr(cfg, "model_type", None) == "kyutai_speech_to_text":  # a text token and a code
+        codes = min(vocab, cfg.codebook_vocab_size)  # of each codebook per step, each in its
+        return torch.randint(1, codes, (2, TOKENS, 1 + cfg.num_codebooks))  # own range
     return torch.randint(3, max(4, min(VOCAB - 8, vocab)), (2, TOKENS))
 
 
@@ -61,6 +64,8 @@ _LINES = {**dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv
 def _waveform(cfg):
     import torch
 
+    if getattr(cfg, "model_type", None) == "speecht5":  # its base model has no pre-nets: its
+        return _embeddings(cfg)  # "values", encoder's and decoder's, are hidden states
     chans = getattr(cfg, "audio_channels", None)  # codecs take (batch, channels, time)
     bins = getattr(cfg, "num_mel_bins", None)  # spectrogram transformers take (batch, time, bins)
     shape = (2, 4000) if chans is None else (2, chans, 4000)  # 0.25 s at 16 kHz: past the
@@ -118,16 +123,16 @@ def _series(cfg):
     return torch.randn(2, 4 * (getattr(cfg, "patch_length", None) or 16))
 
 
-def _time_mask(fill, dtype: str):
-    """A mask over the first input's time axis (these models' main input comes first):
-    (batch, time), the time axis the last of (batch, bins, time) features, the second of
-    (batch, time, bins) mels and of series."""
+def _time_mask(fill, dtype: str, over: str | None = None):
+    """A mask over an input's time axis: ``over``'s where it was made, else the first input's
+    (these models' main input comes first); (batch, time), the time axis the last of (batch,
+    bins, time) features, the second of (batch, time, bins) mels and of series."""
     import torch
 
     def make(cfg, made):
-        main = next(iter(made.values()))
-        time = main.shape[-1] if main.dim() == 3 and "features" in next(iter(made)) else \
-            main.shape[1]
+        name = over if made.get(over) is not None else next(iter(made))
+        main = made[name]
+        time = main.shape[-1] if main.dim() == 3 and "features" in name else main.shape[1]
         return torch.full((main.shape[0], time), fill, dtype=getattr(torch, dtype))
     return make
 
@@ -262,7 +267,8 @@ MAKERS = {
     "pixel_values": _pixels, "prompt_pixel_values": _pixels, "prompt_masks": _pixels,
     "grid_thw": _grid, "image_grid_thw": _grid, "merge_sizes": _merge_sizes,
     "pixel_position_ids": _patch_positions, "spatial_shapes": _patch_grid,
-    "input_values": _waveform, "input_features": _features, "audio_mel": _mel,
+    "input_values": _waveform, "decoder_input_values": _waveform, "input_features": _features,
+    "audio_mel": _mel,
     # already embedded, or what is attended to
     "inputs": _embeddings, "inputs_embeds": _embeddings, "noise_embeds": _embeddings,
     "query_embeds": _embeddings, "encoder_hidden_states": _encoded,
@@ -281,6 +287,6 @@ MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}
 AFTER = {"past_time_features": _time_features, "image_embeds_position_mask": _image_positions,
           "pixel_attention_mask": _time_mask(1, "long"),  # (over the listed patches)
           "past_observed_mask": _time_mask(1.0, "float32"),
-          "input_features_mask": _time_mask(1, "long"),
+          "input_features_mask": _time_mask(1, "long", over="input_features"),
           "past_values_padding": _time_mask(0.0, "float32"),
           "audio_mel_mask": _time_mask(False, "bool")}  # (True where padded)

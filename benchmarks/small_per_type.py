@@ -26,6 +26,13 @@ _HGNET = {"stem_channels": [3, 16, 16], "stage_in_channels": [16, 16, 32, 48],
           "stage_num_blocks": [1] * 4, "stage_numb_of_layers": [2] * 4,
           "hidden_sizes": [16, 32, 48, 64]}  # (the channels the backbone reports)
 _PE_TOWER = {"model_args": {"img_size": PIXELS, "embed_dim": 64, "num_heads": 2}}  # (not 336 px)
+_SEAMLESS = {"unit_embed_dim": WIDTH, "lang_embed_dim": 8, "spkr_embed_dim": 8,
+             "unit_hifi_gan_vocab_size": 64, "t2u_vocab_size": 64, "char_vocab_size": 64,
+             "t2u_encoder_layers": 2, "t2u_decoder_layers": 2, "t2u_encoder_ffn_dim": 2 * WIDTH,
+             "t2u_decoder_ffn_dim": 2 * WIDTH, "t2u_encoder_attention_heads": 2,
+             "t2u_decoder_attention_heads": 2, "t2u_variance_predictor_embed_dim": WIDTH,
+             "t2u_variance_predictor_hidden_dim": WIDTH, "speech_encoder_layers": 2,
+             "speech_encoder_intermediate_size": 2 * WIDTH, "speech_encoder_attention_heads": 2}
 _EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}
 # what the generic shrinking cannot know, per model type
 PER_TYPE = {
@@ -94,6 +101,12 @@ PER_TYPE = {
     # leaves unset
     "granite4_vision": {"deepstack_layer_map": [[1, 0]], "spatial_target_layers": [1],
                         "vision_config": {"hidden_size": 64}, "downsample_rate": "1/2"},
+    # its text-to-unit model and unit vocoder (built, not run on text), in proportion
+    **dict.fromkeys(("seamless_m4t", "seamless_m4t_v2"), _SEAMLESS),
+    "qwen3_asr_encoder": {"max_source_positions": 50},  # features of one 100-frame chunk
+    "kyutai_speech_to_text": {"num_codebooks": 2, "codebook_vocab_size": 16},  # (32 of 2049)
+    # its audio, downsampled 8-fold, is added to the text position by position: 128 frames
+    "voxtral_realtime": {"audio_config": {"max_source_positions": 64}},
     # its decoder views queries by the key/value head count: equal counts
     "moonshine_streaming": {"num_key_value_heads": 2},
     "kosmos-2": {"latent_query_num": 4},  # image queries, each filling a token position

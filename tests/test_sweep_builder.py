@@ -63,6 +63,10 @@ def small_timm():
     # cross-attends to; a timm tower at the sweep's side instead of 336 px
     ("sapiens2", "pixels"), ("lw_detr", "pixels"), ("blip_2_qformer", "embeds"),
     ("pe_video_encoder", "video"),
+    # a base model without pre-nets (hidden states in); one 100-frame chunk; a text token and a
+    # code per codebook per step; audio added to the text position by position
+    ("speecht5", "embeds"), ("qwen3_asr_encoder", "features"), ("kyutai_speech_to_text", "ids"),
+    ("voxtral_realtime", "ids"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
@@ -138,6 +142,12 @@ def test_image_query_positions_match_the_queries(sweep):
     model, (_, ids, positions) = sweep.build_transformers("kosmos-2")
     assert positions.shape == ids.shape
     assert positions.sum(1).tolist() == [model.config.latent_query_num] * 2
+
+
+def test_a_modality_the_main_input_is_an_alternative_to_is_left_out(sweep):
+    _, inputs = sweep.build_transformers("seamless_m4t")  # text or speech, not both
+    ids, speech, mask, decoder_ids = inputs
+    assert speech is None and ids.shape == mask.shape == decoder_ids.shape
 
 
 def test_a_text_line_recogniser_reads_a_line(sweep):
