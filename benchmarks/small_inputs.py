@@ -117,4 +117,13 @@ def _other_features(x):
 # feature layouts and sizes, two-frame videos
 _VARIANTS = {"input_values": lambda x: [x[:, None], x[..., :3840]],  # 3840: whole frames of
              "input_features": _other_features,  # 1920 samples (muse_spark_audio)
-             "pixel_values": lambda x: [two_frames(x)]}
+             "pixel_values": lambda x: [two_frames(x), *_unflattened(x)]}
+
+
+def _unflattened(patches):
+    """Flattened RGB patches (patches, 3 x side x side) as images (Kimi-K2.5) or as rows of
+    channel-last pixels (Inkling-2)."""
+    side = int((patches.shape[-1] // 3) ** 0.5) if patches.dim() == 2 else 0
+    if side * side * 3 != patches.shape[-1] or not side:
+        return []
+    return [patches.reshape(-1, 3, side, side), patches.reshape(-1, 3)]

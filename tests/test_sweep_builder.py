@@ -67,6 +67,8 @@ def small_timm():
     # code per codebook per step; audio added to the text position by position
     ("speecht5", "embeds"), ("qwen3_asr_encoder", "features"), ("kyutai_speech_to_text", "ids"),
     ("voxtral_realtime", "ids"),
+    # flattened patches unflattened into the images a patch embedding convolves
+    ("kimi_k25_vision", "patches"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
