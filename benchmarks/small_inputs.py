@@ -120,10 +120,8 @@ _VARIANTS = {"input_values": lambda x: [x[:, None], x[..., :3840]],  # 3840: who
              "pixel_values": lambda x: [two_frames(x), *_unflattened(x)]}
 
 
-def _unflattened(patches):
-    """Flattened RGB patches (patches, 3 x side x side) as images (Kimi-K2.5) or as rows of
-    channel-last pixels (Inkling-2)."""
-    side = int((patches.shape[-1] // 3) ** 0.5) if patches.dim() == 2 else 0
-    if side * side * 3 != patches.shape[-1] or not side:
-        return []
-    return [patches.reshape(-1, 3, side, side), patches.reshape(-1, 3)]
+def _unflattened(flat):
+    """Flattened RGB patches (patches, 3 x side x side) as the images a patch embedding
+    convolves (Kimi-K2.5)."""
+    side = int((flat.shape[-1] // 3) ** 0.5) if flat.dim() == 2 else 0
+    return [flat.reshape(-1, 3, side, side)] if side and side * side * 3 == flat.shape[-1] else []
