@@ -70,7 +70,6 @@ PER_TYPE = {
     # attributes the modeling code reads that the default config lacks
     "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
     "t5gemma2_encoder": {"text_config": {"dropout_rate": 0.0}},
-    # its image pools to 2x2 tokens (of the 4x4 patches of 32 px)
     # the image's query outputs replace placeholder tokens, which the default leaves unnamed
     **dict.fromkeys(("blip-2", "instructblip", "instructblipvideo"), {
         "image_token_index": VOCAB - 1, "video_token_index": VOCAB - 1, "num_query_tokens": 4,
@@ -110,6 +109,7 @@ PER_TYPE = {
     # its decoder views queries by the key/value head count: equal counts
     "moonshine_streaming": {"num_key_value_heads": 2},
     "kosmos-2": {"latent_query_num": 4},  # image queries, each filling a token position
+    # its image pools to 2x2 tokens (of the 4x4 patches of 32 px)
     "t5gemma2": {"encoder": {"text_config": {"dropout_rate": 0.0}, "mm_tokens_per_image": 4}},
     # rotary parameters per layer type, as its rotary embedding looks them up
     "cohere_compass": {"text_config": _PER_LAYER_ROPE},
