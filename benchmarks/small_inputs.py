@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import itertools
 
-from small_makers import AFTER, MAIN_ONLY, MAKERS, patch_rows, patches, two_frames, video
+from small_makers import (AFTER, BY_TYPE, MAIN_ONLY, MAKERS, patch_rows, patches, two_frames,
+                         video)
 
 
 def candidate_inputs(model, cfg):
@@ -23,8 +24,9 @@ def candidate_inputs(model, cfg):
             and names[0] not in MAKERS and not _patched(names[0], names):
         names[0] = main  # the forward names its first parameter otherwise (vibevoice)
     first = names.index(main) + 1 if main in names else 1
+    known = MAKERS.keys() | AFTER.keys() | BY_TYPE.get(getattr(cfg, "model_type", None), {}).keys()
     for count in range(first, min(len(names), first + 5) + 1):
-        if count > first and names[count - 1] not in MAKERS and names[count - 1] not in AFTER:
+        if count > first and names[count - 1] not in known:
             continue
         made: dict = {}
         for name in names[:count]:
@@ -96,7 +98,7 @@ def _make(name: str, cfg, names: list[str], needed: bool, made: dict):
         return None  # (an alternative to the main input, not an addition to it)
     if name in AFTER:
         return AFTER[name](cfg, made)
-    maker = MAKERS.get(name)
+    maker = BY_TYPE.get(getattr(cfg, "model_type", None), {}).get(name) or MAKERS.get(name)
     return maker(cfg) if maker else None
 
 

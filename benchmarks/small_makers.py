@@ -40,10 +40,15 @@ def _token_ids(cfg):
     import torch
 
     vocab = getattr(_sub(cfg, "text_config", "decoder"), "vocab_size", None) or VOCAB
-    if getattr(cfg, "model_type", None) == "kyutai_speech_to_text":  # a text token and a code
-        codes = min(vocab, cfg.codebook_vocab_size)  # of each codebook per step, each in its
-        return torch.randint(1, codes, (2, TOKENS, 1 + cfg.num_codebooks))  # own range
     return torch.randint(3, max(4, min(VOCAB - 8, vocab)), (2, TOKENS))
+
+
+def _codebook_ids(cfg):
+    """A text token and a code of each codebook per step, each in its own range (Kyutai)."""
+    import torch
+
+    codes = min(cfg.vocab_size, cfg.codebook_vocab_size)
+    return torch.randint(1, codes, (2, TOKENS, 1 + cfg.num_codebooks))
 
 
 def _pixels(cfg):
@@ -52,20 +57,20 @@ def _pixels(cfg):
     vision = _sub(cfg, "vision_config", "backbone_config")
     chans, side = getattr(vision, "num_channels", 3), getattr(vision, "image_size", PIXELS)
     side = side if isinstance(side, int) else PIXELS
-    height, width = _LINES.get(getattr(cfg, "model_type", None), (side, side))
-    return torch.randn(2, chans if isinstance(chans, int) else 3, height, width)
+    return torch.randn(2, chans if isinstance(chans, int) else 3, side, side)
 
 
-# text-line recognisers read lines 48 px high (a height their last pooling needs)
-_LINES = {**dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
-                         (48, 128)), "pp_ocrv5_mobile_rec": (96, 128)}
+def _line(height: int):
+    """A text line ``height`` px high and 128 px long, for recognisers whose last pooling needs
+    the height."""
+    import torch
+
+    return lambda cfg: torch.randn(2, 3, height, 128)
 
 
 def _waveform(cfg):
     import torch
 
-    if getattr(cfg, "model_type", None) == "speecht5":  # its base model has no pre-nets: its
-        return _embeddings(cfg)  # "values", encoder's and decoder's, are hidden states
     chans = getattr(cfg, "audio_channels", None)  # codecs take (batch, channels, time)
     bins = getattr(cfg, "num_mel_bins", None)  # spectrogram transformers take (batch, time, bins)
     shape = (2, 4000) if chans is None else (2, chans, 4000)  # 0.25 s at 16 kHz: past the
@@ -267,8 +272,7 @@ MAKERS = {
     "pixel_values": _pixels, "prompt_pixel_values": _pixels, "prompt_masks": _pixels,
     "grid_thw": _grid, "image_grid_thw": _grid, "merge_sizes": _merge_sizes,
     "pixel_position_ids": _patch_positions, "spatial_shapes": _patch_grid,
-    "input_values": _waveform, "decoder_input_values": _waveform, "input_features": _features,
-    "audio_mel": _mel,
+    "input_values": _waveform, "input_features": _features, "audio_mel": _mel,
     # already embedded, or what is attended to
     "inputs": _embeddings, "inputs_embeds": _embeddings, "noise_embeds": _embeddings,
     "query_embeds": _embeddings, "encoder_hidden_states": _encoded,
@@ -280,6 +284,15 @@ MAKERS = {
     "states": _trajectory("state_dim"), "actions": _trajectory("act_dim"),
     "rewards": _trajectory(None), "returns_to_go": _trajectory(None),
     "timesteps": _trajectory(None, "long"),
+}
+# per model type, where its input differs from what the name makes elsewhere
+BY_TYPE = {
+    "kyutai_speech_to_text": {"input_ids": _codebook_ids},
+    # a base model without pre-nets: its "values", encoder's and decoder's, are hidden states
+    "speecht5": {"input_values": _embeddings, "decoder_input_values": _embeddings},
+    **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
+                    {"pixel_values": _line(48)}),
+    "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
 }
 # made only where they are the main input: elsewhere they stand in for it
 MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}
