@@ -168,4 +168,10 @@ PER_TYPE = {
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
+    # keypoints, match pruning and early stopping follow the weights (sizes confirmation cannot
+    # follow): the detector's 16 best pixels (no threshold, no suppression), every layer, no
+    # pruning (-1 switches both off)
+    "lightglue": {"depth_confidence": -1.0, "width_confidence": -1.0,
+                  "keypoint_detector_config": {"keypoint_threshold": 0.0, "nms_radius": 0,
+                                               "max_keypoints": 16}},
 }

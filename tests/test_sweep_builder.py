@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from wdaudit.engine.generic_point import draw
+
 BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
 
 
@@ -235,3 +237,21 @@ def test_a_stage_that_runs_its_children_in_turn_keeps_two_blocks(small_timm):
     after = [len(list(getattr(kept, s).children())) for s in stages]
     assert max(before) > 3 and after == [min(n, 3) for n in before]  # the first, then 2
     assert small_timm.timm_fewer_blocks("regnety_1280") == {small_timm.KEEP: 2}
+
+
+def test_a_matcher_keeps_its_sizes_whatever_its_weights(sweep):
+    # LightGlue's keypoint count, pruning and early stop follow its weights by default: sizes
+    # that confirmation, which runs it at other weights, cannot follow
+    model, pairs = sweep.build_transformers("lightglue")
+    model.eval()
+    calls = [0] * len(model.transformer_layers)
+    for i, layer in enumerate(model.transformer_layers):
+        layer.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+    for seed in (0, 1):  # at the generic points confirmation draws
+        point = draw(dict(model.named_parameters()), device=torch.device("cpu"),
+                     dtype=torch.float32, seed=seed)
+        model.load_state_dict(point, strict=False)
+        with torch.no_grad():
+            out = model(pairs)
+        assert out.keypoints.shape[-2] == model.config.keypoint_detector_config.max_keypoints
+    assert calls == [2] * len(calls)  # every layer, once per draw, on every keypoint
