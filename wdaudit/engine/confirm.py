@@ -48,6 +48,7 @@ EPS_MATTERS = 1e-4  # real-model change above which a claim is reported as eps-l
 EPS_FINER = 1e-6  # a residual must shrink by ~this factor when eps does to count as an eps effect
 PLAUSIBLY_EPS = 1e-2  # residuals above this are never attributed to eps
 _DISAGREE = "the traced program and the model disagree"
+_NO_GRADIENT = "cannot confirm: the gradient is NaN or Inf at the saturating point"
 AT_MODEL_EPS = "no effect at the model's own eps (eps -> 0 is 0/0 in a channel constant here)"
 
 
@@ -186,7 +187,7 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
         check = results[i]
         ok = check.confirmed and euler[i] <= tol.euler
         note = check.note if not check.confirmed or euler[i] <= tol.euler else \
-            f"Euler residual {euler[i]:.2e}"
+            f"Euler residual {euler[i]:.2e}" if euler[i] == euler[i] else _NO_GRADIENT
         checks.append(Check(ok, check.max_relative_change, check.exact_relative_change,
                             euler[i], check.eps_limited, note))
         if not ok and not note.startswith("cannot confirm"):  # a failed check, not a gap
@@ -269,13 +270,7 @@ class _Context(SaturatingPoint):
             except runs.Strayed as exc:
                 raise runs.CannotConfirm(exc.why) from exc
         self.exact0 = self._program(self.params, eps_zero=True)
-        finite = [bool(torch.isfinite(y).all()) for y in self.real0 + self.exact0]
-        if not all(finite):
-            # a model that is NaN in float64 itself (canine: its masks overflow there) is run
-            # at the precision it runs at, as for a missing kernel
-            raise runs.CannotConfirm("the model's output is NaN or Inf at the check point",
-                                     kernel=not all(finite[:len(self.real0)])
-                                     and self.dtype == torch.float64)
+        self.infs = runs.structural(self.real0, self.exact0, self.dtype)  # a mask's -inf
         # a specialised program's follow check has just measured it
         self.fidelity0 = gap if gap is not None else \
             runs.relative(self._program(self.params, eps_zero=False), self.real0)

@@ -4,6 +4,7 @@ missing kernel from a model that raises, scaling claims in place and measuring c
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -65,7 +66,7 @@ def gradient_products(loss: torch.Tensor, leaves: Mapping[str, torch.Tensor]):
         def hook(p: torch.Tensor) -> None:
             g, theta = p.grad.reshape(-1), p.detach().reshape(-1)
             dots[name] = float(torch.dot(g, theta))
-            norms[name] = float(g.norm() * theta.norm())
+            norms[name] = norm(g) * norm(theta)
             p.grad = None
         return hook
 
@@ -112,7 +113,7 @@ def euler_residuals(outs: list[torch.Tensor], leaves: generic.Point, claims, see
     weights = noise_like(outs, seed)
     loss = sum((y * w).sum() for y, w in zip(outs, weights) if y.requires_grad)
     # |L| ≤ Σ‖y‖‖w‖: the natural size of any log-scale derivative of L
-    loss_scale = sum(float(y.detach().norm() * w.norm()) for y, w in zip(outs, weights))
+    loss_scale = sum(norm(y.detach()) * norm(w) for y, w in zip(outs, weights))
     names = [k for k, v in leaves.items() if v.requires_grad]
     outs.clear()
     del weights
@@ -123,6 +124,12 @@ def euler_residuals(outs: list[torch.Tensor], leaves: generic.Point, claims, see
     for claim in claims:
         e = sum(s * dots.get(k, 0.0) for k, s in claim.exponents.items())
         scale = sum(abs(s) * norms.get(k, 0.0) for k, s in claim.exponents.items())
+        members = [e, scale, loss_scale] + [norms.get(k, 0.0) for k in claim.redraw]
+        if not all(math.isfinite(v) for v in members):
+            # a NaN gradient compares as neither large nor small: the identity is not
+            # measured here (NaN: "cannot confirm"), never passed by default
+            out.append(float("nan"))
+            continue
         # a group whose whole gradient is negligible at this point (saturated or dead
         # units, a norm over a constant channel) cannot be judged here: the identity has no
         # power there and the finite checks decide
@@ -207,8 +214,56 @@ def apart(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     return relative([x for x, _ in finite], [y for _, y in finite])
 
 
+def infinities(outs: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+    """Per output, its ±inf entries (0 elsewhere), or None where it is all finite.  NaN stays
+    NaN, so it never equals another run's pattern."""
+    return [None if bool(torch.isfinite(y).all()) else
+            torch.where(torch.isfinite(y), torch.zeros((), dtype=y.dtype, device=y.device), y)
+            for y in outs]
+
+
+def same_infinities(outs: Sequence[torch.Tensor], pattern: Sequence[torch.Tensor | None]
+                    ) -> bool:
+    """Whether every output is ±inf at exactly the entries ``pattern`` has, with its signs,
+    and finite (not NaN) everywhere else."""
+    if len(outs) != len(pattern):
+        return False
+    for mine, theirs in zip(infinities(outs), pattern):
+        if (mine is None) != (theirs is None) or \
+                (mine is not None and (mine.shape != theirs.shape or not torch.equal(mine, theirs))):
+            return False
+    return True
+
+
+def structural(real: list[torch.Tensor], exact: list[torch.Tensor], dtype: torch.dtype
+               ) -> list[torch.Tensor | None]:
+    """The base point's infinities, where the model and its program (eps -> 0) put the same
+    ±inf at the same entries and nothing is NaN: a mask's -inf (a detector's logits at padded
+    text positions) is part of the function.  Every later run must repeat them exactly, and
+    only the finite entries are compared (``relative``, and the Euler check's loss); anything
+    else non-finite cannot be measured.  A model NaN in float64 itself (canine: its masks
+    overflow there) is run at the precision it runs at, as for a missing kernel."""
+    pattern = infinities(real)
+    if not same_infinities(real, pattern) or not same_infinities(exact, pattern) or \
+            all(p is not None and bool(torch.isinf(p).all()) for p in pattern):
+        raise CannotConfirm("the model's output is NaN or Inf at the check point",
+                            kernel=any(p is not None for p in pattern)
+                            and dtype == torch.float64)
+    return pattern
+
+
+def finite_part(outs: list[torch.Tensor], pattern: Sequence[torch.Tensor | None]
+                ) -> list[torch.Tensor]:
+    """The outputs with their structural infinities zeroed (they carry no gradient)."""
+    return [y if p is None else torch.where(torch.isinf(p), torch.zeros((), dtype=y.dtype,
+                                                                        device=y.device), y)
+            for y, p in zip(outs, pattern)]
+
+
 def relative(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
-    """Largest per-output relative change (so a small output is not drowned by a big one)."""
+    """Largest per-output relative change (so a small output is not drowned by a big one),
+    over the finite entries of outputs with the same infinities (``structural``); other
+    infinities, or NaN, are an infinite change."""
     worst = 0.0
     if len(a) != len(b):
         return float("inf")
@@ -216,9 +271,24 @@ def relative(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
         if x.shape != y.shape:  # a specialised program's frozen sizes (vits: durations)
             return float("inf")
         x, y = x.detach().double(), y.detach().double()
-        diff = float((x - y).norm())
+        finite = torch.isfinite(y)
+        if not bool(finite.all()):
+            if not same_infinities([x], infinities([y])):
+                return float("inf")
+            x, y = x[finite], y[finite]
+        diff = norm(x - y)
         if diff != diff:  # NaN where the other is not: never "no change" (max() would drop it)
             return float("inf")
-        ref = float(y.norm())
+        ref = norm(y)
         worst = max(worst, diff / ref if ref > 0 else (0.0 if diff == 0 else float("inf")))
     return worst
+
+
+def norm(t: torch.Tensor) -> float:
+    """‖t‖, without the overflow of its sum of squares (entries past 1e154 square past float64:
+    an inf norm of finite entries made inf/inf a NaN that compared as no change)."""
+    plain = float(t.detach().norm())
+    if plain != float("inf"):  # the common case, without a copy of t (a gradient's size)
+        return plain
+    top = float(t.detach().abs().max())
+    return top * float((t.detach() / top).norm()) if math.isfinite(top) else top
