@@ -118,6 +118,11 @@ PER_TYPE = {
     **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), {"text_config": _QSA, **_QSA}),
     "seggpt": {"image_size": [2 * PIXELS, PIXELS]},  # (height, width): image over its prompt
     # its flows and duration predictor are as wide as its text encoder
+    # its quantizer codes the acoustic and semantic features side by side (32 + 32 wide);
+    # 2 of 16 codes per frame at its lowest bandwidth instead of 8 of 1024 (0.5 M weights)
+    "xcodec": {"codebook_dim": 2 * WIDTH, "codebook_size": 16, "target_bandwidths": [0.5]},
+    # its quantizer projects the semantic and acoustic features side by side (32 + 32 wide)
+    **dict.fromkeys(("xcodec2", "neucodec"), {"quantization_dim": 2 * WIDTH}),
     "vits": {"flow_size": WIDTH, "duration_predictor_filter_channels": WIDTH,
              "posterior_encoder_num_wavenet_layers": 2, "prior_encoder_num_wavenet_layers": 2},
     # the prompt encoder's grid is the image encoder's (32 px in patches of 8), its neck's

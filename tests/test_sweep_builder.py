@@ -69,6 +69,8 @@ def small_timm():
     ("voxtral_realtime", "ids"),
     # flattened patches unflattened into the images a patch embedding convolves
     ("kimi_k25_vision", "patches"),
+    # a codec quantizing its acoustic and semantic features side by side
+    ("xcodec", "wave"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
@@ -81,6 +83,15 @@ def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     assert model.training
     with torch.no_grad():
         model.eval()(*inputs)
+
+
+def test_a_codecs_semantic_features_have_a_frame_per_hop_of_its_waveform(sweep):
+    # its acoustic and semantic features are concatenated frame by frame
+    for model_type in ("xcodec2", "neucodec"):
+        model, (wave, feats) = sweep.build_transformers(model_type)
+        hop = getattr(model.config, "encoder_hop_length", None) or model.config.hop_length
+        assert wave.shape == (2, 1, 4000) and feats.shape == (2, 4000 // hop, 160)
+        assert model.config.quantization_dim == 2 * sweep.WIDTH  # both features' width
 
 
 def test_a_composite_config_mapped_to_one_parts_model_builds_that_part(sweep):
