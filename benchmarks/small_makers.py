@@ -305,6 +305,8 @@ BY_TYPE = {
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
     **dict.fromkeys(("xcodec2", "neucodec"), {"input_features": _frame_features}),
+    # main_input_name says a waveform (the encoder's), but the decoder takes latent frames
+    "vibevoice_acoustic_tokenizer_decoder": {"input_values": _latents},
 }
 # made only where they are the main input: elsewhere they stand in for it
 MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}

@@ -118,6 +118,12 @@ def test_a_first_parameter_named_otherwise_gets_the_main_input(sweep):
     assert wave.dtype == torch.float32 and wave.shape[:2] == (2, 1)
 
 
+def test_a_decoder_named_after_its_encoders_input_gets_latents(sweep):
+    # main_input_name says input_values (a waveform), but the decoder convolves latent frames
+    model, latents = sweep.build_transformers("vibevoice_acoustic_tokenizer_decoder")
+    assert latents.shape == (2, model.config.hidden_size, sweep.TOKENS)
+
+
 def test_an_embedded_alternative_to_the_main_input_is_left_out(sweep):
     small_inputs = sys.modules["small_inputs"]
 
