@@ -215,6 +215,13 @@ def _latents(cfg):
     return torch.randn(2, getattr(cfg, "hidden_size", None) or WIDTH, TOKENS)
 
 
+def _latent_grid(cfg):
+    """An image's latents, (batch, channels, rows, columns), for a VQ model to quantize."""
+    import torch
+
+    return torch.randn(2, cfg.latent_channels, 4, 4)
+
+
 def _context(cfg):
     """A drafting head's context: the hidden states of the target layers it reads, side by
     side, (batch, tokens, layers x width)."""
@@ -305,6 +312,8 @@ BY_TYPE = {
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
     **dict.fromkeys(("xcodec2", "neucodec"), {"input_features": _frame_features}),
+    # (called through encode) a vision encoder's latent grid, which it quantizes
+    "glm_image_vqmodel": {"hidden_states": _latent_grid},
     # main_input_name says a waveform (the encoder's), but the decoder takes latent frames
     "vibevoice_acoustic_tokenizer_decoder": {"input_values": _latents},
 }

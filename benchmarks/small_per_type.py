@@ -1,7 +1,8 @@
 """What the breadth sweep's generic shrinking (small_transformers) cannot know, per model type:
 sizes that must agree across sub-configs, attributes the modeling code reads that a default
 config lacks or leaves to the checkpoint, and families whose widths live in keys of their own.
-Merged over the shrunk config, so an entry here wins."""
+Merged over the shrunk config, so an entry here wins.  Also the types called otherwise than
+through their forward (CALLED)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ PER_TYPE = {
     "bridgetower": {"vision_config": {"hidden_size": 64}, "hidden_size": 64,
                     "text_config": {"hidden_size": 64}},
     "timm_backbone": {"backbone": "test_resnet"},  # the default names none
+    # (called through encode, CALLED) its latents and codebook, as wide as the sweep's models
+    "glm_image_vqmodel": {"latent_channels": WIDTH, "num_embeddings": 64},
     # attributes the modeling code reads that the default config lacks
     "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
     "t5gemma2_encoder": {"text_config": {"dropout_rate": 0.0}},
@@ -173,4 +176,26 @@ PER_TYPE = {
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
+}
+def _encode(model, cfg):
+    return model.encode
+
+
+def _time_conditioned(model, cfg):
+    """Its decoder layers scale their MLP input by a time conditioning that only the full model
+    makes (from the streaming delay, 6 tokens by default): the forward with that bound."""
+    import functools
+
+    import torch
+    import transformers.models.voxtral_realtime.modeling_voxtral_realtime as voxtral
+
+    delay = torch.full((1,), 6.0)
+    t_cond = voxtral.VoxtralRealtimeTimeEmbedding(cfg.hidden_size)(delay)[None]  # (over batch)
+    return functools.partial(model.forward, t_cond=t_cond)
+
+
+# types whose model is called otherwise than through its forward, each with why
+CALLED = {
+    "glm_image_vqmodel": _encode,  # a VQ model without forward, which GLM-Image encodes with
+    "voxtral_realtime_text": _time_conditioned,
 }

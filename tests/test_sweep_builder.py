@@ -100,6 +100,17 @@ def test_a_composite_config_mapped_to_one_parts_model_builds_that_part(sweep):
     assert inputs.shape == (2, sweep.TOKENS)  # (batch x codebooks, tokens): 2 codebooks
 
 
+def test_a_model_without_a_runnable_forward_is_called_as_its_owner_calls_it(sweep):
+    model, latents = sweep.build_transformers("glm_image_vqmodel")  # no forward: its encode
+    assert latents.shape == (2, model.config.latent_channels, 4, 4)
+    assert model.forward.__name__ == "encode"
+    # a text model whose layers need the full model's time conditioning, bound by keyword; the
+    # registry names the class, which its package does not export
+    model, ids = sweep.build_transformers("voxtral_realtime_text")
+    assert type(model).__name__ == "VoxtralRealtimeTextModel" and ids.dtype == torch.long
+    assert model.forward.keywords["t_cond"].shape == (1, model.config.hidden_size)
+
+
 def test_a_type_the_registry_maps_to_two_classes_gets_the_one_its_config_names(sweep):
     model, _ = sweep.build_transformers("funnel")  # FunnelModel or FunnelBaseModel
     assert type(model).__name__ == "FunnelModel"
