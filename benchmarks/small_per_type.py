@@ -1,8 +1,8 @@
 """What the breadth sweep's generic shrinking (small_transformers) cannot know, per model type:
 sizes that must agree across sub-configs, attributes the modeling code reads that a default
 config lacks or leaves to the checkpoint, and families whose widths live in keys of their own.
-Merged over the shrunk config, so an entry here wins.  Also the types called otherwise than
-through their forward (CALLED)."""
+Merged over the shrunk config, so an entry here wins.  Also the types audited through one of
+their parts (PART) or called otherwise than through their forward (CALLED)."""
 
 from __future__ import annotations
 
@@ -68,8 +68,14 @@ PER_TYPE = {
     "bridgetower": {"vision_config": {"hidden_size": 64}, "hidden_size": 64,
                     "text_config": {"hidden_size": 64}},
     "timm_backbone": {"backbone": "test_resnet"},  # the default names none
+    # (audited through its vision tower, PART) the pixel-shuffled patches (0.5: 4 x the width)
+    # feed its MLP's input and the projector's widths
+    "llama4": {"vision_config": {"intermediate_size": 4 * WIDTH, "projector_input_dim": WIDTH,
+                                 "projector_output_dim": WIDTH, "vision_output_dim": WIDTH}},
+    # its semantic stage's text and semantic-token vocabularies (audited through it, PART)
     # (called through encode, CALLED) its latents and codebook, as wide as the sweep's models
     "glm_image_vqmodel": {"latent_channels": WIDTH, "num_embeddings": 64},
+    "bark": {"semantic_config": {"input_vocab_size": VOCAB, "output_vocab_size": VOCAB}},
     # attributes the modeling code reads that the default config lacks
     "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
     "t5gemma2_encoder": {"text_config": {"dropout_rate": 0.0}},
@@ -177,6 +183,18 @@ PER_TYPE = {
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
 }
+# types whose registry class the sweep cannot run: audited through the class of one of its
+# parts, built on that part's sub-config
+PART = {
+    # BarkModel only generates (it has no forward): its first stage, the text-to-semantic GPT
+    "bark": "BarkSemanticModel",
+    # the composite's forward fails on both output paths in transformers 5.24 (its output
+    # class reads image_outputs the language model's output lacks; return_dict=False trips
+    # the output-capturing wrapper): its vision tower, which llama4_text does not audit
+    "llama4": "Llama4VisionModel",
+}
+
+
 def _encode(model, cfg):
     return model.encode
 

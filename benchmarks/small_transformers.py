@@ -10,7 +10,7 @@ import re
 
 from small_inputs import candidate_inputs
 from small_makers import PIXELS, TOKENS, VOCAB, WIDTH
-from small_per_type import CALLED, PER_TYPE
+from small_per_type import CALLED, PART, PER_TYPE
 from small_timm import KEEP, timm_fewer_blocks
 
 
@@ -130,8 +130,11 @@ def build_transformers(model_type: str):
 def _for_model(cfg, auto):
     """The base model's class and the config it takes: ``cfg``, or the sub-config of the class
     it asks for where the registry maps a composite config to one part's model (musicgen's
-    decoder)."""
-    cls = _registered(cfg, auto)
+    decoder) or where the sweep audits a part (``PART``)."""
+    import transformers as tf
+
+    cls = getattr(tf, PART[cfg.model_type]) if cfg.model_type in PART else \
+        _registered(cfg, auto)
     if isinstance(cls, tuple):  # funnel's two: the one its architectures name
         cls = next((c for c in cls if c.__name__ in (cfg.architectures or ())), cls[0])
     inner = [v for v in vars(cfg).values() if type(v) is cls.config_class]

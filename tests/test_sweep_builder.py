@@ -100,6 +100,15 @@ def test_a_composite_config_mapped_to_one_parts_model_builds_that_part(sweep):
     assert inputs.shape == (2, sweep.TOKENS)  # (batch x codebooks, tokens): 2 codebooks
 
 
+def test_a_type_the_sweep_cannot_run_whole_is_audited_through_a_part(sweep):
+    model, ids = sweep.build_transformers("bark")  # BarkModel only generates
+    assert type(model).__name__ == "BarkSemanticModel" and ids.shape == (2, sweep.TOKENS)
+    model, pixels = sweep.build_transformers("llama4")  # its composite's forward fails
+    assert type(model).__name__ == "Llama4VisionModel"
+    assert pixels.shape == (2, 3, sweep.PIXELS, sweep.PIXELS)
+    assert model.config.intermediate_size == 4 * model.config.hidden_size  # pixel-shuffled
+
+
 def test_a_model_without_a_runnable_forward_is_called_as_its_owner_calls_it(sweep):
     model, latents = sweep.build_transformers("glm_image_vqmodel")  # no forward: its encode
     assert latents.shape == (2, model.config.latent_channels, 4, 4)
