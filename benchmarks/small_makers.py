@@ -8,6 +8,7 @@ TOKENS = 16
 VOCAB = 128
 WIDTH = 32  # hidden size of the small transformers configs
 PIXELS = 32  # image side of the small transformers vision configs
+SAMPLES = 4000  # waveform length: 0.25 s at 16 kHz, past the receptive field of the conv stems
 _GRID = (1, 4, 4)  # frames, rows, columns of patches: merges 2x2 into 2x2 tokens
 
 
@@ -73,8 +74,8 @@ def _waveform(cfg):
 
     chans = getattr(cfg, "audio_channels", None)  # codecs take (batch, channels, time)
     bins = getattr(cfg, "num_mel_bins", None)  # spectrogram transformers take (batch, time, bins)
-    shape = (2, 4000) if chans is None else (2, chans, 4000)  # 0.25 s at 16 kHz: past the
-    if bins and getattr(cfg, "max_length", None):  # receptive field of the conv stems
+    shape = (2, SAMPLES) if chans is None else (2, chans, SAMPLES)
+    if bins and getattr(cfg, "max_length", None):
         shape = (2, cfg.max_length, bins)
     return torch.randn(*shape)
 
@@ -86,6 +87,16 @@ def _features(cfg):
     bins = getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", 80)
     frames = 2 * (getattr(audio, "max_source_positions", None) or TOKENS)
     return torch.randn(2, bins, frames)
+
+
+def _frame_features(cfg):
+    """A codec's semantic features, (batch, frames, stacked bins): a frame per hop of the
+    waveform, as its acoustic encoder strides it (the two are concatenated frame by frame)."""
+    import torch
+
+    hop = getattr(cfg, "encoder_hop_length", None) or cfg.hop_length
+    bins = cfg.semantic_model_config.feature_projection_input_dim
+    return torch.randn(2, SAMPLES // hop, bins)
 
 
 def _mask(cfg):
@@ -204,6 +215,13 @@ def _latents(cfg):
     return torch.randn(2, getattr(cfg, "hidden_size", None) or WIDTH, TOKENS)
 
 
+def _latent_grid(cfg):
+    """An image's latents, (batch, channels, rows, columns), for a VQ model to quantize."""
+    import torch
+
+    return torch.randn(2, cfg.latent_channels, 4, 4)
+
+
 def _context(cfg):
     """A drafting head's context: the hidden states of the target layers it reads, side by
     side, (batch, tokens, layers x width)."""
@@ -293,6 +311,11 @@ BY_TYPE = {
     **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
+    **dict.fromkeys(("xcodec2", "neucodec"), {"input_features": _frame_features}),
+    # (called through encode) a vision encoder's latent grid, which it quantizes
+    "glm_image_vqmodel": {"hidden_states": _latent_grid},
+    # main_input_name says a waveform (the encoder's), but the decoder takes latent frames
+    "vibevoice_acoustic_tokenizer_decoder": {"input_values": _latents},
 }
 # made only where they are the main input: elsewhere they stand in for it
 MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}

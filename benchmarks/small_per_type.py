@@ -1,7 +1,8 @@
 """What the breadth sweep's generic shrinking (small_transformers) cannot know, per model type:
 sizes that must agree across sub-configs, attributes the modeling code reads that a default
 config lacks or leaves to the checkpoint, and families whose widths live in keys of their own.
-Merged over the shrunk config, so an entry here wins."""
+Merged over the shrunk config, so an entry here wins.  Also the types audited through one of
+their parts (PART) or called otherwise than through their forward (CALLED)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,14 @@ PER_TYPE = {
     "bridgetower": {"vision_config": {"hidden_size": 64}, "hidden_size": 64,
                     "text_config": {"hidden_size": 64}},
     "timm_backbone": {"backbone": "test_resnet"},  # the default names none
+    # (audited through its vision tower, PART) the pixel-shuffled patches (0.5: 4 x the width)
+    # feed its MLP's input and the projector's widths
+    "llama4": {"vision_config": {"intermediate_size": 4 * WIDTH, "projector_input_dim": WIDTH,
+                                 "projector_output_dim": WIDTH, "vision_output_dim": WIDTH}},
+    # its semantic stage's text and semantic-token vocabularies (audited through it, PART)
+    # (called through encode, CALLED) its latents and codebook, as wide as the sweep's models
+    "glm_image_vqmodel": {"latent_channels": WIDTH, "num_embeddings": 64},
+    "bark": {"semantic_config": {"input_vocab_size": VOCAB, "output_vocab_size": VOCAB}},
     # attributes the modeling code reads that the default config lacks
     "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
     "t5gemma2_encoder": {"text_config": {"dropout_rate": 0.0}},
@@ -118,6 +127,11 @@ PER_TYPE = {
     **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), {"text_config": _QSA, **_QSA}),
     "seggpt": {"image_size": [2 * PIXELS, PIXELS]},  # (height, width): image over its prompt
     # its flows and duration predictor are as wide as its text encoder
+    # its quantizer codes the acoustic and semantic features side by side (32 + 32 wide);
+    # 2 of 16 codes per frame at its lowest bandwidth instead of 8 of 1024 (0.5 M weights)
+    "xcodec": {"codebook_dim": 2 * WIDTH, "codebook_size": 16, "target_bandwidths": [0.5]},
+    # its quantizer projects the semantic and acoustic features side by side (32 + 32 wide)
+    **dict.fromkeys(("xcodec2", "neucodec"), {"quantization_dim": 2 * WIDTH}),
     "vits": {"flow_size": WIDTH, "duration_predictor_filter_channels": WIDTH,
              "posterior_encoder_num_wavenet_layers": 2, "prior_encoder_num_wavenet_layers": 2},
     # the prompt encoder's grid is the image encoder's (32 px in patches of 8), its neck's
@@ -174,4 +188,38 @@ PER_TYPE = {
     "lightglue": {"depth_confidence": -1.0, "width_confidence": -1.0,
                   "keypoint_detector_config": {"keypoint_threshold": 0.0, "nms_radius": 0,
                                                "max_keypoints": 16}},
+}
+# types whose registry class the sweep cannot run: audited through the class of one of its
+# parts, built on that part's sub-config
+PART = {
+    # BarkModel only generates (it has no forward): its first stage, the text-to-semantic GPT
+    "bark": "BarkSemanticModel",
+    # the composite's forward fails on both output paths in transformers 5.24 (its output
+    # class reads image_outputs the language model's output lacks; return_dict=False trips
+    # the output-capturing wrapper): its vision tower, which llama4_text does not audit
+    "llama4": "Llama4VisionModel",
+}
+
+
+def _encode(model, cfg):
+    return model.encode
+
+
+def _time_conditioned(model, cfg):
+    """Its decoder layers scale their MLP input by a time conditioning that only the full model
+    makes (from the streaming delay, 6 tokens by default): the forward with that bound."""
+    import functools
+
+    import torch
+    import transformers.models.voxtral_realtime.modeling_voxtral_realtime as voxtral
+
+    delay = torch.full((1,), 6.0)
+    t_cond = voxtral.VoxtralRealtimeTimeEmbedding(cfg.hidden_size)(delay)[None]  # (over batch)
+    return functools.partial(model.forward, t_cond=t_cond)
+
+
+# types whose model is called otherwise than through its forward, each with why
+CALLED = {
+    "glm_image_vqmodel": _encode,  # a VQ model without forward, which GLM-Image encodes with
+    "voxtral_realtime_text": _time_conditioned,
 }

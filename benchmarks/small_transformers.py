@@ -10,7 +10,7 @@ import re
 
 from small_inputs import candidate_inputs
 from small_makers import PIXELS, TOKENS, VOCAB, WIDTH
-from small_per_type import PER_TYPE
+from small_per_type import CALLED, PART, PER_TYPE
 from small_timm import KEEP, timm_fewer_blocks
 
 
@@ -114,6 +114,8 @@ def build_transformers(model_type: str):
     cls, cfg = _for_model(type(base).from_dict(small), tf.AutoModel)
     torch.manual_seed(0)
     model = cls._from_config(cfg).eval()
+    if model_type in CALLED:  # (an instance attribute: the parameters keep their names)
+        model.forward = CALLED[model_type](model, cfg)
     errors = []
     for inputs in candidate_inputs(model, cfg):
         try:
@@ -128,12 +130,28 @@ def build_transformers(model_type: str):
 def _for_model(cfg, auto):
     """The base model's class and the config it takes: ``cfg``, or the sub-config of the class
     it asks for where the registry maps a composite config to one part's model (musicgen's
-    decoder)."""
-    cls = auto._model_mapping[type(cfg)]
+    decoder) or where the sweep audits a part (``PART``)."""
+    import transformers as tf
+
+    cls = getattr(tf, PART[cfg.model_type]) if cfg.model_type in PART else \
+        _registered(cfg, auto)
     if isinstance(cls, tuple):  # funnel's two: the one its architectures name
         cls = next((c for c in cls if c.__name__ in (cfg.architectures or ())), cls[0])
     inner = [v for v in vars(cfg).values() if type(v) is cls.config_class]
     return cls, inner[0] if type(cfg) is not cls.config_class and len(inner) == 1 else cfg
+
+
+def _registered(cfg, auto):
+    """The class the registry maps ``cfg`` to; where its package does not export it
+    (voxtral_realtime_text), the class of that name in the package's modeling module."""
+    import importlib
+
+    try:
+        return auto._model_mapping[type(cfg)]
+    except ValueError:
+        name = auto._model_mapping._model_mapping[cfg.model_type]
+        module = type(cfg).__module__.replace(".configuration_", ".modeling_")
+        return getattr(importlib.import_module(module), name)
 
 
 _MISSING = re.compile(r"required positional argument|You (have to|must) specify|cannot be `?None")

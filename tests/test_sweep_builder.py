@@ -71,6 +71,8 @@ def small_timm():
     ("voxtral_realtime", "ids"),
     # flattened patches unflattened into the images a patch embedding convolves
     ("kimi_k25_vision", "patches"),
+    # a codec quantizing its acoustic and semantic features side by side
+    ("xcodec", "wave"),
 ])
 def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
     model, inputs = sweep.build_transformers(model_type)
@@ -85,10 +87,39 @@ def test_the_small_model_builds_and_runs(sweep, model_type, first_input):
         model.eval()(*inputs)
 
 
+def test_a_codecs_semantic_features_have_a_frame_per_hop_of_its_waveform(sweep):
+    # its acoustic and semantic features are concatenated frame by frame
+    for model_type in ("xcodec2", "neucodec"):
+        model, (wave, feats) = sweep.build_transformers(model_type)
+        hop = getattr(model.config, "encoder_hop_length", None) or model.config.hop_length
+        assert wave.shape == (2, 1, 4000) and feats.shape == (2, 4000 // hop, 160)
+        assert model.config.quantization_dim == 2 * sweep.WIDTH  # both features' width
+
+
 def test_a_composite_config_mapped_to_one_parts_model_builds_that_part(sweep):
     model, inputs = sweep.build_transformers("musicgen")  # the registry maps it to the decoder
     assert type(model.config).__name__ == "MusicgenDecoderConfig"
     assert inputs.shape == (2, sweep.TOKENS)  # (batch x codebooks, tokens): 2 codebooks
+
+
+def test_a_type_the_sweep_cannot_run_whole_is_audited_through_a_part(sweep):
+    model, ids = sweep.build_transformers("bark")  # BarkModel only generates
+    assert type(model).__name__ == "BarkSemanticModel" and ids.shape == (2, sweep.TOKENS)
+    model, pixels = sweep.build_transformers("llama4")  # its composite's forward fails
+    assert type(model).__name__ == "Llama4VisionModel"
+    assert pixels.shape == (2, 3, sweep.PIXELS, sweep.PIXELS)
+    assert model.config.intermediate_size == 4 * model.config.hidden_size  # pixel-shuffled
+
+
+def test_a_model_without_a_runnable_forward_is_called_as_its_owner_calls_it(sweep):
+    model, latents = sweep.build_transformers("glm_image_vqmodel")  # no forward: its encode
+    assert latents.shape == (2, model.config.latent_channels, 4, 4)
+    assert model.forward.__name__ == "encode"
+    # a text model whose layers need the full model's time conditioning, bound by keyword; the
+    # registry names the class, which its package does not export
+    model, ids = sweep.build_transformers("voxtral_realtime_text")
+    assert type(model).__name__ == "VoxtralRealtimeTextModel" and ids.dtype == torch.long
+    assert model.forward.keywords["t_cond"].shape == (1, model.config.hidden_size)
 
 
 def test_a_type_the_registry_maps_to_two_classes_gets_the_one_its_config_names(sweep):
@@ -107,6 +138,12 @@ def test_a_first_parameter_named_otherwise_gets_the_main_input(sweep):
     # its forward calls the waveform hidden_states; main_input_name says input_values
     _, wave = sweep.build_transformers("vibevoice_acoustic_tokenizer_encoder")
     assert wave.dtype == torch.float32 and wave.shape[:2] == (2, 1)
+
+
+def test_a_decoder_named_after_its_encoders_input_gets_latents(sweep):
+    # main_input_name says input_values (a waveform), but the decoder convolves latent frames
+    model, latents = sweep.build_transformers("vibevoice_acoustic_tokenizer_decoder")
+    assert latents.shape == (2, model.config.hidden_size, sweep.TOKENS)
 
 
 def test_an_embedded_alternative_to_the_main_input_is_left_out(sweep):
