@@ -68,6 +68,13 @@ def _line(height: int):
     return lambda cfg: torch.randn(2, 3, height, 128)
 
 
+def _image(side: int):
+    """A ``side`` px square image, for models whose padding or pooling needs more than 32 px."""
+    import torch
+
+    return lambda cfg: torch.randn(2, 3, side, side)
+
+
 def _waveform(cfg):
     import torch
 
@@ -293,6 +300,8 @@ BY_TYPE = {
     **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
+    # stride 16 to its bridge, whose 5x5 reflect-padded output conv needs 3 px or more
+    "uvdoc": {"pixel_values": _image(64)},
 }
 # made only where they are the main input: elsewhere they stand in for it
 MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}

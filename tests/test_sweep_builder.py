@@ -235,3 +235,17 @@ def test_a_stage_that_runs_its_children_in_turn_keeps_two_blocks(small_timm):
     after = [len(list(getattr(kept, s).children())) for s in stages]
     assert max(before) > 3 and after == [min(n, 3) for n in before]  # the first, then 2
     assert small_timm.timm_fewer_blocks("regnety_1280") == {small_timm.KEEP: 2}
+
+
+@pytest.mark.parametrize("model_type", ["pp_ocrv6_small_det", "pp_ocrv6_medium_det", "uvdoc"])
+def test_a_neck_gets_every_backbone_stage_it_fuses(sweep, model_type):
+    # their defaults report only the last stage (uvdoc's head takes all six, the detectors'
+    # necks four at strides 4-32, upsampling each by 2 onto the one before)
+    model, pixels = sweep.build_transformers(model_type)
+    with torch.no_grad():
+        maps = model.eval().backbone(pixels).feature_maps
+    assert len(maps) == (6 if model_type == "uvdoc" else 4)
+    if model_type != "uvdoc":
+        assert [m.shape[-1] for m in maps] == [pixels.shape[-1] // s for s in (4, 8, 16, 32)]
+    else:  # stride 16 to the bridge: 4x4, as its 5x5 reflect-padded output conv needs
+        assert pixels.shape == (2, 3, 64, 64) and maps[-1].shape[-2:] == (4, 4)
