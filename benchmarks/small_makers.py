@@ -238,6 +238,15 @@ def patch_rows(cfg):
     return torch.randn(2, _GRID[1] * _GRID[2], chans * vision.patch_size ** 2)
 
 
+def _packed_patches(cfg):
+    """Two images' 4 x 4 patches side by side in one row, (1, channels, patch, patches x patch):
+    the packed layout of NaViT-style towers that take each image's grid beside it."""
+    import torch
+
+    side = _sub(cfg, "vision_config").patch_size
+    return torch.randn(1, 3, side, 2 * _GRID[1] * _GRID[2] * side)
+
+
 def _patch_positions(cfg):
     """Each listed patch's (x, y) on the 4 x 4 grid."""
     import torch
@@ -300,6 +309,8 @@ BY_TYPE = {
     **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
+    **dict.fromkeys(("minicpm_ocr_vision", "minicpmv4_7_vision"),
+                    {"pixel_values": _packed_patches, "target_sizes": _patch_grid}),
     # stride 16 to its bridge, whose 5x5 reflect-padded output conv needs 3 px or more
     "uvdoc": {"pixel_values": _image(64)},
 }

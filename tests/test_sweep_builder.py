@@ -249,3 +249,13 @@ def test_a_neck_gets_every_backbone_stage_it_fuses(sweep, model_type):
         assert [m.shape[-1] for m in maps] == [pixels.shape[-1] // s for s in (4, 8, 16, 32)]
     else:  # stride 16 to the bridge: 4x4, as its 5x5 reflect-padded output conv needs
         assert pixels.shape == (2, 3, 64, 64) and maps[-1].shape[-2:] == (4, 4)
+
+
+def test_a_packed_tower_gets_its_images_in_one_row_with_their_grids(sweep):
+    # MiniCPM's towers take every image's patches side by side (batch 1) and each image's grid;
+    # positions are looked up per image and concatenated
+    model, (pixels, grids) = sweep.build_transformers("minicpm_ocr_vision")
+    side = model.config.patch_size
+    assert pixels.shape[:3] == (1, 3, side)
+    assert pixels.shape[-1] // side == int(grids.prod(-1).sum()) and grids.shape == (2, 2)
+    assert model.config.insert_layer_id == 0  # its merger runs within the two layers kept
