@@ -88,6 +88,9 @@ def _patched(name: str, names: list[str]) -> bool:
 
 def _make(name: str, cfg, names: list[str], needed: bool, made: dict):
     """The input ``name``; ``needed``: the main input, or one the forward requires."""
+    by_type = BY_TYPE.get(getattr(cfg, "model_type", None), {})
+    if name in by_type:  # (first: the type's own layout wins over the one its names suggest)
+        return by_type[name](cfg)
     if _patched(name, names):
         return patches(cfg)
     if name == "pixel_values" and {"pixel_position_ids", "spatial_shapes"} & set(names):
@@ -98,8 +101,7 @@ def _make(name: str, cfg, names: list[str], needed: bool, made: dict):
         return None  # (an alternative to the main input, not an addition to it)
     if name in AFTER:
         return AFTER[name](cfg, made)
-    maker = BY_TYPE.get(getattr(cfg, "model_type", None), {}).get(name) or MAKERS.get(name)
-    return maker(cfg) if maker else None
+    return MAKERS[name](cfg) if name in MAKERS else None
 
 
 def _other_features(x):

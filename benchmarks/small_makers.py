@@ -247,6 +247,15 @@ def _packed_patches(cfg):
     return torch.randn(1, 3, side, 2 * _GRID[1] * _GRID[2] * side)
 
 
+def _token_patches(cfg):
+    """One image's pixels grouped per language-model token, (tokens, merge x patch, merge x
+    patch, channels) channel-last: the grid's 4 x 4 tokens, each 2 x 2 merged patches."""
+    import torch
+
+    side = cfg.spatial_merge_size * cfg.patch_size
+    return torch.randn(_GRID[1] * _GRID[2], side, side, cfg.num_channels)
+
+
 def _patch_positions(cfg):
     """Each listed patch's (x, y) on the 4 x 4 grid."""
     import torch
@@ -309,6 +318,7 @@ BY_TYPE = {
     **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
+    "inkling2_vision": {"pixel_values": _token_patches},  # (its grid counts tokens)
     **dict.fromkeys(("minicpm_ocr_vision", "minicpmv4_7_vision"),
                     {"pixel_values": _packed_patches, "target_sizes": _patch_grid}),
     # stride 16 to its bridge, whose 5x5 reflect-padded output conv needs 3 px or more

@@ -102,6 +102,7 @@ PER_TYPE = {
         "text_config": {"word_embed_proj_dim": WIDTH}}),  # (OPT's embeddings: its width)
     # its window-attention merger runs after this layer: the first of the two kept
     **dict.fromkeys(("minicpm_ocr_vision", "minicpmv4_7_vision"), {"insert_layer_id": 0}),
+    "inkling2_vision": {"projection_hidden_dim": 2 * WIDTH},  # its merger's, 4096 by default
     "gemma4_vision": {"pooling_kernel_size": 2},  # its 4x4 patches pooled to 2x2 tokens
     # its modeling code's default sections, [22, 22, 20], in proportion: h and w alike
     # (and its text and vision experts: 64 of each, widths in a list of their own)

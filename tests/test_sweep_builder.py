@@ -259,3 +259,12 @@ def test_a_packed_tower_gets_its_images_in_one_row_with_their_grids(sweep):
     assert pixels.shape[:3] == (1, 3, side)
     assert pixels.shape[-1] // side == int(grids.prod(-1).sum()) and grids.shape == (2, 2)
     assert model.config.insert_layer_id == 0  # its merger runs within the two layers kept
+
+
+def test_pixels_grouped_per_language_token_match_a_grid_counted_in_tokens(sweep):
+    # inkling2's tower takes one (merge x patch)^2 block of channel-last pixels per LM token,
+    # its grid in tokens: the type's own layout, not the flattened patches its names suggest
+    model, (pixels, grid) = sweep.build_transformers("inkling2_vision")
+    cfg = model.config
+    side = cfg.spatial_merge_size * cfg.patch_size
+    assert pixels.shape == (int(grid.prod()), side, side, cfg.num_channels)
