@@ -20,11 +20,11 @@ def candidate_inputs(model, cfg):
     names = [p.name for p in params]
     required = {p.name for p in params if p.default is p.empty}
     main = getattr(model, "main_input_name", "input_ids")
+    known = MAKERS.keys() | AFTER.keys() | BY_TYPE.get(getattr(cfg, "model_type", None), {}).keys()
     if isinstance(main, str) and main in MAKERS and main not in names and names \
-            and names[0] not in MAKERS and not _patched(names[0], names):
+            and names[0] not in known and not _patched(names[0], names):
         names[0] = main  # the forward names its first parameter otherwise (vibevoice)
     first = names.index(main) + 1 if main in names else 1
-    known = MAKERS.keys() | AFTER.keys() | BY_TYPE.get(getattr(cfg, "model_type", None), {}).keys()
     for count in range(first, min(len(names), first + 5) + 1):
         if count > first and names[count - 1] not in known:
             continue

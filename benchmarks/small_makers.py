@@ -256,6 +256,22 @@ def _token_patches(cfg):
     return torch.randn(_GRID[1] * _GRID[2], side, side, cfg.num_channels)
 
 
+def _frame_features(cfg):
+    """A frame's image features as a video tracker's memory encoder takes them, (batch, the
+    encoder's width, 4, 4)."""
+    import torch
+
+    return torch.randn(2, cfg.memory_encoder_hidden_size, 4, 4)
+
+
+def _frame_masks(cfg):
+    """The predicted mask fused with them, as many times finer as its downsampler's stride."""
+    import torch
+
+    side = 4 * cfg.mask_downsampler_total_stride
+    return torch.randn(2, 1, side, side)
+
+
 def _patch_positions(cfg):
     """Each listed patch's (x, y) on the 4 x 4 grid."""
     import torch
@@ -318,6 +334,8 @@ BY_TYPE = {
     **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
+    **dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"),
+                    {"vision_features": _frame_features, "masks": _frame_masks}),
     "inkling2_vision": {"pixel_values": _token_patches},  # (its grid counts tokens)
     **dict.fromkeys(("minicpm_ocr_vision", "minicpmv4_7_vision"),
                     {"pixel_values": _packed_patches, "target_sizes": _patch_grid}),

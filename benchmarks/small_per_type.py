@@ -166,6 +166,13 @@ PER_TYPE = {
     # a ViT's 4x4 patch grid scaled 4, 2 and 1 times
     "sam3_tracker": {"vision_config": {"fpn_hidden_size": WIDTH,
                                        "backbone_feature_sizes": [[16, 16], [8, 8], [4, 4]]}},
+    # (the memory encoder audited) its mask downsampler's output is added to the features and
+    # its fuser runs on them: one width; two stride-2 layers of the four
+    **dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"), {
+        "memory_encoder_hidden_size": WIDTH, "mask_downsampler_embed_dim": WIDTH,
+        "memory_fuser_embed_dim": WIDTH, "memory_fuser_intermediate_dim": 2 * WIDTH,
+        "mask_downsampler_total_stride": 4}),
+    "sam3_video": {"detector_config": {"vision_config": {"fpn_hidden_size": WIDTH}}},  # as sam3
     # its FPN at the detector's width
     **dict.fromkeys(("sam3", "sam3_lite_text"), {"vision_config": {"fpn_hidden_size": WIDTH}}),
     **dict.fromkeys(("d_fine", "deimv2", "pp_doclayout_v3", "pp_doclayout_v4"),

@@ -114,6 +114,9 @@ def build_transformers(model_type: str):
     cls, cfg = _for_model(type(base).from_dict(small), tf.AutoModel)
     torch.manual_seed(0)
     model = cls._from_config(cfg).eval()
+    for name in _PARTS[model_type].split(".") if model_type in _PARTS else ():
+        model = getattr(model, name)
+        cfg = getattr(model, "config", cfg)  # (the part's own, where it has one)
     errors = []
     for inputs in candidate_inputs(model, cfg):
         try:
@@ -134,6 +137,15 @@ def _for_model(cfg, auto):
         cls = next((c for c in cls if c.__name__ in (cfg.architectures or ())), cls[0])
     inner = [v for v in vars(cfg).values() if type(v) is cls.config_class]
     return cls, inner[0] if type(cfg) is not cls.config_class and len(inner) == 1 else cfg
+
+
+# video trackers whose forward takes an inference session (Python state, run under
+# inference_mode: no tensors to trace): audited through a part with a tensor forward, the
+# memory encoder (each frame's features fused with its predicted mask into the memory the
+# tracker attends to) that only the video model has; SAM 3's, whose tracker is
+# sam3_tracker_video's, through its detector, the part it adds
+_PARTS = {**dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"),
+                          "memory_encoder"), "sam3_video": "detector_model"}
 
 
 _MISSING = re.compile(r"required positional argument|You (have to|must) specify|cannot be `?None")

@@ -268,3 +268,19 @@ def test_pixels_grouped_per_language_token_match_a_grid_counted_in_tokens(sweep)
     cfg = model.config
     side = cfg.spatial_merge_size * cfg.patch_size
     assert pixels.shape == (int(grid.prod()), side, side, cfg.num_channels)
+
+
+@pytest.mark.parametrize("model_type", ["sam2_video", "sam3_tracker_video", "edgetam_video"])
+def test_a_tracker_driven_by_an_inference_session_is_built_as_its_memory_encoder(sweep, model_type):
+    # the video model's forward takes a session object under inference_mode: nothing to trace
+    model, (features, masks) = sweep.build_transformers(model_type)
+    assert type(model).__name__.endswith("VideoMemoryEncoder")
+    stride = model.mask_downsampler.final_conv.in_channels ** 0.5  # channels x4 per stride 2
+    assert features.shape == (2, model.feature_projection.in_channels, 4, 4)
+    assert masks.shape == (2, 1, 4 * stride, 4 * stride)
+
+
+def test_sam3_video_is_built_as_its_detector(sweep):
+    model, (pixels, _, ids) = sweep.build_transformers("sam3_video")
+    assert type(model).__name__ == "Sam3Model" and model.config.model_type == "sam3"
+    assert pixels.shape == (2, 3, sweep.PIXELS, sweep.PIXELS) and ids.shape == (2, sweep.TOKENS)
