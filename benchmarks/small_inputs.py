@@ -20,12 +20,11 @@ def candidate_inputs(model, cfg):
     names = [p.name for p in params]
     required = {p.name for p in params if p.default is p.empty}
     main = getattr(model, "main_input_name", "input_ids")
-    by_type = BY_TYPE.get(getattr(cfg, "model_type", None), {})
+    known = MAKERS.keys() | AFTER.keys() | BY_TYPE.get(getattr(cfg, "model_type", None), {}).keys()
     if isinstance(main, str) and main in MAKERS and main not in names and names \
-            and names[0] not in MAKERS | by_type.keys() and not _patched(names[0], names):
+            and names[0] not in known and not _patched(names[0], names):
         names[0] = main  # the forward names its first parameter otherwise (vibevoice)
     first = names.index(main) + 1 if main in names else 1
-    known = MAKERS.keys() | AFTER.keys() | by_type.keys()
     for count in range(first, min(len(names), first + 5) + 1):
         if count > first and names[count - 1] not in known:
             continue
@@ -89,6 +88,9 @@ def _patched(name: str, names: list[str]) -> bool:
 
 def _make(name: str, cfg, names: list[str], needed: bool, made: dict):
     """The input ``name``; ``needed``: the main input, or one the forward requires."""
+    by_type = BY_TYPE.get(getattr(cfg, "model_type", None), {})
+    if name in by_type:  # (first: the type's own layout wins over the one its names suggest)
+        return by_type[name](cfg)
     if _patched(name, names):
         return patches(cfg)
     if name == "pixel_values" and {"pixel_position_ids", "spatial_shapes"} & set(names):
@@ -99,8 +101,7 @@ def _make(name: str, cfg, names: list[str], needed: bool, made: dict):
         return None  # (an alternative to the main input, not an addition to it)
     if name in AFTER:
         return AFTER[name](cfg, made)
-    maker = BY_TYPE.get(getattr(cfg, "model_type", None), {}).get(name) or MAKERS.get(name)
-    return maker(cfg) if maker else None
+    return MAKERS[name](cfg) if name in MAKERS else None
 
 
 def _other_features(x):

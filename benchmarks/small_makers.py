@@ -69,6 +69,13 @@ def _line(height: int):
     return lambda cfg: torch.randn(2, 3, height, 128)
 
 
+def _image(side: int):
+    """A ``side`` px square image, for models whose padding or pooling needs more than 32 px."""
+    import torch
+
+    return lambda cfg: torch.randn(2, 3, side, side)
+
+
 def _waveform(cfg):
     import torch
 
@@ -89,7 +96,7 @@ def _features(cfg):
     return torch.randn(2, bins, frames)
 
 
-def _frame_features(cfg):
+def _hop_features(cfg):
     """A codec's semantic features, (batch, frames, stacked bins): a frame per hop of the
     waveform, as its acoustic encoder strides it (the two are concatenated frame by frame)."""
     import torch
@@ -249,6 +256,40 @@ def patch_rows(cfg):
     return torch.randn(2, _GRID[1] * _GRID[2], chans * vision.patch_size ** 2)
 
 
+def _packed_patches(cfg):
+    """Two images' 4 x 4 patches side by side in one row, (1, channels, patch, patches x patch):
+    the packed layout of NaViT-style towers that take each image's grid beside it."""
+    import torch
+
+    side = _sub(cfg, "vision_config").patch_size
+    return torch.randn(1, 3, side, 2 * _GRID[1] * _GRID[2] * side)
+
+
+def _token_patches(cfg):
+    """One image's pixels grouped per language-model token, (tokens, merge x patch, merge x
+    patch, channels) channel-last: the grid's 4 x 4 tokens, each 2 x 2 merged patches."""
+    import torch
+
+    side = cfg.spatial_merge_size * cfg.patch_size
+    return torch.randn(_GRID[1] * _GRID[2], side, side, cfg.num_channels)
+
+
+def _frame_features(cfg):
+    """A frame's image features as a video tracker's memory encoder takes them, (batch, the
+    encoder's width, 4, 4)."""
+    import torch
+
+    return torch.randn(2, cfg.memory_encoder_hidden_size, 4, 4)
+
+
+def _frame_masks(cfg):
+    """The predicted mask fused with them, as many times finer as its downsampler's stride."""
+    import torch
+
+    side = 4 * cfg.mask_downsampler_total_stride
+    return torch.randn(2, 1, side, side)
+
+
 def _patch_positions(cfg):
     """Each listed patch's (x, y) on the 4 x 4 grid."""
     import torch
@@ -311,11 +352,18 @@ BY_TYPE = {
     **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
-    **dict.fromkeys(("xcodec2", "neucodec"), {"input_features": _frame_features}),
+    **dict.fromkeys(("xcodec2", "neucodec"), {"input_features": _hop_features}),
     # (called through encode) a vision encoder's latent grid, which it quantizes
     "glm_image_vqmodel": {"hidden_states": _latent_grid},
     # main_input_name says a waveform (the encoder's), but the decoder takes latent frames
     "vibevoice_acoustic_tokenizer_decoder": {"input_values": _latents},
+    **dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"),
+                    {"vision_features": _frame_features, "masks": _frame_masks}),
+    "inkling2_vision": {"pixel_values": _token_patches},  # (its grid counts tokens)
+    **dict.fromkeys(("minicpm_ocr_vision", "minicpmv4_7_vision"),
+                    {"pixel_values": _packed_patches, "target_sizes": _patch_grid}),
+    # stride 16 to its bridge, whose 5x5 reflect-padded output conv needs 3 px or more
+    "uvdoc": {"pixel_values": _image(64)},
 }
 # made only where they are the main input: elsewhere they stand in for it
 MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}

@@ -35,6 +35,32 @@ _SEAMLESS = {"unit_embed_dim": WIDTH, "lang_embed_dim": 8, "spkr_embed_dim": 8,
              "t2u_variance_predictor_hidden_dim": WIDTH, "speech_encoder_layers": 2,
              "speech_encoder_intermediate_size": 2 * WIDTH, "speech_encoder_attention_heads": 2}
 _EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320}
+# PP-LCNetV4 (a recogniser's backbone by default: no width downsampling, one output) as a
+# detector's: four stages at strides 4-32 (each neck level upsamples the next by 2), all four
+# reported to the neck, their widths the neck's inputs
+_LCNET_DET = {"stem_channels": [3, 8, 16], "stage_out_channels": [16, 16, 32, 64],
+              "block_configs": [[[3, 16, 16, 1, True]], [[3, 16, 16, 2, False]],
+                                [[3, 16, 32, 2, False], [3, 32, 32, 1, True]],
+                                [[3, 32, 64, 2, False]]],  # (kernel, in, out, stride, SE)
+              "out_features": ["stage1", "stage2", "stage3", "stage4"], "out_indices": [1, 2, 3, 4]}
+# the large-kernel neck's intra-class block, which the default leaves to the checkpoint: each
+# conv's (kernel, stride, padding), square and 7/5/3-long strips as in PP-OCR's LKPAN
+_RATIOS = (("long", 7), ("mid", 5), ("short", 3))
+_INTRACLASS = {"reduce_channel": [1, 1, 0], "return_channel": [1, 1, 0],
+               **{f"symmetric_conv_long_{r}ratio": [k, 1, k // 2] for r, k in _RATIOS},
+               **{f"vertical_long_to_small_conv_{r}ratio": [[k, 1], 1, [k // 2, 0]]
+                  for r, k in _RATIOS},
+               **{f"horizontal_small_to_long_conv_{r}ratio": [[1, k], 1, [0, k // 2]]
+                  for r, k in _RATIOS}}
+# UVDoc at a quarter of its widths: the head fuses every bridge stage (its connector takes six
+# times the bridge width), which the default reports only the last of
+_UVDOC_BACKBONE = {
+    "resnet_head": [[3, 8], [8, 8]], "out_indices": [1, 2, 3, 4, 5, 6],
+    "out_features": [f"stage{i}" for i in range(1, 7)],
+    "resnet_configs": [[[8, 8, 1, False], [8, 8, 3, False]], [[8, 16, 1, True], [16, 16, 3, False]],
+                       [[16, 32, 1, True], [32, 32, 3, False]]],  # (in, out, dilation, down)
+    "stage_configs": [[[32, d] for d in ds] for ds in ((1,), (2,), (5,), (8, 3, 2), (12, 7, 4),
+                                                        (18, 12, 6))]}  # (width, dilation)
 # what the generic shrinking cannot know, per model type
 PER_TYPE = {
     # the top conv's width, hidden_dim, must be round_filters(1280) of the width coefficient
@@ -83,6 +109,9 @@ PER_TYPE = {
     **dict.fromkeys(("blip-2", "instructblip", "instructblipvideo"), {
         "image_token_index": VOCAB - 1, "video_token_index": VOCAB - 1, "num_query_tokens": 4,
         "text_config": {"word_embed_proj_dim": WIDTH}}),  # (OPT's embeddings: its width)
+    # its window-attention merger runs after this layer: the first of the two kept
+    **dict.fromkeys(("minicpm_ocr_vision", "minicpmv4_7_vision"), {"insert_layer_id": 0}),
+    "inkling2_vision": {"projection_hidden_dim": 2 * WIDTH},  # its merger's, 4096 by default
     "gemma4_vision": {"pooling_kernel_size": 2},  # its 4x4 patches pooled to 2x2 tokens
     # its modeling code's default sections, [22, 22, 20], in proportion: h and w alike
     # (and its text and vision experts: 64 of each, widths in a list of their own)
@@ -151,12 +180,27 @@ PER_TYPE = {
     # a ViT's 4x4 patch grid scaled 4, 2 and 1 times
     "sam3_tracker": {"vision_config": {"fpn_hidden_size": WIDTH,
                                        "backbone_feature_sizes": [[16, 16], [8, 8], [4, 4]]}},
+    # (the memory encoder audited) its mask downsampler's output is added to the features and
+    # its fuser runs on them: one width; two stride-2 layers of the four
+    **dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"), {
+        "memory_encoder_hidden_size": WIDTH, "mask_downsampler_embed_dim": WIDTH,
+        "memory_fuser_embed_dim": WIDTH, "memory_fuser_intermediate_dim": 2 * WIDTH,
+        "mask_downsampler_total_stride": 4}),
+    "sam3_video": {"detector_config": {"vision_config": {"fpn_hidden_size": WIDTH}}},  # as sam3
     # its FPN at the detector's width
     **dict.fromkeys(("sam3", "sam3_lite_text"), {"vision_config": {"fpn_hidden_size": WIDTH}}),
     **dict.fromkeys(("d_fine", "deimv2", "pp_doclayout_v3", "pp_doclayout_v4"),
                     {"backbone_config": _HGNET, "encoder_in_channels": [32, 48, 64],
                      "x4_feat_dim": 16}),  # (v3's mask branch reads the first stage too)
     "pp_ocrv5_server_rec": {"backbone_config": _HGNET},
+    "pp_ocrv6_small_det": {"backbone_config": _LCNET_DET, "neck_out_channels": WIDTH,
+                           "layer_list_out_channels": _LCNET_DET["stage_out_channels"]},
+    # (and its neck's per-level upsampling back to stride 4, and its head's kernels)
+    "pp_ocrv6_medium_det": {"backbone_config": _LCNET_DET, "neck_out_channels": WIDTH,
+                            "intraclass_block_config": _INTRACLASS,
+                            "scale_factor_list": [1, 2, 4, 8], "kernel_list": [3, 2, 2]},
+    "uvdoc": {"backbone_config": _UVDOC_BACKBONE, "bridge_connector": [WIDTH, WIDTH],
+              "out_point_positions2D": [[WIDTH, 8], [8, 2]]},
     # forecasters: a horizon and a context (the defaults leave both to the dataset), short lags
     **dict.fromkeys(("time_series_transformer", "informer", "autoformer"), {
         "prediction_length": 4, "context_length": 8, "lags_sequence": [1, 2, 3],
@@ -189,15 +233,21 @@ PER_TYPE = {
                   "keypoint_detector_config": {"keypoint_threshold": 0.0, "nms_radius": 0,
                                                "max_keypoints": 16}},
 }
-# types whose registry class the sweep cannot run: audited through the class of one of its
-# parts, built on that part's sub-config
+# types whose model the sweep cannot run, audited through a part (its attribute path) that
+# has a tensor forward, with that part's own config
 PART = {
     # BarkModel only generates (it has no forward): its first stage, the text-to-semantic GPT
-    "bark": "BarkSemanticModel",
+    "bark": "semantic",
     # the composite's forward fails on both output paths in transformers 5.24 (its output
     # class reads image_outputs the language model's output lacks; return_dict=False trips
     # the output-capturing wrapper): its vision tower, which llama4_text does not audit
-    "llama4": "Llama4VisionModel",
+    "llama4": "vision_model",
+    # video trackers whose forward takes an inference session (Python state, run under
+    # inference_mode: no tensors to trace): the memory encoder (each frame's features fused
+    # with its predicted mask into the memory the tracker attends to), which only the video
+    # model has; SAM 3's, whose tracker is sam3_tracker_video's, its detector, the part it adds
+    **dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"), "memory_encoder"),
+    "sam3_video": "detector_model",
 }
 
 

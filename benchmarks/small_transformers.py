@@ -116,6 +116,9 @@ def build_transformers(model_type: str):
     model = cls._from_config(cfg).eval()
     if model_type in CALLED:  # (an instance attribute: the parameters keep their names)
         model.forward = CALLED[model_type](model, cfg)
+    for name in PART[model_type].split(".") if model_type in PART else ():
+        model = getattr(model, name)
+        cfg = getattr(model, "config", cfg)  # (the part's own, where it has one)
     errors = []
     for inputs in candidate_inputs(model, cfg):
         try:
@@ -130,11 +133,8 @@ def build_transformers(model_type: str):
 def _for_model(cfg, auto):
     """The base model's class and the config it takes: ``cfg``, or the sub-config of the class
     it asks for where the registry maps a composite config to one part's model (musicgen's
-    decoder) or where the sweep audits a part (``PART``)."""
-    import transformers as tf
-
-    cls = getattr(tf, PART[cfg.model_type]) if cfg.model_type in PART else \
-        _registered(cfg, auto)
+    decoder)."""
+    cls = _registered(cfg, auto)
     if isinstance(cls, tuple):  # funnel's two: the one its architectures name
         cls = next((c for c in cls if c.__name__ in (cfg.architectures or ())), cls[0])
     inner = [v for v in vars(cfg).values() if type(v) is cls.config_class]

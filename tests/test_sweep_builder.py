@@ -292,3 +292,52 @@ def test_a_matcher_keeps_its_sizes_whatever_its_weights(sweep):
             out = model(pairs)
         assert out.keypoints.shape[-2] == model.config.keypoint_detector_config.max_keypoints
     assert calls == [2] * len(calls)  # every layer, once per draw, on every keypoint
+
+
+@pytest.mark.parametrize("model_type", ["pp_ocrv6_small_det", "pp_ocrv6_medium_det", "uvdoc"])
+def test_a_neck_gets_every_backbone_stage_it_fuses(sweep, model_type):
+    # their defaults report only the last stage (uvdoc's head takes all six, the detectors'
+    # necks four at strides 4-32, upsampling each by 2 onto the one before)
+    model, pixels = sweep.build_transformers(model_type)
+    with torch.no_grad():
+        maps = model.eval().backbone(pixels).feature_maps
+    assert len(maps) == (6 if model_type == "uvdoc" else 4)
+    if model_type != "uvdoc":
+        assert [m.shape[-1] for m in maps] == [pixels.shape[-1] // s for s in (4, 8, 16, 32)]
+    else:  # stride 16 to the bridge: 4x4, as its 5x5 reflect-padded output conv needs
+        assert pixels.shape == (2, 3, 64, 64) and maps[-1].shape[-2:] == (4, 4)
+
+
+def test_a_packed_tower_gets_its_images_in_one_row_with_their_grids(sweep):
+    # MiniCPM's towers take every image's patches side by side (batch 1) and each image's grid;
+    # positions are looked up per image and concatenated
+    model, (pixels, grids) = sweep.build_transformers("minicpm_ocr_vision")
+    side = model.config.patch_size
+    assert pixels.shape[:3] == (1, 3, side)
+    assert pixels.shape[-1] // side == int(grids.prod(-1).sum()) and grids.shape == (2, 2)
+    assert model.config.insert_layer_id == 0  # its merger runs within the two layers kept
+
+
+def test_pixels_grouped_per_language_token_match_a_grid_counted_in_tokens(sweep):
+    # inkling2's tower takes one (merge x patch)^2 block of channel-last pixels per LM token,
+    # its grid in tokens: the type's own layout, not the flattened patches its names suggest
+    model, (pixels, grid) = sweep.build_transformers("inkling2_vision")
+    cfg = model.config
+    side = cfg.spatial_merge_size * cfg.patch_size
+    assert pixels.shape == (int(grid.prod()), side, side, cfg.num_channels)
+
+
+@pytest.mark.parametrize("model_type", ["sam2_video", "sam3_tracker_video", "edgetam_video"])
+def test_a_tracker_driven_by_an_inference_session_is_built_as_its_memory_encoder(sweep, model_type):
+    # the video model's forward takes a session object under inference_mode: nothing to trace
+    model, (features, masks) = sweep.build_transformers(model_type)
+    assert type(model).__name__.endswith("VideoMemoryEncoder")
+    stride = model.mask_downsampler.final_conv.in_channels ** 0.5  # channels x4 per stride 2
+    assert features.shape == (2, model.feature_projection.in_channels, 4, 4)
+    assert masks.shape == (2, 1, 4 * stride, 4 * stride)
+
+
+def test_sam3_video_is_built_as_its_detector(sweep):
+    model, (pixels, _, ids) = sweep.build_transformers("sam3_video")
+    assert type(model).__name__ == "Sam3Model" and model.config.model_type == "sam3"
+    assert pixels.shape == (2, 3, sweep.PIXELS, sweep.PIXELS) and ids.shape == (2, sweep.TOKENS)
