@@ -88,6 +88,16 @@ def _features(cfg):
     return torch.randn(2, bins, frames)
 
 
+def _folded_mel(cfg):
+    """A log-mel spectrogram as CLAP's audio tower takes it, (batch, 1, frames, bins): as many
+    frames as it folds into its square spectrogram image (spec_size x spec_size / bins)."""
+    import torch
+
+    audio = cfg.audio_config
+    frames = audio.spec_size * (audio.spec_size // audio.num_mel_bins)
+    return torch.randn(2, 1, frames, audio.num_mel_bins)
+
+
 def _mask(cfg):
     import torch
 
@@ -293,6 +303,9 @@ BY_TYPE = {
     **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
                     {"pixel_values": _line(48)}),
     "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
+    "clap": {"input_features": _folded_mel},
+    # audio and its video side by side: the encoder's embedder needs both
+    "pe_audio_video_encoder": {"pixel_values_videos": video},
 }
 # made only where they are the main input: elsewhere they stand in for it
 MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}

@@ -87,6 +87,7 @@ PER_TYPE = {
     "blt": {"encoder_hash_byte_group_vocab": 64},  # six hash tables of 500,002 rows
     "pe_video_encoder": {"vision_config": _PE_TOWER},
     "pe_video": {"video_config": {"vision_config": _PE_TOWER}},
+    "pe_audio_video_encoder": {"video_config": {"vision_config": _PE_TOWER}},
     # key/value heads per layer, and which layers attend fully, within the two kept
     "sapiens2": {"num_key_value_heads_per_layer": [2, 2], "num_key_value_attention_heads": 2,
                  "num_first_full_attention_layers": 1, "num_last_full_attention_layers": 1},
@@ -165,6 +166,18 @@ PER_TYPE = {
     "apertus1p5": {"image_token_offset": 64, "audio_token_offset": 80,
                    "vision_config": {"codebook_size": 16, **_VQ},
                    "audio_config": {"codebook_size": 16}},
+    # its audio tower is a Swin over the spectrogram folded into a square image: 2-px patches
+    # and windows so that every stage's side stays at least the window (as swin's), the last
+    # stage's side (2 patches) at least the fold (spec_size // num_mel_bins: 2), the patch
+    # embedding's width doubling three times to hidden_size
+    "clap": {"audio_config": {"spec_size": PIXELS, "num_mel_bins": 16, "patch_size": 2,
+                              "patch_stride": [2, 2], "window_size": 2,
+                              "patch_embeds_hidden_size": WIDTH // 8}},
+    # its encoders' rotary embedding is at least 32 wide: heads of 32; the decoder's fixing
+    # codes (the last 248) are speech tokens the speech encoder embeds: inside the vocabulary
+    "clvp": {"text_config": {"hidden_size": 2 * WIDTH},
+             "speech_config": {"hidden_size": 2 * WIDTH},
+             "decoder_config": {"decoder_fixing_codes": [83, 45, 45, VOCAB - 8]}},
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
