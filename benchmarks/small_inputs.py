@@ -96,9 +96,10 @@ def _make(name: str, cfg, names: list[str], needed: bool, made: dict):
         return video(cfg)  # side its vision tower wants may be known only to that tower)
     if name in MAIN_ONLY and not needed:
         return None  # (an alternative to the main input, not an addition to it)
-    if name in AFTER:
+    by_type = BY_TYPE.get(getattr(cfg, "model_type", None), {})
+    if name in AFTER and name not in by_type:  # (a type's own maker wins)
         return AFTER[name](cfg, made)
-    maker = BY_TYPE.get(getattr(cfg, "model_type", None), {}).get(name) or MAKERS.get(name)
+    maker = by_type.get(name) or MAKERS.get(name)
     return maker(cfg) if maker else None
 
 
@@ -119,7 +120,13 @@ def _other_features(x):
 # feature layouts and sizes, two-frame videos
 _VARIANTS = {"input_values": lambda x: [x[:, None], x[..., :3840]],  # 3840: whole frames of
              "input_features": _other_features,  # 1920 samples (muse_spark_audio)
-             "pixel_values": lambda x: [two_frames(x), *_unflattened(x)]}
+             "pixel_values": lambda x: [*_as_video(x), *_unflattened(x)]}
+
+
+def _as_video(images):
+    """Images as two-frame videos; none where they are already more than images (PI0's
+    cameras)."""
+    return [two_frames(images)] if images.dim() < 5 else []
 
 
 def _unflattened(flat):

@@ -98,6 +98,23 @@ def _folded_mel(cfg):
     return torch.randn(2, 1, frames, audio.num_mel_bins)
 
 
+def _robot_prefix_ids(cfg):
+    """PI0's prompt: an image's placeholders first, one per patch of its VLM's vision tower
+    (whose features replace them), then text."""
+    vision = cfg.vlm_config.vision_config
+    ids = _token_ids(cfg)
+    ids[:, :(vision.image_size // vision.patch_size) ** 2] = cfg.vlm_config.image_token_id
+    return ids
+
+
+def _action_embeds(cfg):
+    """PI0's embedded robot state and action chunk, which its action expert reads: one state
+    token, then the chunk."""
+    import torch
+
+    return torch.randn(2, 1 + cfg.chunk_size, cfg.dit_config.hidden_size)
+
+
 def _mask(cfg):
     import torch
 
@@ -306,6 +323,10 @@ BY_TYPE = {
     "clap": {"input_features": _folded_mel},
     # audio and its video side by side: the encoder's embedder needs both
     "pe_audio_video_encoder": {"pixel_values_videos": video},
+    # one camera's image per example, and which cameras are there
+    "pi0": {"action_embeds": _action_embeds, "input_ids": _robot_prefix_ids,
+            "pixel_values": lambda cfg: _pixels(cfg.vlm_config)[:, None],
+            "pixel_attention_mask": lambda cfg: _mask(cfg)[:, :1].bool()},
 }
 # made only where they are the main input: elsewhere they stand in for it
 MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}

@@ -178,6 +178,8 @@ PER_TYPE = {
     "clvp": {"text_config": {"hidden_size": 2 * WIDTH},
              "speech_config": {"hidden_size": 2 * WIDTH},
              "decoder_config": {"decoder_fixing_codes": [83, 45, 45, VOCAB - 8]}},
+    # its image is 4 placeholder tokens (16 px in patches of 8), leaving text in the prompt
+    "pi0": {"vlm_config": {"vision_config": {"image_size": PIXELS // 2}}},
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),
