@@ -115,6 +115,15 @@ def _action_embeds(cfg):
     return torch.randn(2, 1 + cfg.chunk_size, cfg.dit_config.hidden_size)
 
 
+def _one_video(cfg):
+    """TVP's frames, (1, frames, 3, side, side) at the side its frame-pad prompt is made for:
+    one video, since it views its column position embeddings with the batch size first (only
+    a batch of one fits)."""
+    import torch
+
+    return torch.randn(1, cfg.num_frames, 3, cfg.max_img_size, cfg.max_img_size)
+
+
 def _mask(cfg):
     import torch
 
@@ -323,6 +332,7 @@ BY_TYPE = {
     "clap": {"input_features": _folded_mel},
     # audio and its video side by side: the encoder's embedder needs both
     "pe_audio_video_encoder": {"pixel_values_videos": video},
+    "tvp": {"input_ids": lambda cfg: _token_ids(cfg)[:1], "pixel_values": _one_video},
     # one camera's image per example, and which cameras are there
     "pi0": {"action_embeds": _action_embeds, "input_ids": _robot_prefix_ids,
             "pixel_values": lambda cfg: _pixels(cfg.vlm_config)[:, None],

@@ -178,6 +178,9 @@ PER_TYPE = {
     "clvp": {"text_config": {"hidden_size": 2 * WIDTH},
              "speech_config": {"hidden_size": 2 * WIDTH},
              "decoder_config": {"decoder_fixing_codes": [83, 45, 45, VOCAB - 8]}},
+    # frames of 128 px, padded by a 32-px prompt: the backbone's stride 32, then a 2x2
+    # pooling, leave a 2x2 grid
+    "tvp": {"max_img_size": 4 * PIXELS, "visual_prompt_size": PIXELS},
     # its image is 4 placeholder tokens (16 px in patches of 8), leaving text in the prompt
     "pi0": {"vlm_config": {"vision_config": {"image_size": PIXELS // 2}}},
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
