@@ -178,6 +178,18 @@ PER_TYPE = {
     "clvp": {"text_config": {"hidden_size": 2 * WIDTH},
              "speech_config": {"hidden_size": 2 * WIDTH},
              "decoder_config": {"decoder_fixing_codes": [83, 45, 45, VOCAB - 8]}},
+    # widths in proportion, the last the hidden size; one block per stage: the per-block
+    # lists its config derives from these come with the full-size dict and would win, so they
+    # are given too; the rotary embedding spans half the width at 4x the head dim: 8 heads;
+    # 2x2 aggregation leaves 2x2 tokens of the 4x4 coarse grid of a 32 px pair
+    "efficientloftr": {
+        "out_features": [8, 8, 16, WIDTH], "stage_num_blocks": [1] * 4,
+        "stage_in_channels": [1, 8, 8, 16], "stage_block_stride": [[2], [1], [2], [2]],
+        "stage_block_in_channels": [[1], [8], [8], [16]],
+        "stage_block_out_channels": [[8], [8], [16], [WIDTH]], "fine_fusion_dims": [WIDTH, 16, 8],
+        "num_attention_heads": 8, "num_key_value_heads": 8, "num_attention_layers": 2,
+        "q_aggregation_kernel_size": 2, "q_aggregation_stride": 2,
+        "kv_aggregation_kernel_size": 2, "kv_aggregation_stride": 2},
     # frames of 128 px, padded by a 32-px prompt: the backbone's stride 32, then a 2x2
     # pooling, leave a 2x2 grid
     "tvp": {"max_img_size": 4 * PIXELS, "visual_prompt_size": PIXELS},
