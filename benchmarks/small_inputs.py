@@ -24,8 +24,10 @@ def candidate_inputs(model, cfg):
             and names[0] not in MAKERS and not _patched(names[0], names):
         names[0] = main  # the forward names its first parameter otherwise (vibevoice)
     first = names.index(main) + 1 if main in names else 1
-    known = MAKERS.keys() | AFTER.keys() | BY_TYPE.get(getattr(cfg, "model_type", None), {}).keys()
-    for count in range(first, min(len(names), first + 5) + 1):
+    by_type = BY_TYPE.get(getattr(cfg, "model_type", None), {})
+    known = MAKERS.keys() | AFTER.keys() | by_type.keys()
+    last = max([first + 5] + [names.index(name) + 1 for name in by_type if name in names])
+    for count in range(first, min(len(names), last) + 1):  # (a type's own inputs may be later)
         if count > first and names[count - 1] not in known:
             continue
         made: dict = {}

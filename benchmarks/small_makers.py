@@ -124,6 +124,16 @@ def _one_video(cfg):
     return torch.randn(1, cfg.num_frames, 3, cfg.max_img_size, cfg.max_img_size)
 
 
+def _one_image_each(cfg):
+    """Idefics' images, (batch, images, 3, side, side): one per example."""
+    return _pixels(cfg)[:, None]
+
+
+def _text_sees_images(cfg):
+    """Which images each token attends to, (batch, tokens, images): every token its one."""
+    return _mask(cfg)[..., None]
+
+
 def _mask(cfg):
     import torch
 
@@ -333,6 +343,9 @@ BY_TYPE = {
     # audio and its video side by side: the encoder's embedder needs both
     "pe_audio_video_encoder": {"pixel_values_videos": video},
     "tvp": {"input_ids": lambda cfg: _token_ids(cfg)[:1], "pixel_values": _one_video},
+    # its cross-attended images come after the alternatives to them (the 9th parameter, their
+    # mask, says which each token sees)
+    "idefics": {"pixel_values": _one_image_each, "image_attention_mask": _text_sees_images},
     # one camera's image per example, and which cameras are there
     "pi0": {"action_embeds": _action_embeds, "input_ids": _robot_prefix_ids,
             "pixel_values": lambda cfg: _pixels(cfg.vlm_config)[:, None],

@@ -190,6 +190,9 @@ PER_TYPE = {
         "num_attention_heads": 8, "num_key_value_heads": 8, "num_attention_layers": 2,
         "q_aggregation_kernel_size": 2, "q_aggregation_stride": 2,
         "kv_aggregation_kernel_size": 2, "kv_aggregation_stride": 2},
+    # its gates on the images' cross-attention start at 0 (the images have no effect at all):
+    # at 1 instead, as the config allows
+    "idefics": {"alpha_initializer": "ones"},
     # frames of 128 px, padded by a 32-px prompt: the backbone's stride 32, then a 2x2
     # pooling, leave a 2x2 grid
     "tvp": {"max_img_size": 4 * PIXELS, "visual_prompt_size": PIXELS},
