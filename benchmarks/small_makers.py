@@ -134,6 +134,19 @@ def _text_sees_images(cfg):
     return _mask(cfg)[..., None]
 
 
+def _class_names(cfg):
+    """OmDet-Turbo's class prompts, flattened over the batch: two of 8 tokens per image."""
+    import torch
+
+    return torch.randint(3, VOCAB - 8, (4, TOKENS // 2))
+
+
+def _classes_per_image(cfg):
+    import torch
+
+    return torch.tensor([2, 2])
+
+
 def _mask(cfg):
     import torch
 
@@ -343,6 +356,12 @@ BY_TYPE = {
     # audio and its video side by side: the encoder's embedder needs both
     "pe_audio_video_encoder": {"pixel_values_videos": video},
     "tvp": {"input_ids": lambda cfg: _token_ids(cfg)[:1], "pixel_values": _one_video},
+    # an open-vocabulary detector: its class prompts (two per image, with how many each image
+    # has) and a task prompt per image
+    "omdet-turbo": {"classes_input_ids": _class_names,
+                    "classes_attention_mask": lambda cfg: _mask(cfg)[:, :TOKENS // 2].repeat(2, 1),
+                    "tasks_input_ids": _token_ids, "tasks_attention_mask": _mask,
+                    "classes_structure": _classes_per_image},
     # its cross-attended images come after the alternatives to them (the 9th parameter, their
     # mask, says which each token sees)
     "idefics": {"pixel_values": _one_image_each, "image_attention_mask": _text_sees_images},

@@ -193,6 +193,18 @@ PER_TYPE = {
     # its gates on the images' cross-attention start at 0 (the images have no effect at all):
     # at 1 instead, as the config allows
     "idefics": {"alpha_initializer": "ones"},
+    # its timm Swin (only its image side can be set: the widths stay the tiny model's, which
+    # the layer norms after it take) at the sweep's side; its task prompts' width is the class
+    # embedding's, which must differ from the decoder's (the projection between them exists only
+    # then): text 64 wide, the decoder at the encoder's 32.  (Its text embeddings are cached per
+    # prompt by the model itself: every forward after the first reuses them, so the audit
+    # reports the text encoder unused.)
+    "omdet-turbo": {"backbone_config": {"img_size": PIXELS}, "encoder_in_channels": [192, 384, 768],
+                    "text_config": {"hidden_size": 2 * WIDTH}, "class_embed_dim": 2 * WIDTH,
+                    "text_projection_in_dim": 2 * WIDTH, "text_projection_out_dim": 2 * WIDTH,
+                    "task_encoder_hidden_dim": 4 * WIDTH, "vision_features_channels": [WIDTH] * 3,
+                    "decoder_hidden_dim": WIDTH, "decoder_num_heads": 2, "decoder_num_layers": 2,
+                    "decoder_dim_feedforward": 2 * WIDTH, "encoder_dim_feedforward": 2 * WIDTH},
     # frames of 128 px, padded by a 32-px prompt: the backbone's stride 32, then a 2x2
     # pooling, leave a 2x2 grid
     "tvp": {"max_img_size": 4 * PIXELS, "visual_prompt_size": PIXELS},

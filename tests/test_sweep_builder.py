@@ -290,3 +290,15 @@ def test_sizes_a_config_derives_or_a_layer_requires_are_kept_consistent(sweep):
     for encoder in (cfg.text_config, cfg.speech_config):
         assert encoder.hidden_size // encoder.num_attention_heads >= 32
     assert max(cfg.decoder_config.decoder_fixing_codes) < cfg.speech_config.vocab_size
+
+
+def test_an_open_vocabulary_detector_gets_class_and_task_prompts(sweep):
+    # omdet-turbo: class prompts flattened over the batch with a count per image, a task prompt
+    # per image; its task prompts' width (the text's) differs from its decoder's
+    model, (image, classes, class_mask, task, task_mask, counts) = \
+        sweep.build_transformers("omdet-turbo")
+    assert image.shape == (2, 3, sweep.PIXELS, sweep.PIXELS)
+    assert classes.shape == class_mask.shape and classes.shape[0] == counts.sum()
+    assert task.shape == task_mask.shape and counts.tolist() == [2, 2]
+    cfg = model.config
+    assert cfg.class_embed_dim == cfg.text_config.hidden_size != cfg.decoder_hidden_dim
