@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import itertools
 
-from small_makers import (AFTER, BY_TYPE, MAIN_ONLY, MAKERS, patch_rows, patches, two_frames,
-                         video)
+from small_by_type import BY_TYPE
+from small_makers import AFTER, MAIN_ONLY, MAKERS, patch_rows, patches, two_frames, video
 
 
 def candidate_inputs(model, cfg):
@@ -20,12 +20,14 @@ def candidate_inputs(model, cfg):
     names = [p.name for p in params]
     required = {p.name for p in params if p.default is p.empty}
     main = getattr(model, "main_input_name", "input_ids")
-    known = MAKERS.keys() | AFTER.keys() | BY_TYPE.get(getattr(cfg, "model_type", None), {}).keys()
+    by_type = BY_TYPE.get(getattr(cfg, "model_type", None), {})
+    known = MAKERS.keys() | AFTER.keys() | by_type.keys()
     if isinstance(main, str) and main in MAKERS and main not in names and names \
             and names[0] not in known and not _patched(names[0], names):
         names[0] = main  # the forward names its first parameter otherwise (vibevoice)
     first = names.index(main) + 1 if main in names else 1
-    for count in range(first, min(len(names), first + 5) + 1):
+    last = max([first + 5] + [names.index(name) + 1 for name in by_type if name in names])
+    for count in range(first, min(len(names), last) + 1):  # (a type's own inputs may be later)
         if count > first and names[count - 1] not in known:
             continue
         made: dict = {}
@@ -121,7 +123,13 @@ def _other_features(x):
 # feature layouts and sizes, two-frame videos
 _VARIANTS = {"input_values": lambda x: [x[:, None], x[..., :3840]],  # 3840: whole frames of
              "input_features": _other_features,  # 1920 samples (muse_spark_audio)
-             "pixel_values": lambda x: [two_frames(x), *_unflattened(x)]}
+             "pixel_values": lambda x: [*_as_video(x), *_unflattened(x)]}
+
+
+def _as_video(images):
+    """Images as two-frame videos; none where they are already more than images (PI0's
+    cameras)."""
+    return [two_frames(images)] if images.dim() < 5 else []
 
 
 def _unflattened(flat):

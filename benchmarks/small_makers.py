@@ -44,14 +44,6 @@ def _token_ids(cfg):
     return torch.randint(3, max(4, min(VOCAB - 8, vocab)), (2, TOKENS))
 
 
-def _codebook_ids(cfg):
-    """A text token and a code of each codebook per step, each in its own range (Kyutai)."""
-    import torch
-
-    codes = min(cfg.vocab_size, cfg.codebook_vocab_size)
-    return torch.randint(1, codes, (2, TOKENS, 1 + cfg.num_codebooks))
-
-
 def _pixels(cfg):
     import torch
 
@@ -59,21 +51,6 @@ def _pixels(cfg):
     chans, side = getattr(vision, "num_channels", 3), getattr(vision, "image_size", PIXELS)
     side = side if isinstance(side, int) else PIXELS
     return torch.randn(2, chans if isinstance(chans, int) else 3, side, side)
-
-
-def _line(height: int):
-    """A text line ``height`` px high and 128 px long, for recognisers whose last pooling needs
-    the height."""
-    import torch
-
-    return lambda cfg: torch.randn(2, 3, height, 128)
-
-
-def _image(side: int):
-    """A ``side`` px square image, for models whose padding or pooling needs more than 32 px."""
-    import torch
-
-    return lambda cfg: torch.randn(2, 3, side, side)
 
 
 def _waveform(cfg):
@@ -94,16 +71,6 @@ def _features(cfg):
     bins = getattr(audio, "num_mel_bins", None) or getattr(audio, "feature_size", 80)
     frames = 2 * (getattr(audio, "max_source_positions", None) or TOKENS)
     return torch.randn(2, bins, frames)
-
-
-def _hop_features(cfg):
-    """A codec's semantic features, (batch, frames, stacked bins): a frame per hop of the
-    waveform, as its acoustic encoder strides it (the two are concatenated frame by frame)."""
-    import torch
-
-    hop = getattr(cfg, "encoder_hop_length", None) or cfg.hop_length
-    bins = cfg.semantic_model_config.feature_projection_input_dim
-    return torch.randn(2, SAMPLES // hop, bins)
 
 
 def _mask(cfg):
@@ -222,13 +189,6 @@ def _latents(cfg):
     return torch.randn(2, getattr(cfg, "hidden_size", None) or WIDTH, TOKENS)
 
 
-def _latent_grid(cfg):
-    """An image's latents, (batch, channels, rows, columns), for a VQ model to quantize."""
-    import torch
-
-    return torch.randn(2, cfg.latent_channels, 4, 4)
-
-
 def _context(cfg):
     """A drafting head's context: the hidden states of the target layers it reads, side by
     side, (batch, tokens, layers x width)."""
@@ -254,40 +214,6 @@ def patch_rows(cfg):
     vision = _sub(cfg, "vision_config")
     chans = getattr(vision, "num_channels", None) or 3
     return torch.randn(2, _GRID[1] * _GRID[2], chans * vision.patch_size ** 2)
-
-
-def _packed_patches(cfg):
-    """Two images' 4 x 4 patches side by side in one row, (1, channels, patch, patches x patch):
-    the packed layout of NaViT-style towers that take each image's grid beside it."""
-    import torch
-
-    side = _sub(cfg, "vision_config").patch_size
-    return torch.randn(1, 3, side, 2 * _GRID[1] * _GRID[2] * side)
-
-
-def _token_patches(cfg):
-    """One image's pixels grouped per language-model token, (tokens, merge x patch, merge x
-    patch, channels) channel-last: the grid's 4 x 4 tokens, each 2 x 2 merged patches."""
-    import torch
-
-    side = cfg.spatial_merge_size * cfg.patch_size
-    return torch.randn(_GRID[1] * _GRID[2], side, side, cfg.num_channels)
-
-
-def _frame_features(cfg):
-    """A frame's image features as a video tracker's memory encoder takes them, (batch, the
-    encoder's width, 4, 4)."""
-    import torch
-
-    return torch.randn(2, cfg.memory_encoder_hidden_size, 4, 4)
-
-
-def _frame_masks(cfg):
-    """The predicted mask fused with them, as many times finer as its downsampler's stride."""
-    import torch
-
-    side = 4 * cfg.mask_downsampler_total_stride
-    return torch.randn(2, 1, side, side)
 
 
 def _patch_positions(cfg):
@@ -343,27 +269,6 @@ MAKERS = {
     "states": _trajectory("state_dim"), "actions": _trajectory("act_dim"),
     "rewards": _trajectory(None), "returns_to_go": _trajectory(None),
     "timesteps": _trajectory(None, "long"),
-}
-# per model type, where its input differs from what the name makes elsewhere
-BY_TYPE = {
-    "kyutai_speech_to_text": {"input_ids": _codebook_ids},
-    # a base model without pre-nets: its "values", encoder's and decoder's, are hidden states
-    "speecht5": {"input_values": _embeddings, "decoder_input_values": _embeddings},
-    **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
-                    {"pixel_values": _line(48)}),
-    "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
-    **dict.fromkeys(("xcodec2", "neucodec"), {"input_features": _hop_features}),
-    # (called through encode) a vision encoder's latent grid, which it quantizes
-    "glm_image_vqmodel": {"hidden_states": _latent_grid},
-    # main_input_name says a waveform (the encoder's), but the decoder takes latent frames
-    "vibevoice_acoustic_tokenizer_decoder": {"input_values": _latents},
-    **dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"),
-                    {"vision_features": _frame_features, "masks": _frame_masks}),
-    "inkling2_vision": {"pixel_values": _token_patches},  # (its grid counts tokens)
-    **dict.fromkeys(("minicpm_ocr_vision", "minicpmv4_7_vision"),
-                    {"pixel_values": _packed_patches, "target_sizes": _patch_grid}),
-    # stride 16 to its bridge, whose 5x5 reflect-padded output conv needs 3 px or more
-    "uvdoc": {"pixel_values": _image(64)},
 }
 # made only where they are the main input: elsewhere they stand in for it
 MAIN_ONLY = {"inputs_embeds", "inputs", "latents", "noise_embeds"}

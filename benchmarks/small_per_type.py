@@ -125,6 +125,7 @@ PER_TYPE = {
     "blt": {"encoder_hash_byte_group_vocab": 64},  # six hash tables of 500,002 rows
     "pe_video_encoder": {"vision_config": _PE_TOWER},
     "pe_video": {"video_config": {"vision_config": _PE_TOWER}},
+    "pe_audio_video_encoder": {"video_config": {"vision_config": _PE_TOWER}},
     # key/value heads per layer, and which layers attend fully, within the two kept
     "sapiens2": {"num_key_value_heads_per_layer": [2, 2], "num_key_value_attention_heads": 2,
                  "num_first_full_attention_layers": 1, "num_last_full_attention_layers": 1},
@@ -223,6 +224,50 @@ PER_TYPE = {
     "apertus1p5": {"image_token_offset": 64, "audio_token_offset": 80,
                    "vision_config": {"codebook_size": 16, **_VQ},
                    "audio_config": {"codebook_size": 16}},
+    # its audio tower is a Swin over the spectrogram folded into a square image: 2-px patches
+    # and windows so that every stage's side stays at least the window (as swin's), the last
+    # stage's side (2 patches) at least the fold (spec_size // num_mel_bins: 2), the patch
+    # embedding's width doubling three times to hidden_size
+    "clap": {"audio_config": {"spec_size": PIXELS, "num_mel_bins": 16, "patch_size": 2,
+                              "patch_stride": [2, 2], "window_size": 2,
+                              "patch_embeds_hidden_size": WIDTH // 8}},
+    # its encoders' rotary embedding is at least 32 wide: heads of 32; the decoder's fixing
+    # codes (the last 248) are speech tokens the speech encoder embeds: inside the vocabulary
+    "clvp": {"text_config": {"hidden_size": 2 * WIDTH},
+             "speech_config": {"hidden_size": 2 * WIDTH},
+             "decoder_config": {"decoder_fixing_codes": [83, 45, 45, VOCAB - 8]}},
+    # widths in proportion, the last the hidden size; one block per stage: the per-block
+    # lists its config derives from these come with the full-size dict and would win, so they
+    # are given too; the rotary embedding spans half the width at 4x the head dim: 8 heads;
+    # 2x2 aggregation leaves 2x2 tokens of the 4x4 coarse grid of a 32 px pair
+    "efficientloftr": {
+        "out_features": [8, 8, 16, WIDTH], "stage_num_blocks": [1] * 4,
+        "stage_in_channels": [1, 8, 8, 16], "stage_block_stride": [[2], [1], [2], [2]],
+        "stage_block_in_channels": [[1], [8], [8], [16]],
+        "stage_block_out_channels": [[8], [8], [16], [WIDTH]], "fine_fusion_dims": [WIDTH, 16, 8],
+        "num_attention_heads": 8, "num_key_value_heads": 8, "num_attention_layers": 2,
+        "q_aggregation_kernel_size": 2, "q_aggregation_stride": 2,
+        "kv_aggregation_kernel_size": 2, "kv_aggregation_stride": 2},
+    # its gates on the images' cross-attention start at 0 (the images have no effect at all):
+    # at 1 instead, as the config allows
+    "idefics": {"alpha_initializer": "ones"},
+    # its timm Swin (only its image side can be set: the widths stay the tiny model's, which
+    # the layer norms after it take) at the sweep's side; its task prompts' width is the class
+    # embedding's, which must differ from the decoder's (the projection between them exists only
+    # then): text 64 wide, the decoder at the encoder's 32.  (Its text embeddings are cached per
+    # prompt by the model itself: every forward after the first reuses them, so the audit
+    # reports the text encoder unused.)
+    "omdet-turbo": {"backbone_config": {"img_size": PIXELS}, "encoder_in_channels": [192, 384, 768],
+                    "text_config": {"hidden_size": 2 * WIDTH}, "class_embed_dim": 2 * WIDTH,
+                    "text_projection_in_dim": 2 * WIDTH, "text_projection_out_dim": 2 * WIDTH,
+                    "task_encoder_hidden_dim": 4 * WIDTH, "vision_features_channels": [WIDTH] * 3,
+                    "decoder_hidden_dim": WIDTH, "decoder_num_heads": 2, "decoder_num_layers": 2,
+                    "decoder_dim_feedforward": 2 * WIDTH, "encoder_dim_feedforward": 2 * WIDTH},
+    # frames of 128 px, padded by a 32-px prompt: the backbone's stride 32, then a 2x2
+    # pooling, leave a 2x2 grid
+    "tvp": {"max_img_size": 4 * PIXELS, "visual_prompt_size": PIXELS},
+    # its image is 4 placeholder tokens (16 px in patches of 8), leaving text in the prompt
+    "pi0": {"vlm_config": {"vision_config": {"image_size": PIXELS // 2}}},
     # shifted windows: every stage's side must stay at least the window (4 stages of /2)
     **dict.fromkeys(("swin", "swinv2", "donut-swin", "maskformer-swin"),
                     {"patch_size": 2, "window_size": 2, "embed_dim": 8}),

@@ -341,3 +341,70 @@ def test_sam3_video_is_built_as_its_detector(sweep):
     model, (pixels, _, ids) = sweep.build_transformers("sam3_video")
     assert type(model).__name__ == "Sam3Model" and model.config.model_type == "sam3"
     assert pixels.shape == (2, 3, sweep.PIXELS, sweep.PIXELS) and ids.shape == (2, sweep.TOKENS)
+
+
+def test_inputs_a_type_lays_out_its_own_way(sweep):
+    # a Swin over a spectrogram folded into a square image: (batch, 1, frames, bins), as many
+    # frames as the fold holds
+    model, (_, mel) = sweep.build_transformers("clap")
+    audio = model.config.audio_config
+    assert mel.shape == (2, 1, audio.spec_size ** 2 // audio.num_mel_bins, audio.num_mel_bins)
+    # a batch of one: its column position embeddings are viewed with the batch size first
+    model, (ids, frames) = sweep.build_transformers("tvp")
+    side = model.config.max_img_size
+    assert ids.shape == (1, sweep.TOKENS) and frames.shape == (1, 2, 3, side, side)
+    # a video beside the audio, which the embedder needs both of
+    _, (wave, video) = sweep.build_transformers("pe_audio_video_encoder")
+    assert wave.shape[:2] == (2, 1) and video.shape == (2, 2, 3, sweep.PIXELS, sweep.PIXELS)
+
+
+def test_a_robot_policy_gets_its_action_chunk_cameras_and_image_placeholders(sweep):
+    # pi0: its own maker of the camera mask wins over the one made from the main input, and its
+    # 5-D images are not also tried as two-frame videos (that raised and ended the candidates)
+    model, (actions, ids, images, mask, cameras) = sweep.build_transformers("pi0")
+    cfg = model.config
+    assert actions.shape == (2, 1 + cfg.chunk_size, cfg.dit_config.hidden_size)
+    assert images.shape == (2, 1, 3, sweep.PIXELS // 2, sweep.PIXELS // 2)
+    assert cameras.dtype == torch.bool and cameras.shape == (2, 1) and cameras.all()
+    placeholders = (ids == cfg.vlm_config.image_token_id).sum(1).tolist()
+    assert placeholders == [4, 4] and mask.shape == ids.shape  # 4 of 16: text too
+
+
+def test_a_types_own_inputs_are_tried_however_late_they_come(sweep):
+    # idefics: images and their mask are its 6th and 9th parameters
+    model, inputs = sweep.build_transformers("idefics")
+    assert len(inputs) == 9
+    images, seen = inputs[5], inputs[8]
+    assert images.shape == (2, 1, 3, sweep.PIXELS, sweep.PIXELS)
+    assert seen.shape == (2, sweep.TOKENS, 1) and seen.all()
+    gates = [p for name, p in model.named_parameters() if "alpha" in name]
+    assert gates and all((p == 1).all() for p in gates)  # the images have an effect
+
+
+def test_sizes_a_config_derives_or_a_layer_requires_are_kept_consistent(sweep):
+    # efficientloftr: the per-block lists its config derives from out_features come with the
+    # full-size dict; the last width is the hidden size; an image pair
+    model, pair = sweep.build_transformers("efficientloftr")
+    cfg = model.config
+    assert cfg.out_features[-1] == cfg.hidden_size == cfg.stage_block_out_channels[-1][-1]
+    assert cfg.stage_block_in_channels[1:] == [[w] for w in cfg.out_features[:-1]]
+    assert pair.shape == (2, 2, 3, sweep.PIXELS, sweep.PIXELS)
+    # clvp: heads of at least 32 for its encoders' rotary embedding; fixing codes the speech
+    # encoder can embed
+    model, _ = sweep.build_transformers("clvp")
+    cfg = model.config
+    for encoder in (cfg.text_config, cfg.speech_config):
+        assert encoder.hidden_size // encoder.num_attention_heads >= 32
+    assert max(cfg.decoder_config.decoder_fixing_codes) < cfg.speech_config.vocab_size
+
+
+def test_an_open_vocabulary_detector_gets_class_and_task_prompts(sweep):
+    # omdet-turbo: class prompts flattened over the batch with a count per image, a task prompt
+    # per image; its task prompts' width (the text's) differs from its decoder's
+    model, (image, classes, class_mask, task, task_mask, counts) = \
+        sweep.build_transformers("omdet-turbo")
+    assert image.shape == (2, 3, sweep.PIXELS, sweep.PIXELS)
+    assert classes.shape == class_mask.shape and classes.shape[0] == counts.sum()
+    assert task.shape == task_mask.shape and counts.tolist() == [2, 2]
+    cfg = model.config
+    assert cfg.class_embed_dim == cfg.text_config.hidden_size != cfg.decoder_hidden_dim
