@@ -27,13 +27,13 @@ def structural_copy(model: nn.Module) -> nn.Module:
         for b in model.buffers():
             memo[id(b)] = b.clone()
         for m in model.modules():
-            for v in vars(m).values():
+            held = [t for *_, memo_dict in _memos(m) for t in _tensors_in(memo_dict)]
+            for t in held + list(vars(m).values()):
                 # a tensor computed by a hook (the old weight_norm's ``weight``), or memoised in
-                # a cache dict by a forward run with autograd on, refuses deepcopy; the hook
+                # a cache by a forward run with autograd on, refuses deepcopy; the hook
                 # recomputes it on every forward and caches are emptied: a clone will do
-                for t in (v.values() if isinstance(v, dict) else (v,)):
-                    if isinstance(t, torch.Tensor) and t.grad_fn is not None:
-                        memo[id(t)] = t.detach().clone()
+                if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                    memo[id(t)] = t.detach().clone()
     try:
         return copy.deepcopy(model, memo)
     except Exception as exc:  # noqa: BLE001 - any failure means we cannot copy safely
@@ -64,16 +64,60 @@ def set_training_semantics(model: nn.Module) -> None:
 
 
 def forget_caches(model: nn.Module) -> None:
-    """Empty every memo of tensors a module keeps in a dict named for a cache (timm's
-    ``attention_bias_cache``, filled from a parameter in eval mode).  Under training semantics
-    the memo is only a copy of its parameter's current value; kept across runs it would hold
+    """Empty every memo of tensors a module keeps under a name that says cache: a dict (timm's
+    ``attention_bias_cache``, filled from a parameter in eval mode) or an object holding one
+    (OmDet-Turbo's LRU caches of text embeddings, keyed by prompt).  Under training semantics
+    a memo is only a copy of what its parameters compute now; kept across runs it would hold
     the user's weights when the audit swaps in its own (a program traced through the parameter
-    would then disagree with the model, and an export would bake the stale copy in)."""
+    would then disagree with the model, and an export would bake the stale copy in), or make
+    the parameters it was computed from look unused (OmDet-Turbo's whole text encoder).  An
+    object is replaced by a copy with the memo emptied and its count of entries at 0 (an LRU
+    evicts by that count), never changed in place: it may be the user's."""
     for m in model.modules():
-        for key, value in list(vars(m).items()):
-            if "cache" in key and isinstance(value, dict) and value \
-                    and all(isinstance(v, torch.Tensor) for v in value.values()):
+        for owner, key, _ in list(_memos(m)):
+            if owner is m:
                 setattr(m, key, {})
+                continue
+            emptied = copy.copy(owner)
+            count = len(getattr(owner, key))
+            for name, value in vars(owner).items():
+                if type(value) is int and value == count:
+                    setattr(emptied, name, 0)
+            setattr(emptied, key, type(getattr(owner, key))())
+            for name, value in list(vars(m).items()):
+                if value is owner:
+                    setattr(m, name, emptied)
+
+
+def _memos(m: nn.Module):
+    """``(owner, attribute, dict)`` for each non-empty dict of tensors that ``m`` keeps under
+    a name that says cache, directly (owner ``m``) or inside an object so named."""
+    for key, value in vars(m).items():
+        if "cache" not in key.lower() or isinstance(value, (nn.Module, torch.Tensor)):
+            continue
+        if isinstance(value, dict):
+            if _holds_tensors(value):
+                yield m, key, value
+        elif hasattr(value, "__dict__"):
+            for name, inner in vars(value).items():
+                if isinstance(inner, dict) and _holds_tensors(inner):
+                    yield value, name, inner
+
+
+def _holds_tensors(d: dict) -> bool:
+    return bool(d) and all(_tensors_in({0: v}) for v in d.values())
+
+
+def _tensors_in(d: dict) -> list[torch.Tensor]:
+    """The tensors a memo holds: its values, or the tensors of tuple values (an embedding and
+    its mask); empty where any value holds none."""
+    out = []
+    for v in d.values():
+        parts = v if isinstance(v, (tuple, list)) else (v,)
+        if not parts or not all(isinstance(t, torch.Tensor) for t in parts):
+            return []
+        out.extend(parts)
+    return out
 
 
 class Flattened(nn.Module):
