@@ -98,9 +98,9 @@ PER_TYPE = {
     # feed its MLP's input and the projector's widths
     "llama4": {"vision_config": {"intermediate_size": 4 * WIDTH, "projector_input_dim": WIDTH,
                                  "projector_output_dim": WIDTH, "vision_output_dim": WIDTH}},
-    # its semantic stage's text and semantic-token vocabularies (audited through it, PART)
     # (called through encode, CALLED) its latents and codebook, as wide as the sweep's models
     "glm_image_vqmodel": {"latent_channels": WIDTH, "num_embeddings": 64},
+    # its semantic stage's text and semantic-token vocabularies (audited through it, PART)
     "bark": {"semantic_config": {"input_vocab_size": VOCAB, "output_vocab_size": VOCAB}},
     # attributes the modeling code reads that the default config lacks
     "dbrx": {"attn_config": {"rope_theta": 10000.0, "clip_qkv": 8.0}},  # (clamp's bounds: None)
@@ -156,12 +156,18 @@ PER_TYPE = {
     # its indexed-attention layers need the indexer sizes the default leaves unset
     **dict.fromkeys(("qwen4_exp", "qwen4_exp_text"), {"text_config": _QSA, **_QSA}),
     "seggpt": {"image_size": [2 * PIXELS, PIXELS]},  # (height, width): image over its prompt
-    # its flows and duration predictor are as wide as its text encoder
     # its quantizer codes the acoustic and semantic features side by side (32 + 32 wide);
     # 2 of 16 codes per frame at its lowest bandwidth instead of 8 of 1024 (0.5 M weights)
     "xcodec": {"codebook_dim": 2 * WIDTH, "codebook_size": 16, "target_bandwidths": [0.5]},
     # its quantizer projects the semantic and acoustic features side by side (32 + 32 wide)
     **dict.fromkeys(("xcodec2", "neucodec"), {"quantization_dim": 2 * WIDTH}),
+    # its layer count is per stack (set from num_hidden_layers once, then kept: 16 of each
+    # stack, run H_cycles x (L_cycles + 1) = 8 times); one layer per stack, the cycles as they are
+    "hrm_text": {"num_layers_per_stack": 1},
+    # its expert widths and identity ("zero") experts live in keys of their own: 256 zero
+    # experts beside 4 routed made the experts' weights 260 x 4096 x 32 per layer (34 M)
+    "longcat_flash": {"expert_ffn_hidden_size": WIDTH, "zero_expert_num": 2, "moe_topk": 2},
+    # its flows and duration predictor are as wide as its text encoder
     "vits": {"flow_size": WIDTH, "duration_predictor_filter_channels": WIDTH,
              "posterior_encoder_num_wavenet_layers": 2, "prior_encoder_num_wavenet_layers": 2},
     # the prompt encoder's grid is the image encoder's (32 px in patches of 8), its neck's
@@ -254,9 +260,8 @@ PER_TYPE = {
     # its timm Swin (only its image side can be set: the widths stay the tiny model's, which
     # the layer norms after it take) at the sweep's side; its task prompts' width is the class
     # embedding's, which must differ from the decoder's (the projection between them exists only
-    # then): text 64 wide, the decoder at the encoder's 32.  (Its text embeddings are cached per
-    # prompt by the model itself: every forward after the first reuses them, so the audit
-    # reports the text encoder unused.)
+    # then): text 64 wide, the decoder at the encoder's 32.  (It caches its text embeddings
+    # per prompt, in objects the audit empties before every run: README, Limitations.)
     "omdet-turbo": {"backbone_config": {"img_size": PIXELS}, "encoder_in_channels": [192, 384, 768],
                     "text_config": {"hidden_size": 2 * WIDTH}, "class_embed_dim": 2 * WIDTH,
                     "text_projection_in_dim": 2 * WIDTH, "text_projection_out_dim": 2 * WIDTH,

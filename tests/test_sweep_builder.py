@@ -53,6 +53,8 @@ def small_timm():
     # widths the generic shrinking once missed (each kept the model over 60 s): linear-attention
     # heads, a hybrid whose depth is its block list, a HiFi-GAN vocoder's channels
     ("glm5_next_text", "ids"), ("nemo_speechlm", "ids"), ("vits", "ids"),
+    # an MoE's expert width and identity experts under keys of its own (68 M parameters)
+    ("longcat_flash", "ids"),
     # main inputs already embedded (a perceiver's, a drafting head's noise beside the target
     # layers it reads) and a codec decoder's latents
     ("perceiver", "embeds"), ("muse_glimmer_assistant", "embeds"), ("mimi_decoder", "latents"),
@@ -408,3 +410,11 @@ def test_an_open_vocabulary_detector_gets_class_and_task_prompts(sweep):
     assert task.shape == task_mask.shape and counts.tolist() == [2, 2]
     cfg = model.config
     assert cfg.class_embed_dim == cfg.text_config.hidden_size != cfg.decoder_hidden_dim
+
+
+def test_a_recurrent_stacks_depth_is_shrunk_like_a_layer_count(sweep):
+    # hrm_text runs its two stacks H_cycles x (L_cycles + 1) times; their depth is a key of its
+    # own, kept at 16 layers each once the config is built (69 s, loaded, to audit)
+    model, _ = sweep.build_transformers("hrm_text")
+    assert len(model.L_module.layers) == len(model.H_module.layers) == 1
+    assert (model.config.H_cycles, model.config.L_cycles) == (2, 3)  # the recurrence as it is
