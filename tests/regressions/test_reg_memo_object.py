@@ -33,11 +33,11 @@ class PromptCache:
 
 
 class PromptedDetector(nn.Module):
-    def __init__(self):
+    def __init__(self, capacity: int):
         super().__init__()
         self.text = nn.Sequential(nn.Embedding(16, 8), nn.Linear(8, 8))
         self.fc, self.ln, self.head = nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 3)
-        self.language_cache_prompt = PromptCache(capacity=4)
+        self.language_cache_prompt = PromptCache(capacity)
 
     def forward(self, x, prompt):
         key = tuple(prompt.tolist())  # by value: neither symbolic_trace nor export follows it
@@ -47,10 +47,12 @@ class PromptedDetector(nn.Module):
         return self.head(self.ln(self.fc(x)) * embedding)
 
 
-@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "training"])
-def test_a_memo_object_is_emptied_before_every_run_and_the_users_left_as_it_was(grad):
+@pytest.mark.parametrize("grad, capacity", [(False, 4), (True, 4), (False, 1)],
+                         ids=["no_grad", "training", "full"])
+def test_a_memo_object_is_emptied_before_every_run_and_the_users_left_as_it_was(grad, capacity):
+    # full: its capacity equals its count of entries, and must not be taken for that count
     torch.manual_seed(0)
-    model, x, prompt = PromptedDetector(), torch.randn(4, 8), torch.tensor([3, 5, 7])
+    model, x, prompt = PromptedDetector(capacity), torch.randn(4, 8), torch.tensor([3, 5, 7])
     with torch.set_grad_enabled(grad):  # (with autograd on, its entries refuse deepcopy)
         model(x, prompt)  # the user ran it: their cache holds an embedding of their weights
     theirs = model.language_cache_prompt

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from typing import Any
 
 import torch
@@ -72,7 +73,9 @@ def forget_caches(model: nn.Module) -> None:
     would then disagree with the model, and an export would bake the stale copy in), or make
     the parameters it was computed from look unused (OmDet-Turbo's whole text encoder).  An
     object is replaced by a copy with the memo emptied and its count of entries at 0 (an LRU
-    evicts by that count), never changed in place: it may be the user's."""
+    evicts by that count), never changed in place: it may be the user's.  The count is an int
+    equal to the number of entries that the object's constructor does not take (a full LRU's
+    capacity, equal too, is configuration)."""
     for m in model.modules():
         for owner, key, _ in list(_memos(m)):
             if owner is m:
@@ -80,8 +83,9 @@ def forget_caches(model: nn.Module) -> None:
                 continue
             emptied = copy.copy(owner)
             count = len(getattr(owner, key))
+            given = inspect.signature(type(owner).__init__).parameters
             for name, value in vars(owner).items():
-                if type(value) is int and value == count:
+                if type(value) is int and value == count and name not in given:
                     setattr(emptied, name, 0)
             setattr(emptied, key, type(getattr(owner, key))())
             for name, value in list(vars(m).items()):
