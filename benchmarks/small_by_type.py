@@ -2,6 +2,8 @@
 from what its parameter name makes elsewhere (``small_makers``), the maker for that type, each
 with why.  Consulted first, before the layout an input's names suggest (``small_inputs``)."""
 
+from __future__ import annotations
+
 from small_makers import (SAMPLES, TOKENS, VOCAB, _GRID, _embeddings, _latents, _mask,
                           _patch_grid, _pixels, _sub, _token_ids, video)
 
@@ -14,19 +16,12 @@ def _codebook_ids(cfg):
     return torch.randint(1, codes, (2, TOKENS, 1 + cfg.num_codebooks))
 
 
-def _line(height: int):
-    """A text line ``height`` px high and 128 px long, for recognisers whose last pooling needs
-    the height."""
+def _image(height: int, width: int | None = None):
+    """An image of that size (square without a width), for models whose padding or pooling
+    needs another than 32 px: a recogniser's text line (its last pooling needs the height)."""
     import torch
 
-    return lambda cfg: torch.randn(2, 3, height, 128)
-
-
-def _image(side: int):
-    """A ``side`` px square image, for models whose padding or pooling needs more than 32 px."""
-    import torch
-
-    return lambda cfg: torch.randn(2, 3, side, side)
+    return lambda cfg: torch.randn(2, 3, height, width or height)
 
 
 def _hop_features(cfg):
@@ -145,8 +140,8 @@ BY_TYPE = {
     # a base model without pre-nets: its "values", encoder's and decoder's, are hidden states
     "speecht5": {"input_values": _embeddings, "decoder_input_values": _embeddings},
     **dict.fromkeys(("pp_ocrv5_server_rec", "pp_ocrv6_small_rec", "pp_ocrv6_tiny_rec"),
-                    {"pixel_values": _line(48)}),
-    "pp_ocrv5_mobile_rec": {"pixel_values": _line(96)},
+                    {"pixel_values": _image(48, 128)}),
+    "pp_ocrv5_mobile_rec": {"pixel_values": _image(96, 128)},
     **dict.fromkeys(("xcodec2", "neucodec"), {"input_features": _hop_features}),
     # (called through encode) a vision encoder's latent grid, which it quantizes
     "glm_image_vqmodel": {"hidden_states": _latent_grid},

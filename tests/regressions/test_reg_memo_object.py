@@ -65,3 +65,19 @@ def test_a_memo_object_is_emptied_before_every_run_and_the_users_left_as_it_was(
     assert model.language_cache_prompt is theirs and theirs.current_load == 1
     assert theirs.cache.keys() == entries.keys()
     assert all(torch.equal(theirs.cache[k][0], v) for k, v in entries.items())
+
+
+def test_an_object_holding_two_memos_has_both_emptied():
+    # (each was once emptied on its own copy of the object, the second copy undoing the first)
+    from wdaudit.engine.working_copy import forget_caches
+
+    class TwoCaches:
+        def __init__(self):
+            self.classes, self.tasks = {"a": torch.ones(2)}, {"b": (torch.ones(2), torch.ones(1))}
+
+    holder = nn.Module()
+    holder.language_cache = theirs = TwoCaches()
+    forget_caches(holder)
+    assert holder.language_cache is not theirs
+    assert holder.language_cache.classes == {} and holder.language_cache.tasks == {}
+    assert list(theirs.classes) == ["a"] and list(theirs.tasks) == ["b"]  # yours as it was

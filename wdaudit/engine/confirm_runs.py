@@ -229,8 +229,10 @@ def same_infinities(outs: Sequence[torch.Tensor], pattern: Sequence[torch.Tensor
     if len(outs) != len(pattern):
         return False
     for mine, theirs in zip(infinities(outs), pattern):
-        if (mine is None) != (theirs is None) or \
-                (mine is not None and (mine.shape != theirs.shape or not torch.equal(mine, theirs))):
+        if mine is None or theirs is None:
+            if mine is not theirs:
+                return False
+        elif mine.shape != theirs.shape or not torch.equal(mine, theirs):
             return False
     return True
 
@@ -244,8 +246,8 @@ def structural(real: list[torch.Tensor], exact: list[torch.Tensor], dtype: torch
     else non-finite cannot be measured.  A model NaN in float64 itself (canine: its masks
     overflow there) is run at the precision it runs at, as for a missing kernel."""
     pattern = infinities(real)
-    if not same_infinities(real, pattern) or not same_infinities(exact, pattern) or \
-            all(p is not None and bool(torch.isinf(p).all()) for p in pattern):
+    if any(bool(torch.isnan(y).any()) for y in real) or not same_infinities(exact, pattern) \
+            or all(p is not None and bool(torch.isinf(p).all()) for p in pattern):
         raise CannotConfirm("the model's output is NaN or Inf at the check point",
                             kernel=any(p is not None for p in pattern)
                             and dtype == torch.float64)

@@ -28,7 +28,8 @@ def structural_copy(model: nn.Module) -> nn.Module:
         for b in model.buffers():
             memo[id(b)] = b.clone()
         for m in model.modules():
-            held = [t for *_, memo_dict in _memos(m) for t in _tensors_in(memo_dict)]
+            held = [t for _, memos in _memos(m) for d in memos for v in d.values()
+                    for t in _tensors_of(v)]
             for t in held + list(vars(m).values()):
                 # a tensor computed by a hook (the old weight_norm's ``weight``), or memoised in
                 # a cache by a forward run with autograd on, refuses deepcopy; the hook
@@ -77,51 +78,46 @@ def forget_caches(model: nn.Module) -> None:
     equal to the number of entries that the object's constructor does not take (a full LRU's
     capacity, equal too, is configuration)."""
     for m in model.modules():
-        for owner, key, _ in list(_memos(m)):
-            if owner is m:
-                setattr(m, key, {})
+        for attr, memos in list(_memos(m)):
+            value = getattr(m, attr)
+            if value is memos[0]:  # the dict itself
+                setattr(m, attr, {})
                 continue
-            emptied = copy.copy(owner)
-            count = len(getattr(owner, key))
-            given = inspect.signature(type(owner).__init__).parameters
-            for name, value in vars(owner).items():
-                if type(value) is int and value == count and name not in given:
-                    setattr(emptied, name, 0)
-            setattr(emptied, key, type(getattr(owner, key))())
-            for name, value in list(vars(m).items()):
-                if value is owner:
-                    setattr(m, name, emptied)
+            emptied = copy.copy(value)
+            given = inspect.signature(type(value).__init__).parameters
+            for memo in memos:
+                key = next(k for k, v in vars(value).items() if v is memo)
+                setattr(emptied, key, type(memo)())
+                for name, held in vars(value).items():
+                    if type(held) is int and held == len(memo) and name not in given:
+                        setattr(emptied, name, 0)
+            setattr(m, attr, emptied)
 
 
 def _memos(m: nn.Module):
-    """``(owner, attribute, dict)`` for each non-empty dict of tensors that ``m`` keeps under
-    a name that says cache, directly (owner ``m``) or inside an object so named."""
+    """``(attribute, [dicts])`` for each attribute of ``m`` whose name says cache: a non-empty
+    dict of tensors itself, or an object holding such dicts."""
     for key, value in vars(m).items():
         if "cache" not in key.lower() or isinstance(value, (nn.Module, torch.Tensor)):
             continue
         if isinstance(value, dict):
             if _holds_tensors(value):
-                yield m, key, value
+                yield key, [value]
         elif hasattr(value, "__dict__"):
-            for name, inner in vars(value).items():
-                if isinstance(inner, dict) and _holds_tensors(inner):
-                    yield value, name, inner
+            inner = [d for d in vars(value).values() if isinstance(d, dict) and _holds_tensors(d)]
+            if inner:
+                yield key, inner
 
 
 def _holds_tensors(d: dict) -> bool:
-    return bool(d) and all(_tensors_in({0: v}) for v in d.values())
+    return bool(d) and all(_tensors_of(v) for v in d.values())
 
 
-def _tensors_in(d: dict) -> list[torch.Tensor]:
-    """The tensors a memo holds: its values, or the tensors of tuple values (an embedding and
-    its mask); empty where any value holds none."""
-    out = []
-    for v in d.values():
-        parts = v if isinstance(v, (tuple, list)) else (v,)
-        if not parts or not all(isinstance(t, torch.Tensor) for t in parts):
-            return []
-        out.extend(parts)
-    return out
+def _tensors_of(value) -> tuple:
+    """A memo entry's tensors: the tensor, or those of a tuple of them (an embedding and its
+    mask); () where it holds anything else."""
+    parts = value if isinstance(value, (tuple, list)) else (value,)
+    return tuple(parts) if all(isinstance(t, torch.Tensor) for t in parts) else ()
 
 
 class Flattened(nn.Module):
