@@ -21,6 +21,7 @@ from .engine import graph as graph_stage
 from .engine import influence as influence_stage
 from .engine import symmetries as symmetries_stage
 from .engine import parts as opaque_parts
+from .engine.training import Training, training as read_training
 from .engine import verdicts as verdicts_stage
 from .engine.overview import overview_of
 from .engine.rng import untouched
@@ -45,6 +46,7 @@ class CudaUnavailable(DeviceError):
 class _Setup:
     confirm: confirm_stage.Setup
     locate: Callable | None  # None: no overview (a part audited on its own needs none)
+    training: Training = Training()  # what the run updates
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def _run(model: nn.Module, inputs: tuple, setup, strict: bool, step, clock) -> _
     overview = overview_of(graph, model, setup.locate) if setup.locate else None
     influence = influence_stage.analyse(graph, strict)
     degrees = degrees_stage.propagate(influence, strict)
-    symmetries = symmetries_stage.solve(degrees)
+    symmetries = symmetries_stage.solve(degrees, setup.training.fixed(model))
     claims = claims_stage.claims_for(symmetries)
     clock.lap("analysis")
     if claims.claims and setup.confirm.enabled:
@@ -98,7 +100,7 @@ def _with_parts(run: _Run, setup, depth: int):
     for part in found:
         bound = opaque_parts.Bound(part)
         sub = _Setup(replace(setup.confirm, params=dict(bound.named_parameters()),
-                             inputs=part.inputs), None)
+                             inputs=part.inputs), None, setup.training)
         try:
             inner = _run(bound, part.inputs, sub, False, lambda stage: None, _Clock())
             if depth < opaque_parts.MAX_DEPTH and (inner.program.method == "opaque"
@@ -126,7 +128,7 @@ def _with_parts(run: _Run, setup, depth: int):
     return verdicts, confirmation, tuple(notes)
 
 
-def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optimizer | None = None,
+def audit(model: nn.Module, example_inputs: Any, *, optimizer: Any = None,
           device: str | torch.device | None = None, confirm: bool = True,
           assume_decay: str = "all", strict: bool | None = None, seed: int = 0,
           locate: Callable | None = None, ignore_parameters: Sequence[str] = (),
@@ -134,9 +136,13 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
           total_steps: int | None = None, memory_budget: int | None = None) -> Report:
     """Audit ``model``: which weight-decay terms cannot regularise anything.
 
-    ``example_inputs`` is a tensor or a tuple of positional arguments.  With an ``optimizer``,
-    verdicts carry each parameter's actual ``weight_decay``; without one, ``assume_decay``
-    (``"all"``, ``"matrices"`` or ``"none"``) says which parameters count as decayed.
+    ``example_inputs`` is a tensor or a tuple of positional arguments.  ``optimizer`` is one
+    optimizer or several (a list, tuple or dict: Muon for the matrices beside AdamW for the
+    rest); with it, verdicts carry each parameter's actual ``weight_decay``, read from the
+    optimizer that holds it, and a parameter none of them holds is held fixed.  Without one,
+    ``assume_decay`` (``"all"``, ``"matrices"`` or ``"none"``) says which parameters count as
+    decayed.  Parameters with ``requires_grad=False`` are always held fixed: training cannot
+    rescale them, so their verdict is ``frozen`` and nothing is claimed about them.
     ``strict`` (default: the ``WDAUDIT_STRICT`` environment variable) makes an unknown op or
     an analysis that fails at a node an error instead of a conservatively-handled, counted
     event.  ``ignore_parameters`` are glob patterns of parameter names never named in findings
@@ -157,10 +163,11 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     where = resolve_device(device, model)
     step = progress or (lambda stage: None)
     params = dict(model.named_parameters())
-    policy = findings_stage.Policy(findings_stage.decay_settings(params, optimizer, assume_decay),
+    run_setup = read_training(params, optimizer)
+    policy = findings_stage.Policy(findings_stage.decay_settings(params, run_setup, assume_decay),
                                    locate or locator(model), _matcher(ignore_parameters))
     setup = _Setup(confirm_stage.Setup(params, inputs, where, seed, confirm, memory_budget),
-                   policy.locate)
+                   policy.locate, run_setup)
     with untouched(where):
         clock.lap("setup")
         run = _run(model, inputs, setup, strict, step, clock)
@@ -178,7 +185,7 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: torch.optim.Optim
     report = Report(type(model).__name__, found.parameters, verdicts.groups,
                     verdicts.rescalings, found.findings, coverage, confirmation,
                     policy.decay.assumed, {}, overview=run.overview)
-    report = annotate(report, model, optimizer, total_steps)
+    report = annotate(report, model, run_setup.optimizers, total_steps)
     clock.lap("report")
     return replace(report, timings=dict(clock.laps))
 

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 SCHEMA_VERSION = 1
 
 INEFFECTIVE, EFFECTIVE, UNKNOWN = "ineffective", "effective", "unknown"
+FROZEN = "frozen"  # training does not update it (DESIGN.md §1): a constant, never ineffective
+VERDICTS = (INEFFECTIVE, EFFECTIVE, UNKNOWN, FROZEN)
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,23 @@ class Report:
     def unknown(self) -> frozenset[str]:
         return frozenset(n for n, p in self.parameters.items() if p.verdict == UNKNOWN)
 
+    @property
+    def frozen(self) -> frozenset[str]:
+        """Parameters the training run holds fixed (``requires_grad=False``, or held by none
+        of the optimizers given): constants of the question, never rescaled or claimed."""
+        return frozenset(n for n, p in self.parameters.items() if p.verdict == FROZEN)
+
+    def held_fixed(self) -> dict[str, int]:
+        """How many parameters training holds fixed, by why: ``requires_grad=False``, or
+        trainable but held by none of the optimizers given."""
+        out = {"requires_grad=False": 0, "held by no optimizer": 0}
+        for p in self.parameters.values():
+            if p.verdict == FROZEN:
+                out["requires_grad=False" if not p.requires_grad else "held by no optimizer"] += 1
+        return {k: v for k, v in out.items() if v}
+
     def summary(self) -> dict[str, Any]:
-        counts = {v: 0 for v in (INEFFECTIVE, EFFECTIVE, UNKNOWN)}
+        counts = {v: 0 for v in VERDICTS}
         for p in self.parameters.values():
             counts[p.verdict] += 1
         by_severity = {s: 0 for s in ("error", "warning", "info")}

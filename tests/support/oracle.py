@@ -57,12 +57,17 @@ class Oracle:
 
 
 def check(model: torch.nn.Module, inputs, *, draws: int | None = None, seed: int = 0,
-          int_high: int | None = None) -> Oracle:
+          int_high: int | None = None, trained=None) -> Oracle:
+    """The oracle over the columns of the tensors training moves: floating parameters with
+    ``requires_grad`` (and, where ``trained`` names them, only those).  Every other tensor is
+    a constant, drawn like the rest but never a column: no symmetry moves it."""
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     copy = structural_copy(model)
     set_training_semantics(copy)
     _zero_eps(copy)
-    names = tuple(n for n, p in model.named_parameters() if p.is_floating_point())
+    drawn = tuple(n for n, p in model.named_parameters() if p.is_floating_point())
+    names = tuple(n for n, p in model.named_parameters() if p.is_floating_point()
+                  and p.requires_grad and (trained is None or n in trained))
     buffers = {n: (b.detach().double() if b.is_floating_point() else b.detach())
                for n, b in copy.named_buffers()}
     gen = torch.Generator().manual_seed(seed)
@@ -70,7 +75,7 @@ def check(model: torch.nn.Module, inputs, *, draws: int | None = None, seed: int
     k = 0
     while True:
         large = k % 3 == 2
-        theta = _draw(model, names, gen, large)
+        theta = _draw(model, drawn, gen, large)
         x = _inputs(inputs, gen, k, int_high)
         blocks.append(_jacobian(copy, theta, buffers, x, names))
         points.append((theta, x))
@@ -280,7 +285,8 @@ def _jacobian(copy, theta, buffers, x, names) -> np.ndarray:
     norms = [max(float(_finite(y).norm()), 1e-300) for y in ref]  # a mask's -inf: not a size
 
     def f(t):
-        scaled = {n: theta[n] * torch.exp(t[i]) for i, n in enumerate(names)}
+        scaled = dict(theta)  # the columns' tensors scaled, the constants as drawn
+        scaled.update({n: theta[n] * torch.exp(t[i]) for i, n in enumerate(names)})
         ys = _outputs(copy, scaled, buffers, x)
         return torch.cat([(y / s).reshape(-1) for y, s in zip(ys, norms)])
 

@@ -23,7 +23,7 @@ def annotate(report: Report, model: nn.Module, optimizer=None,
     verdicts = {n: p.verdict for n, p in report.parameters.items()}
     table = folklore.compare(model, verdicts)
     groups = report.groups
-    if optimizer is not None:
+    if optimizer is not None and optimizer != ():
         params = dict(model.named_parameters())
         settings = per_parameter(optimizer, params)
         groups = tuple(replace(g, equilibrium=for_group(g, settings, params, total_steps))

@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 
 from torch import nn
 
-from ..report import EFFECTIVE, INEFFECTIVE
+from ..report import EFFECTIVE, FROZEN, INEFFECTIVE
 
 SOURCES = {
     "ndim": "nanoGPT model.py configure_optimizers (dim() >= 2 decayed); timm's "
@@ -60,7 +60,9 @@ class Folklore:
 def compare(model: nn.Module, verdicts: Mapping[str, str]) -> dict[str, Folklore]:
     """Every rule's decayed set over the trainable parameters, against ``verdicts`` (name →
     ineffective / effective / unknown)."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    # what trains: a parameter the audit found held fixed is no rule's concern
+    params = {n: p for n, p in model.named_parameters()
+              if p.requires_grad and verdicts.get(n) != FROZEN}
     exempt = _no_weight_decay(model)
     out = {}
     for rule, decays in RULES.items():

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..report import EFFECTIVE, INEFFECTIVE, UNKNOWN, Report
+from ..report import EFFECTIVE, FROZEN, INEFFECTIVE, UNKNOWN, Report
 from .annotate import for_group
 from .settings import from_class
 
@@ -44,7 +44,10 @@ def param_groups(model: nn.Module, example_inputs: Any, weight_decay: float, *,
         from ..audit import audit
 
         report = audit(model, example_inputs, **audit_kwargs)
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    # what trains: frozen parameters (and those the audited run's optimizers held none of)
+    # belong in no group
+    params = {n: p for n, p in model.named_parameters()
+              if p.requires_grad and report.parameters[n].verdict != FROZEN}
     kwargs = dict(optimizer_kwargs or {})
     out: list[dict[str, Any]] = []
     placed: set[str] = set()

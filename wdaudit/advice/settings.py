@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 import torch
 
+from ..engine.training import optimizers_of
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -49,15 +51,17 @@ def from_group(cls: type, group: Mapping[str, Any]) -> Settings:
 
 
 def per_parameter(optimizer, params: Mapping[str, torch.Tensor]) -> dict[str, Settings]:
-    """Each optimised parameter's settings, by name; parameters the optimizer does not hold
-    are absent."""
+    """Each optimised parameter's settings, by name, from the optimizer that holds it
+    (``optimizer``: one or several, as ``engine.training.optimizers_of`` reads them);
+    parameters none of them holds are absent."""
     names = {id(p): n for n, p in params.items()}
     out: dict[str, Settings] = {}
-    for group in optimizer.param_groups:
-        settings = from_group(type(optimizer), group)
-        for p in group["params"]:
-            if id(p) in names:
-                out[names[id(p)]] = settings
+    for opt in optimizers_of(optimizer):
+        for group in opt.param_groups:
+            settings = from_group(type(opt), group)
+            for p in group["params"]:
+                if id(p) in names:
+                    out[names[id(p)]] = settings
     return out
 
 

@@ -29,7 +29,10 @@ class Claims:
 
 def claims_for(symmetries: Symmetries) -> Claims:
     influence = symmetries.degrees.influence
-    claims = [Claim({}, (name,), "no-effect") for name in sorted(influence.no_effect)]
+    fixed = symmetries.fixed or {}
+    # a fixed tensor with no effect is still a constant: nothing to claim about its decay
+    claims = [Claim({}, (name,), "no-effect") for name in sorted(influence.no_effect)
+              if name not in fixed]
     for g in symmetries.groups:
         modules = {k.rpartition(".")[0] for k in g.exponents}
         claims.append(Claim({k: float(v) for k, v in g.exponents.items()}, (),

@@ -12,6 +12,7 @@ import torch
 
 from ..report import Finding, Location, ParameterReport
 from ..rules import RULES
+from .training import Training, training
 from .verdicts import Verdicts
 
 ASSUME_CHOICES = ("all", "matrices", "none")
@@ -35,7 +36,11 @@ class DecaySettings:
 
 def decay_settings(params: Mapping[str, torch.Tensor], optimizer=None,
                    assume: str = "all") -> DecaySettings:
-    if optimizer is None:
+    """Each parameter's decay: read from the optimizer that holds it (``optimizer``: one, a
+    sequence, a dict, or a :class:`~wdaudit.engine.training.Training`), else assumed.  Only
+    trained parameters are ever decayed: training does not touch a frozen one."""
+    run = optimizer if isinstance(optimizer, Training) else training(params, optimizer)
+    if not run.given:
         if assume not in ASSUME_CHOICES:
             raise ValueError(f"assume_decay must be one of {', '.join(ASSUME_CHOICES)}, got {assume!r}")
         trainable = {n for n, p in params.items() if p.requires_grad}
@@ -49,14 +54,16 @@ def decay_settings(params: Mapping[str, torch.Tensor], optimizer=None,
     names = {id(p): n for n, p in params.items()}
     wd: dict[str, float | None] = {n: None for n in params}
     coupled = []
-    for group in optimizer.param_groups:
-        value = float(group.get("weight_decay", 0.0) or 0.0)
-        members = tuple(names[id(p)] for p in group["params"] if id(p) in names)
-        for n in members:
-            wd[n] = value
-        if value > 0 and _is_coupled_adaptive(optimizer, group):
-            coupled.append(CoupledDecay(type(optimizer).__name__, value, members))
-    decayed = frozenset(n for n, v in wd.items() if v and params[n].requires_grad)
+    for opt in run.optimizers:
+        for group in opt.param_groups:
+            value = float(group.get("weight_decay", 0.0) or 0.0)
+            members = tuple(names[id(p)] for p in group["params"] if id(p) in names)
+            for n in members:
+                wd[n] = value
+            moving = tuple(n for n in members if run.why_fixed(params[n]) is None)
+            if value > 0 and moving and _is_coupled_adaptive(opt, group):
+                coupled.append(CoupledDecay(type(opt).__name__, value, moving))
+    decayed = frozenset(n for n, v in wd.items() if v and run.why_fixed(params[n]) is None)
     return DecaySettings(wd, decayed, None, tuple(coupled))
 
 

@@ -38,15 +38,19 @@ class Symmetries:
     rescalings: tuple[Mapping[str, Fraction], ...]
     rows: int  # constraints after deduplication
     columns: int
+    fixed: Mapping[str, str] = None  # parameters training holds fixed (s = 0) -> why
 
 
 class SolverError(RuntimeError):
     pass
 
 
-def solve(degrees: Degrees) -> Symmetries:
-    """The cone over the degrees' candidate parameters (those that reach an output)."""
-    names = list(degrees.candidates)
+def solve(degrees: Degrees, fixed: Mapping[str, str] | None = None) -> Symmetries:
+    """The cone over the degrees' candidate parameters (those that reach an output) that
+    training moves: a ``fixed`` parameter (frozen, or held by no optimizer) is a constant, its
+    exponent 0, so it has no column and its terms drop out of every constraint."""
+    fixed = dict(fixed or {})
+    names = [n for n in degrees.candidates if n not in fixed]
     col = {degrees.variables.index(n): j for j, n in enumerate(names)}
     sound_rows = _matrix(degrees, col, include_unknown=True)
     support = _max_support(sound_rows, len(names))
@@ -59,7 +63,7 @@ def solve(degrees: Degrees) -> Symmetries:
     rescalings = _rescalings(sound_rows, effective, names)
     return Symmetries(degrees, frozenset(names[j] for j in support),
                       frozenset(names[j] for j in optimistic), tuple(groups), tuple(rescalings),
-                      sound_rows.shape[0], len(names))
+                      sound_rows.shape[0], len(names), fixed)
 
 
 def _matrix(degrees: Degrees, col: dict[int, int], include_unknown: bool) -> sparse.csr_matrix:

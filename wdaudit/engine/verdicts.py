@@ -3,7 +3,9 @@
 ineffective — a confirmed claim covers it: a scale symmetry with ``s_p > 0`` or no effect at all;
 effective   — the constraints pin its scale (a rescaling of mixed sign may still exist);
 unknown     — the analysis could not see (an unknown op on the way, a claim that failed its
-              numerical check, or nothing measurable to check against).
+              numerical check, or nothing measurable to check against);
+frozen      — training does not update it (``engine.training``): a constant, about which
+              nothing is claimed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from scipy import sparse
 
 from ..ops.degree import Deg
-from ..report import (EFFECTIVE, FAILED, INEFFECTIVE, SKIPPED, UNKNOWN, Check, Confirmation,
+from ..report import (EFFECTIVE, FAILED, FROZEN, INEFFECTIVE, SKIPPED, UNKNOWN, Check, Confirmation,
                       Group, Member, ParameterReport, Rescaling)
 from .claims import Claims
 from .degrees import Degrees
@@ -74,6 +76,11 @@ def _verdict(name: str, tensor, claims: Claims, groups: Sequence[Group],
     cannot_measure = confirmation.reason if confirmation.outcome == FAILED else ""
     base = dict(name=name, shape=tuple(tensor.shape), requires_grad=tensor.requires_grad,
                 module=name.rpartition(".")[0])
+    why = (claims.symmetries.fixed or {}).get(name)
+    if why:
+        return ParameterReport(verdict=FROZEN, reason=f"held fixed in training ({why}): a "
+                               "constant, never rescaled; its decay, if any, does nothing",
+                               **base)
     mine = [g for g in groups if name in g.names]
     if cannot_measure and mine:  # a claim nobody could check; static "effective" stands
         return ParameterReport(verdict=UNKNOWN, reason=cannot_measure,

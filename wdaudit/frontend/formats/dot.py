@@ -42,6 +42,8 @@ def _label(box, colours: dict[int, str], info: dict) -> str:
         text = escape(f"{row_label(box, name)}  {item['shape']}")
         if item["verdict"] == "ineffective":
             text = f"<B>{text}</B>"
+        elif item["verdict"] == "frozen":  # a constant of the run: shown, struck through
+            text = f"<S>{text}</S>"
         rows.append(f'<TR><TD BGCOLOR="{fill}" TOOLTIP="{escape(tooltip(item))}">'
                     f'{escape(groups) or " "}</TD><TD ALIGN="LEFT">{text}</TD></TR>')
     return f'<TABLE BORDER="1" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{"".join(rows)}</TABLE>'

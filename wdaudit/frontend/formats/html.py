@@ -24,6 +24,7 @@ h1{font-size:16px;margin:12px 0 4px} h2{font-size:14px;margin:14px 0 6px}
 .param text{font:11px ui-monospace,monospace;fill:#555;cursor:pointer}
 .param.ineffective text{fill:#111;font-weight:600}
 .param.unknown text{fill:#a15c00;font-style:italic}
+.param.frozen text{fill:#9aa;text-decoration:line-through}
 .param .flag{fill:#d33}
 .edge{fill:none;stroke:#999;stroke-width:1.2}
 .edge.back{stroke-dasharray:4 3}

@@ -63,8 +63,11 @@ def _header(report, context) -> Text:
     decay = (f"weight decay from {context.origin.get('optimizer', 'the optimizer')} "
              f"({context.optimizer})" if context.optimizer else
              f"no optimizer, decay assumed: --assume-decay {report.assumed_decay}")
-    return Text.assemble((context.target, "bold"), f": {report.model}, {n} parameter tensors, "
-                         f"{ineffective} of them scale-free or without effect; {decay}")
+    fixed = report.held_fixed()
+    held = (f" ({sum(fixed.values())} held fixed in training: "
+            + ", ".join(f"{v} {k}" for k, v in fixed.items()) + ")") if fixed else ""
+    return Text.assemble((context.target, "bold"), f": {report.model}, {n} parameter tensors"
+                         f"{held}, {ineffective} of them scale-free or without effect; {decay}")
 
 
 def _where(finding) -> str:
