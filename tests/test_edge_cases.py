@@ -55,9 +55,13 @@ def test_all_parameters_frozen():
     model, x = normed()
     model.requires_grad_(False)
     report = wdaudit.audit(model, x)
-    assert report.ineffective == SCALE_FREE  # the analysis does not depend on training flags
-    assert not any(p.requires_grad for p in report.parameters.values())
+    # nothing trains, so nothing can be rescaled (DESIGN.md §1): constants, never ineffective
+    assert report.ineffective == frozenset() and report.groups == ()
+    assert report.frozen == set(report.parameters)
+    assert all("requires_grad=False" in p.reason for p in report.parameters.values())
     assert report.findings == ()  # nothing is decayed, so nothing to warn about
+    model.requires_grad_(True)  # the same model trained: its claims are back
+    assert wdaudit.audit(model, x).ineffective == SCALE_FREE
 
 
 def test_parameters_on_the_meta_device():

@@ -130,6 +130,10 @@ class Confirmation:
     timings: Mapping[str, float] = field(default_factory=dict)
     # where a specialised program was recorded again, its branches being another run's there
     recorded_again: tuple[str, ...] = ()
+    # the relative tolerances the checks were judged by (float32's are round-off's), and why
+    # float32 was used where it was (the model raised in float64)
+    tolerances: Mapping[str, float] = field(default_factory=dict)
+    fallback: str = ""
 
     @property
     def performed(self) -> bool:
@@ -243,6 +247,8 @@ class Report:
                 "saturating_spread": self.confirmation.spread,
                 "memory_estimate": self.confirmation.estimate,
                 "recorded_again": list(self.confirmation.recorded_again),
+                "tolerances": dict(self.confirmation.tolerances),
+                "fallback": self.confirmation.fallback,
             },
             "summary": self.summary(),
             "folklore": {rule: f.to_dict() for rule, f in self.folklore.items()},

@@ -52,6 +52,16 @@ RULES: dict[str, Rule] = {r.code: r for r in (
          "regularising the function.",
          "Decaying a pre-LN transformer's c_proj weights but not its embeddings (untied head): "
          "the residual stream is one scale-free group."),
+    Rule("WD005", "unconfirmed-claim", "warning",
+         "The static analysis claims decayed parameters are scale-free, but the claim could "
+         "not be confirmed.",
+         "Every static claim is checked numerically before it is reported. Where the check "
+         "could not run (the model raised in float64 and in float32, its output is NaN, it "
+         "reads the user's own tensors through a closure or global the audit cannot redirect) "
+         "or did not pass, the parameters are reported unknown. This says so, so that a lint "
+         "step cannot pass silently on an audit that proved nothing.",
+         "A model that asserts `self.cos.dtype == torch.bfloat16` raises in both check "
+         "precisions: its claims stay unknown, and WD005 names them with the reason."),
 )}
 
 SEVERITIES = ("info", "warning", "error")

@@ -10,7 +10,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..report import Group, Report
+from ..report import INEFFECTIVE, Group, Report
 from . import folklore
 from .equilibrium import Equilibrium, no_effect, predict
 from .settings import Settings, per_parameter
@@ -26,9 +26,16 @@ def annotate(report: Report, model: nn.Module, optimizer=None,
     if optimizer is not None and optimizer != ():
         params = dict(model.named_parameters())
         settings = per_parameter(optimizer, params)
+        # only a group that stands (its members ineffective through it) has an equilibrium:
+        # an unconfirmed claim is unknown, and the numbers would contradict the header
         groups = tuple(replace(g, equilibrium=for_group(g, settings, params, total_steps))
-                       for g in groups)
+                       if _stands(g, report) else g for g in groups)
     return replace(report, groups=groups, folklore=table)
+
+
+def _stands(group: Group, report: Report) -> bool:
+    return any(report.parameters[n].verdict == INEFFECTIVE and group.id in
+               report.parameters[n].groups for n in group.names if n in report.parameters)
 
 
 def for_group(group: Group, settings: Mapping[str, Settings],

@@ -40,6 +40,7 @@ from .confirm_euler import SaturatingPoint
 from .program import EPS_TINY, placed, run, run_model
 from .rng import seeded
 from .specialise import is_specialised, respecialised
+from .working_copy import reads_of
 
 TOL_EXACT = 1e-8  # relative output change allowed with eps -> 0 (float64 round-off)
 TOL_EULER = 1e-6  # |E| relative to the group's own gradient scale ...
@@ -103,7 +104,7 @@ def _confirm(claims: Claims, setup: Setup) -> Confirmation:
             return done
         passes = done.passes
     except runs.CannotConfirm as exc:
-        if not capped or exc.kernel:
+        if not capped or exc.kernel or exc.final:
             return _fallbacks(claims, program, setup, (inputs, bill, timings, dtype), exc)
         passes = exc.passes
     # on fewer examples the model disagreed with its program, or could not run: a program
@@ -123,21 +124,45 @@ def _confirm(claims: Claims, setup: Setup) -> Confirmation:
 
 def _fallbacks(claims: Claims, program, setup: Setup, planned, exc: runs.CannotConfirm
                ) -> Confirmation:
-    """After a float64 attempt that could not run: float32 where a kernel was missing,
+    """After a float64 attempt that could not run: float32 where the model raised in float64
+    (a missing kernel, or a model that refuses float64: an assert on a buffer's dtype),
     otherwise the reason."""
     inputs, bill, timings, dtype = planned
     extra = dict(batch=bill.batch, estimate=bill.total)
-    if not exc.kernel or dtype == torch.float32:
+    if not exc.raised or exc.final or dtype == torch.float32:
         return _failed(claims.claims, str(setup.device), exc.passes, f"cannot confirm: {exc}",
                        timings, extra)
-    # an op without a float64 kernel: the same checks in float32, float32 tolerances
+    # the same checks in float32, float32 tolerances; the report says why
     try:
-        return _attempt(claims, program, setup, inputs, torch.float32, timings=timings,
+        done = _attempt(claims, program, setup, inputs, torch.float32, timings=timings,
                         extra=dict(extra, estimate=bill.total // 2))
+        return replace(done, passes=done.passes + exc.passes,
+                       fallback=f"float64 could not run: {exc}")
     except runs.CannotConfirm as again:
         reason = f"cannot confirm: {exc}; in float32 too: {again}"
         return _failed(claims.claims, str(setup.device), exc.passes + again.passes, reason,
                        timings, extra)
+
+
+def constants_of(program, tensors) -> set[str]:
+    """Names of ``tensors`` (the user's) that the program holds as constants (by storage):
+    an export that met a closure over the model bakes the tensor in."""
+    found = set()
+    for n, t in tensors.items():
+        if t.is_meta or not t.numel():
+            continue
+        ptr = t.untyped_storage().data_ptr()
+        for c in program.constants.values():
+            if isinstance(c, torch.Tensor) and not c.is_meta and c.numel() \
+                    and c.untyped_storage().data_ptr() == ptr:
+                found.add(n)
+    return found
+
+
+def _quoted(names, limit: int = 3) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:limit])
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"tensor{'s' if len(names) > 1 else ''} {shown}{more}"
 
 
 def _failed(todo, device: str, passes: int, reason: str, timings, extra=None) -> Confirmation:
@@ -195,6 +220,8 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
             defects.append(f"claim over [{members}] failed confirmation: {note}")
     return Confirmation(CHECKED, str(setup.device), ctx.passes, "", tuple(defects),
                         tuple(checks), precision=str(dtype).removeprefix("torch."),
+                        tolerances={"exact": tol.exact, "euler": tol.euler,
+                                    "faithful": TOL_FAITHFUL},
                         spread=ctx.spread, timings=dict(timings),
                         recorded_again=tuple(ctx.recorded), **extra)
 
@@ -259,7 +286,19 @@ class _Context(SaturatingPoint):
             return runs.floats(run_model(self.program.root, params, self.buffers, self.inputs))
 
     def baseline(self) -> None:
-        self.real0 = self._real(self.params)
+        with reads_of(self.source) as read:
+            self.real0 = self._real(self.params)
+        baked = sorted(constants_of(self.program, self.source))
+        if read or baked:
+            # the copy computes with the user's tensors, not the ones swapped in: every check
+            # would measure another function than the one trained
+            names = sorted(read | set(baked))
+            raise runs.CannotConfirm(
+                f"the model reads the user's own {_quoted(names)} outside the tensors the "
+                "audit swaps in (a closure, hook or global the working copy cannot redirect)"
+                + (": the traced program holds it as a constant" if baked else "")
+                + "; a check there would measure another function than the one trained",
+                final=True)
         if not any(y.numel() for y in self.real0):
             raise runs.CannotConfirm("the model has no floating-point output to measure")
         gap = None
@@ -349,11 +388,15 @@ class _Context(SaturatingPoint):
         # tracers refuse value-dependent control flow, so what agrees there agrees here (a
         # specialised one is followed at every point, in _program)
         with runs.applied(self.params, claims, factors, self.seed):
-            real = runs.relative(self._real(self.params), self.real0)
+            moved = self._real(self.params)
+            real = runs.relative(moved, self.real0)
             exact = runs.relative(self._program(self.params, eps_zero=True), self.exact0)
-        with runs.applied(self.params, claims, [1.0 / f for f in factors], self.seed + 7):
-            back = runs.relative(self._program(self.params, eps_zero=True), self.exact0)
-        exact = max(exact, back)
+            # the model's own change must be the program's (eps as is) at the scaled point
+            # too: what eps explains, and nothing else (a specialised program was just
+            # followed here by _program, the same comparison)
+            gap = 0.0 if self.followed is not None else \
+                runs.apart(self._program(self.params, eps_zero=False), moved)
+            del moved
         if self.tol.exact < exact <= PLAUSIBLY_EPS:
             exact = self._finer_limit(claims, factors, exact)
         note = ""
@@ -361,9 +404,12 @@ class _Context(SaturatingPoint):
             exact = min(exact, self._redrawn(self.params, claims, eps_zero=False))
             note = AT_MODEL_EPS if exact <= self.tol.exact else ""
         faithful = self.fidelity0
-        ok = exact <= self.tol.exact and faithful <= TOL_FAITHFUL
+        ok = exact <= self.tol.exact and faithful <= TOL_FAITHFUL and gap <= TOL_FAITHFUL
         if faithful > TOL_FAITHFUL:
             note = f"{_DISAGREE} by {faithful:.2e} at the check point"
+        elif gap > TOL_FAITHFUL:
+            note = (f"the model changed by {real:.2e} under the scaling, more than its traced "
+                    f"program with the model's own eps explains (apart by {gap:.2e})")
         elif exact > self.tol.exact:
             note = f"output changed by {exact:.2e} (relative) with eps -> 0"
         return Check(ok, real, exact, 0.0, real > EPS_MATTERS, note)

@@ -14,9 +14,12 @@ from . import generic_point as generic
 
 
 class CannotConfirm(RuntimeError):
-    def __init__(self, message: str, kernel: bool = False):
+    def __init__(self, message: str, kernel: bool = False, raised: bool = False,
+                 final: bool = False):
         super().__init__(message)
         self.kernel = kernel  # the failure is this precision's (a missing kernel, an overflow)
+        self.raised = raised or kernel  # the user's code raised (another precision may run)
+        self.final = final  # no other precision or batch changes it
         self.passes = 0  # how many passes ran before it
 
 
@@ -174,7 +177,7 @@ def running(what: str):
     except Exception as exc:  # noqa: BLE001 - whatever the model raises, we cannot measure
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CannotConfirm(f"{what} raised {type(exc).__name__} at the check point: "
-                             f"{first}", kernel=_missing_kernel(exc)) from exc
+                             f"{first}", kernel=_missing_kernel(exc), raised=True) from exc
 
 
 # the last: a model filling a float32 tensor with float64's finfo.min (fsmt's causal mask)

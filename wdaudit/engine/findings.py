@@ -139,6 +139,7 @@ def find(verdicts: Verdicts, policy: Policy) -> Findings:
                 f"scale-free group {g.id} is only partly decayed: {_short(decayed)} decayed, "
                 f"{_short(undecayed)} not; the undecayed members can grow to compensate",
                 tuple(shown), locate(tuple(decayed))))
+    out += _unconfirmed(groups, parameters, decay, locate, skip)
     for c in decay.coupled:
         members = tuple(n for n in c.parameters if not skip(n))
         if not members:
@@ -150,6 +151,31 @@ def find(verdicts: Verdicts, policy: Policy) -> Findings:
             f"gradient scale. Use AdamW (decoupled decay) unless this is intended",
             members, locate(members[:1])))
     return Findings(parameters, tuple(out))
+
+
+def _unconfirmed(groups, parameters, decay, locate, skip) -> list[Finding]:
+    """WD005: decayed parameters left unknown by claims that confirmation could not confirm,
+    one finding per reason (a confirmation that could not run is never a pass)."""
+    by_note: dict[str, list[str]] = {}
+    for g in groups:
+        if g.confirmed:
+            continue
+        for n in g.names:
+            p = parameters.get(n)
+            if p is not None and p.verdict == "unknown" and g.id in p.groups \
+                    and n in decay.decayed and not skip(n):
+                by_note.setdefault(g.note or "not confirmed numerically", [])
+                if n not in by_note[g.note or "not confirmed numerically"]:
+                    by_note[g.note or "not confirmed numerically"].append(n)
+    assumed = f" (decay assumed: --assume-decay {decay.assumed})" if decay.assumed else ""
+    out = []
+    for note, names in by_note.items():
+        out.append(Finding(
+            "WD005", RULES["WD005"].severity,
+            f"weight decay on {_short(names)}: statically scale-free or without effect, but "
+            f"not confirmed ({note.removeprefix('cannot confirm: ')}); reported unknown, "
+            f"decay judged nothing{assumed}", tuple(names), locate(tuple(names))))
+    return out
 
 
 def _short(names, limit: int = 3) -> str:

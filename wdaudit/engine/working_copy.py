@@ -6,14 +6,23 @@ without touching the user's modules.  Every run through it swaps in our own tens
 ``torch.func.functional_call``; the shared parameters are only ever read.  Buffers are cloned
 because a forward may write to them outside any run we control: ``symbolic_trace`` executes
 ``self.calls += 1`` on the real buffer while it traces.
+
+``deepcopy`` copies a function as itself, so a lambda, nested function or hook that closes over
+the model (x-transformers' ``self.to_logits = lambda t: t @ self.emb.weight.t()``, a forward
+hook reading ``model.shift``) would keep computing with the user's modules, not the copy's:
+the copy would be another function.  Such functions are rebuilt over the copy's objects
+(:func:`_rebind`); what cannot be redirected (a global, an object outside the model) is caught
+where the copy runs (:func:`reads_of`) and the claims it touches are not confirmed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
-from typing import Any
+import types
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -37,12 +46,133 @@ def structural_copy(model: nn.Module) -> nn.Module:
                 if isinstance(t, torch.Tensor) and t.grad_fn is not None:
                     memo[id(t)] = t.detach().clone()
     try:
-        return copy.deepcopy(model, memo)
+        twin = copy.deepcopy(model, memo)
     except Exception as exc:  # noqa: BLE001 - any failure means we cannot copy safely
         raise CopyError(
             f"could not make a working copy of {type(model).__name__} ({exc}); the audit needs "
             "one so that it never changes the model's own train/eval flags"
         ) from exc
+    _rebind(twin, memo)
+    return twin
+
+
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_TREE = ("_modules", "_parameters", "_buffers")
+
+
+def _rebind(twin: nn.Module, memo: dict[int, Any]) -> None:
+    """Functions held by the copy's modules (attributes, containers of them, hooks) that close
+    over objects the deepcopy copied are rebuilt over the copies."""
+    done: dict[int, Any] = {}
+    for m in twin.modules():
+        for key, value in list(vars(m).items()):
+            if key in _TREE:
+                continue
+            if key in _HOOKS and isinstance(value, dict):
+                for k, hook in list(value.items()):
+                    value[k] = _mapped(hook, memo, done)
+                continue
+            new = _mapped(value, memo, done)
+            if new is not value:
+                object.__setattr__(m, key, new)  # nn.Module.__setattr__ would re-register
+
+
+def _mapped(value: Any, memo: dict[int, Any], done: dict[int, Any], depth: int = 0) -> Any:
+    """``value`` with every function in it rebound (a list, tuple or dict of them one level
+    deep: ``self.fns = [lambda ...]``)."""
+    if isinstance(value, types.FunctionType):
+        return _rebound(value, memo, done, depth)
+    if depth == 0 and isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+        items = [_mapped(v, memo, done, 1) for v in value]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        try:
+            return type(value)(items)
+        except TypeError:  # a named tuple's constructor takes fields
+            return value
+    if depth == 0 and type(value) is dict:
+        items = {k: _mapped(v, memo, done, 1) for k, v in value.items()}
+        if all(items[k] is v for k, v in value.items()):
+            return value
+        value.update(items)  # the deepcopy's own dict: changing it changes only the copy
+        return value
+    return value
+
+
+def _rebound(fn: types.FunctionType, memo: dict[int, Any], done: dict[int, Any],
+             depth: int) -> types.FunctionType:
+    """``fn`` over the copy: each closure cell and default that holds an object the deepcopy
+    copied now holds its copy (a nested function, rebound in turn)."""
+    if id(fn) in done:
+        return done[id(fn)]
+    done[id(fn)] = fn  # a function that closes over itself
+
+    def swap(v):
+        if isinstance(v, types.FunctionType) and depth < 4:
+            return _rebound(v, memo, done, depth + 1)
+        copied = memo.get(id(v), v)
+        return v if copied is memo.get(id(memo)) else copied
+
+    cells = []
+    for cell in fn.__closure__ or ():
+        try:
+            held = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            cells.append(cell)
+            continue
+        new = swap(held)
+        cells.append(cell if new is held else types.CellType(new))
+    defaults = tuple(swap(v) for v in fn.__defaults__ or ())
+    closure_same = all(a is b for a, b in zip(cells, fn.__closure__ or ()))
+    defaults_same = all(a is b for a, b in zip(defaults, fn.__defaults__ or ()))
+    if closure_same and defaults_same:
+        return fn
+    new = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__,
+                             defaults if fn.__defaults__ else None, tuple(cells) or None)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__qualname__, new.__module__ = fn.__qualname__, fn.__module__
+    new.__dict__.update(fn.__dict__)
+    done[id(fn)] = new
+    return new
+
+
+@contextlib.contextmanager
+def reads_of(tensors: Mapping[str, torch.Tensor]) -> Iterator[set[str]]:
+    """Collects the names of ``tensors`` (the user's own) that any torch call inside reads,
+    by identity or storage: a run of the copy that reads one computes another function than
+    the one whose tensors were swapped in."""
+    ids = {id(t): n for n, t in tensors.items()}
+    storages = {}
+    for n, t in tensors.items():
+        try:
+            if not t.is_meta:
+                storages[t.untyped_storage().data_ptr()] = n
+        except (RuntimeError, NotImplementedError):
+            pass
+    storages.pop(0, None)  # empty tensors share the null pointer
+    seen: set[str] = set()
+    with _Reads(ids, storages, seen):
+        yield seen
+
+
+class _Reads(torch.overrides.TorchFunctionMode):
+    def __init__(self, ids, storages, seen):
+        super().__init__()
+        self.ids, self.storages, self.seen = ids, storages, seen
+
+    def __torch_function__(self, func, types_, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for t in torch.utils._pytree.tree_leaves((args, kwargs)):
+            if isinstance(t, torch.Tensor):
+                name = self.ids.get(id(t))
+                if name is None and self.storages:
+                    try:
+                        name = self.storages.get(t.untyped_storage().data_ptr())
+                    except (RuntimeError, NotImplementedError, TypeError):
+                        name = None
+                if name is not None:
+                    self.seen.add(name)
+        return func(*args, **kwargs)
 
 
 class CopyError(RuntimeError):

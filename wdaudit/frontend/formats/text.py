@@ -66,8 +66,12 @@ def _header(report, context) -> Text:
     fixed = report.held_fixed()
     held = (f" ({sum(fixed.values())} held fixed in training: "
             + ", ".join(f"{v} {k}" for k, v in fixed.items()) + ")") if fixed else ""
+    unconfirmed = sum(1 for p in report.parameters.values()
+                      if p.verdict == "unknown" and p.groups)
+    doubt = f" ({unconfirmed} more claimed but not confirmed)" if unconfirmed else ""
     return Text.assemble((context.target, "bold"), f": {report.model}, {n} parameter tensors"
-                         f"{held}, {ineffective} of them scale-free or without effect; {decay}")
+                         f"{held}, {ineffective} of them scale-free or without effect{doubt}; "
+                         f"{decay}")
 
 
 def _where(finding) -> str:
@@ -93,6 +97,12 @@ def _notes(report, context) -> list[str]:
                      f"{' …' if len(ops) > 5 else ''}")
     if not report.confirmation.performed and report.confirmation.reason:
         notes.append(f"not confirmed numerically: {report.confirmation.reason}")
+    conf = report.confirmation
+    if conf.performed and conf.precision != "float64" and conf.tolerances:
+        why = f" ({conf.fallback})" if conf.fallback else ""
+        notes.append(f"confirmed in {conf.precision}{why}, with {conf.precision} tolerances: "
+                     f"exact {conf.tolerances['exact']:.1e}, Euler {conf.tolerances['euler']:.1e} "
+                     "(relative)")
     if any(g.eps_limited for g in report.groups):
         notes.append("some invariances are eps-limited (normalisation eps breaks them slightly)")
     return notes
