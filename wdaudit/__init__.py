@@ -8,11 +8,12 @@ line and everything around it.  ``audit()`` is the driver; ``Report`` is what it
 from .advice.param_groups import param_groups
 from .audit import AnalysisDefect, DeviceError, audit
 from .engine.trace import InputError, TraceError
+from .engine.training import SetupError
 from .engine.walk import AnalysisError, UnsupportedOpError
 from .frontend.locations import recording
 from .report import Finding, Group, Location, ParameterReport, Report
 
 __all__ = ["audit", "param_groups", "Report", "ParameterReport", "Group", "Finding", "Location", "TraceError",
            "InputError", "UnsupportedOpError", "AnalysisError", "AnalysisDefect", "DeviceError",
-           "recording"]
+           "SetupError", "recording"]
 __version__ = "0.1.0"

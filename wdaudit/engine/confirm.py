@@ -1,22 +1,19 @@
 """Stage 7: confirm every static claim numerically (DESIGN.md §4).
 
-All claims are checked together: each group scaled by a random ``a ∈ {0.5, 2}``, then by
-``1/a``; no-effect parameters redrawn; bisection only when that fails.  A claim is confirmed when
+All claims are checked together, each group scaled by a random ``a ∈ {0.5, 2}``, no-effect
+parameters redrawn, bisection only when that fails.  A claim is confirmed when
 
-* the traced program with every normalisation eps → 0 does not change (exact, float64);
-* the traced program with eps as is reproduces the real model at the check point (both
-  symbolic_trace and export refuse value-dependent control flow, and opaque parts run
-  eagerly, so a program that agrees there computes the model's function); a specialised
-  program (make_fx: branches frozen) at every point it is evaluated at, recorded again at
-  the points measured from where the model's branches there are others (``anchor``);
-* the Euler identity ``Σ_p s_p ⟨∇_p L, θ_p⟩ = 0`` holds at a second, saturating point (for
-  a no-effect claim whose gradient there is a cancellation swamped by round-off, redrawing
-  its members at that point must leave the output unchanged, as at the first).  A no-effect
-  claim may pass these with the model's own eps instead of eps -> 0 (it holds at any eps).
+* fidelity: the traced program (eps as is) reproduces the real model at the check point and
+  at the scaled point, so the model's own change under the scaling is what eps explains (a
+  specialised program, branches frozen by make_fx, is followed at every point, and recorded
+  again where the model's branches there are others: ``anchor``); the model must not read
+  the user's own tensors while it runs on ours (a closure the copy could not redirect);
+* exact invariance: the traced program with every normalisation eps → 0 does not change;
+* first order: the Euler identity ``Σ_p s_p ⟨∇_p L, θ_p⟩ = 0`` holds at a second, saturating
+  point (a no-effect claim swamped by round-off there is redrawn instead).  A no-effect claim
+  may pass with the model's own eps instead of eps → 0 (it holds at any eps).
 
-The real model's own change under the scaling is measured and reported; above
-``EPS_MATTERS`` the claim is flagged eps-limited (true only in the eps → 0 limit).
-
+Above ``EPS_MATTERS`` a claim is flagged eps-limited (true only in the eps → 0 limit).
 Memory: one float64 copy of the parameters at a time, plus activations and one gradient; the
 bill is estimated first (``budget``).  What cannot be measured is "cannot confirm: ...".  What
 adapts is never a check (point, precision, batch), and the Confirmation says which was used.
@@ -68,8 +65,7 @@ class Setup:
 
 
 def confirm(claims: Claims, setup: Setup) -> Confirmation:
-    # the Euler check differentiates: under a caller's no_grad its residual was 0 (all passed)
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():  # the Euler check differentiates
         return _confirm(claims, setup)
 
 
@@ -124,9 +120,8 @@ def _confirm(claims: Claims, setup: Setup) -> Confirmation:
 
 def _fallbacks(claims: Claims, program, setup: Setup, planned, exc: runs.CannotConfirm
                ) -> Confirmation:
-    """After a float64 attempt that could not run: float32 where the model raised in float64
-    (a missing kernel, or a model that refuses float64: an assert on a buffer's dtype),
-    otherwise the reason."""
+    """After a float64 attempt that could not run: float32 where the model raised (a missing
+    kernel, or a model refusing float64: an assert on a buffer's dtype), else the reason."""
     inputs, bill, timings, dtype = planned
     extra = dict(batch=bill.batch, estimate=bill.total)
     if not exc.raised or exc.final or dtype == torch.float32:
@@ -142,27 +137,6 @@ def _fallbacks(claims: Claims, program, setup: Setup, planned, exc: runs.CannotC
         reason = f"cannot confirm: {exc}; in float32 too: {again}"
         return _failed(claims.claims, str(setup.device), exc.passes + again.passes, reason,
                        timings, extra)
-
-
-def constants_of(program, tensors) -> set[str]:
-    """Names of ``tensors`` (the user's) that the program holds as constants (by storage):
-    an export that met a closure over the model bakes the tensor in."""
-    found = set()
-    for n, t in tensors.items():
-        if t.is_meta or not t.numel():
-            continue
-        ptr = t.untyped_storage().data_ptr()
-        for c in program.constants.values():
-            if isinstance(c, torch.Tensor) and not c.is_meta and c.numel() \
-                    and c.untyped_storage().data_ptr() == ptr:
-                found.add(n)
-    return found
-
-
-def _quoted(names, limit: int = 3) -> str:
-    shown = ", ".join(f"'{n}'" for n in names[:limit])
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"tensor{'s' if len(names) > 1 else ''} {shown}{more}"
 
 
 def _failed(todo, device: str, passes: int, reason: str, timings, extra=None) -> Confirmation:
@@ -220,8 +194,7 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
             defects.append(f"claim over [{members}] failed confirmation: {note}")
     return Confirmation(CHECKED, str(setup.device), ctx.passes, "", tuple(defects),
                         tuple(checks), precision=str(dtype).removeprefix("torch."),
-                        tolerances={"exact": tol.exact, "euler": tol.euler,
-                                    "faithful": TOL_FAITHFUL},
+                        tolerances=dict(exact=tol.exact, euler=tol.euler, faithful=TOL_FAITHFUL),
                         spread=ctx.spread, timings=dict(timings),
                         recorded_again=tuple(ctx.recorded), **extra)
 
@@ -288,17 +261,8 @@ class _Context(SaturatingPoint):
     def baseline(self) -> None:
         with reads_of(self.source) as read:
             self.real0 = self._real(self.params)
-        baked = sorted(constants_of(self.program, self.source))
-        if read or baked:
-            # the copy computes with the user's tensors, not the ones swapped in: every check
-            # would measure another function than the one trained
-            names = sorted(read | set(baked))
-            raise runs.CannotConfirm(
-                f"the model reads the user's own {_quoted(names)} outside the tensors the "
-                "audit swaps in (a closure, hook or global the working copy cannot redirect)"
-                + (": the traced program holds it as a constant" if baked else "")
-                + "; a check there would measure another function than the one trained",
-                final=True)
+        # a copy computing with the user's tensors, not the ones swapped in, is another function
+        runs.refuse_users_own(read, runs.constants_of(self.program, self.source))
         if not any(y.numel() for y in self.real0):
             raise runs.CannotConfirm("the model has no floating-point output to measure")
         gap = None
@@ -383,17 +347,12 @@ class _Context(SaturatingPoint):
             return Check(False, nan, nan, nan, False, exc.reason)
 
     def _scaled(self, claims, factors) -> Check:
-        # each output is reduced to a number as soon as it exists: outputs can be large
-        # a traced program is checked against the model at the base point only: both those
-        # tracers refuse value-dependent control flow, so what agrees there agrees here (a
-        # specialised one is followed at every point, in _program)
+        # outputs are reduced to numbers at once (they can be large); the model's own change
+        # must be its program's with eps as is (a specialised one is followed in _program)
         with runs.applied(self.params, claims, factors, self.seed):
             moved = self._real(self.params)
             real = runs.relative(moved, self.real0)
             exact = runs.relative(self._program(self.params, eps_zero=True), self.exact0)
-            # the model's own change must be the program's (eps as is) at the scaled point
-            # too: what eps explains, and nothing else (a specialised program was just
-            # followed here by _program, the same comparison)
             gap = 0.0 if self.followed is not None else \
                 runs.apart(self._program(self.params, eps_zero=False), moved)
             del moved

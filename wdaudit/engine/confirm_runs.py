@@ -297,3 +297,27 @@ def norm(t: torch.Tensor) -> float:
         return plain
     top = float(t.detach().abs().max())
     return top * float((t.detach() / top).norm()) if math.isfinite(top) else top
+
+
+def refuse_users_own(read: set[str], baked: set[str]) -> None:
+    """Raises (final: no precision or batch changes it) where the model read the user's own
+    tensors while run on ours, or its program holds one as a constant."""
+    if not read and not baked:
+        return
+    names = sorted(read | baked)
+    shown = ", ".join(f"'{n}'" for n in names[:3]) + \
+        (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    raise CannotConfirm(
+        f"the model reads the user's own tensor{'s' if len(names) > 1 else ''} {shown} outside "
+        "the tensors the audit swaps in (a closure, hook or global the working copy cannot "
+        "redirect)" + (": the traced program holds it as a constant" if baked else "")
+        + "; a check there would measure another function than the one trained", final=True)
+
+
+def constants_of(program, tensors: Mapping[str, torch.Tensor]) -> set[str]:
+    """Names of ``tensors`` (the user's) that the program holds as constants (by storage):
+    an export that met a closure over the model bakes the tensor in."""
+    held = {c.untyped_storage().data_ptr() for c in program.constants.values()
+            if isinstance(c, torch.Tensor) and not c.is_meta and c.numel()}
+    return {n for n, t in tensors.items()
+            if not t.is_meta and t.numel() and t.untyped_storage().data_ptr() in held}

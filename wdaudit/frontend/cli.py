@@ -25,6 +25,7 @@ from .. import __version__
 from ..audit import AnalysisDefect, CudaUnavailable, DeviceError, audit, resolve_device
 from ..engine.findings import ASSUME_CHOICES
 from ..engine.quiet import torch_silenced
+from ..engine.training import SetupError, optimizers_of
 from ..engine.trace import InputError, TraceError
 from ..engine.walk import AnalysisError, UnsupportedOpError
 from ..report import Location, Report
@@ -188,6 +189,9 @@ def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> in
         with progress.step(f"loading {target}"):
             loaded = _load(target, request)
         settings = _settings(request.flags, loaded)
+        if loaded.origin.get("optimizer_missing") and not settings.assume_decay:
+            # the file's optimizer factory needs arguments; --assume-decay makes it unneeded
+            raise Failure(loaded.origin["optimizer_missing"])
         with progress.step(f"auditing {type(loaded.model).__name__}"), \
                 torch_silenced(engine_noise, level=logging.ERROR, stdout=True):
             report = _audit(loaded, settings, request, progress.stage)
@@ -196,7 +200,7 @@ def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> in
     report = replace(report, findings=kept)
     output = request.output
     context = Context(request.target, loaded.path, loaded.origin,
-                      type(loaded.optimizer).__name__ if loaded.optimizer else None,
+                      optimizer_names(loaded.optimizer),
                       len(silenced), request.compare)
     fmt = settings.format or "text"
     if output:
@@ -212,6 +216,13 @@ def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> in
     fail_on = settings.fail_on or "warning"
     failing = any(at_least(f.severity, fail_on) for f in report.findings)
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def optimizer_names(optimizer) -> str | None:
+    """'AdamW', or 'Muon + AdamW' for several (each unwrapped to the class that holds the
+    tensors)."""
+    found = optimizers_of(optimizer)
+    return " + ".join(type(o).__name__ for o in found) if found else None
 
 
 def _load(target, request: Request) -> Loaded:
@@ -254,6 +265,8 @@ def _audit(loaded: Loaded, settings: Config, request: Request, stage=None) -> Re
                       "--input-range 0,VOCAB for token ids).") from exc
     except TraceError as exc:
         raise Failure(f"{name} cannot be audited: {exc}") from exc
+    except SetupError as exc:
+        raise Failure(f"{name}'s training setup cannot be audited: {exc}") from exc
     except UnsupportedOpError as exc:
         raise Failure(f"{name} uses an op wdaudit does not know, and strict mode is on "
                       f"(WDAUDIT_STRICT): {exc}. Unset WDAUDIT_STRICT to treat it "

@@ -24,16 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .factories import LoadError, call as _call, find_optimizer as _optimizer, \
+    OptimizerNeedsArguments
 from .locations import display_path, recording
 from .user_errors import kind_of, one_line, user_site
 
 MODEL_NAMES = ("build_model", "get_model", "model")
-OPTIMIZER_NAMES = ("build_optimizer", "configure_optimizers")
 FACTORY_KEYS = ("model", "example_inputs", "optimizer")
-
-
-class LoadError(Exception):
-    """The target cannot be loaded; the message says what is wrong and how to fix it."""
 
 
 # --- the target ----------------------------------------------------------------------------
@@ -139,7 +136,7 @@ def parse_range(text: str) -> tuple[float, float]:
 class Loaded:
     model: nn.Module
     example_inputs: Any
-    optimizer: torch.optim.Optimizer | None
+    optimizer: Any  # None, one optimizer, or a tuple of several
     path: str | None  # the file the target was loaded from
     origin: dict[str, str] = field(default_factory=dict)  # what came from where, for the report
 
@@ -161,10 +158,17 @@ def load(target: Target, inputs: InputSpec | None = None) -> Loaded:
                 "'optimizer'.")
         model = produced
         example, inputs_from = _example_inputs(inputs, extra, module, model, name, where)
-        optimizer, optimizer_from = _optimizer(extra, module, model, name, where)
+        try:
+            optimizer, optimizer_from = _optimizer(extra, module, model, name, where)
+        except OptimizerNeedsArguments as exc:  # the CLI decides: --assume-decay, or stop
+            optimizer, optimizer_from, missing = None, None, str(exc)
+        else:
+            missing = ""
     origin = {"model": name, "inputs": inputs_from}
     if optimizer_from:
         origin["optimizer"] = optimizer_from
+    if missing:
+        origin["optimizer_missing"] = missing
     return Loaded(model, example, optimizer, getattr(module, "__file__", None), origin)
 
 
@@ -281,34 +285,6 @@ def _candidates(module: ModuleType) -> str:
     return f"It defines: {', '.join(found[:8])}{' …' if len(found) > 8 else ''}."
 
 
-def _call(obj: Any, name: str, where: str, args: tuple) -> Any:
-    """Call a factory (or take an instance as it is); whatever it raises is a LoadError."""
-    if isinstance(obj, nn.Module) or not callable(obj):
-        return obj
-    call = f"{name}({'model' if args else ''})"
-    missing = _unfilled_parameters(obj, len(args))
-    if missing:
-        raise LoadError(f"{name} in {where} needs arguments ({', '.join(missing)}) and wdaudit "
-                        f"calls it as {call}. Give them defaults, or write a factory that "
-                        f"supplies them and name it: wdaudit FILE:FACTORY.")
-    try:
-        return obj(*args)
-    except Exception as exc:  # noqa: BLE001 - whatever the user's factory raises
-        raise LoadError(f"{call} in {where} raised {one_line(exc)}{user_site(exc)}. Fix it so "
-                        f"that {call} runs on its own (--debug shows the traceback).") from exc
-
-
-def _unfilled_parameters(fn: Any, given: int) -> list[str]:
-    """Required parameters of ``fn`` left without a value by ``given`` positional arguments."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return []
-    required = [p.name for p in signature.parameters.values()
-                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    return required[given:]
-
-
 def _unpack(produced: dict, name: str, where: str) -> tuple[Any, dict]:
     unknown = sorted(str(k) for k in produced if k not in FACTORY_KEYS)
     if unknown or "model" not in produced:
@@ -347,51 +323,3 @@ def _example_inputs(spec: InputSpec | None, extra: dict, module: ModuleType, mod
         raise LoadError(f"the example inputs ({origin}) are None: give a tensor or a tuple of "
                         "positional arguments for forward().")
     return value, origin
-
-
-def _optimizer(extra: dict, module: ModuleType, model: nn.Module, name: str,
-               where: str) -> tuple[torch.optim.Optimizer | None, str | None]:
-    if "optimizer" in extra:
-        value, origin = extra["optimizer"], f"{name}()['optimizer']"
-    else:
-        for candidate in OPTIMIZER_NAMES:
-            factory = getattr(module, candidate, None)
-            if callable(factory):
-                value = _call(factory, candidate, where, (model,))
-                origin = f"{candidate}(model)"
-                break
-        else:
-            method = getattr(model, "configure_optimizers", None)
-            if not callable(method):
-                return None, None
-            origin = f"{type(model).__name__}.configure_optimizers()"
-            value = _call(method, origin[:-2], where, ())
-    optimizer = _one_optimizer(value, origin)
-    if optimizer is not None:
-        own = {id(p) for p in model.parameters()}
-        if not any(id(p) in own for g in optimizer.param_groups for p in g["params"]):
-            raise LoadError(f"the optimizer from {origin} holds none of the model's parameters "
-                            "(was it built for another instance of the model?). Build it from "
-                            "the model it is given.")
-    return optimizer, (origin if optimizer is not None else None)
-
-
-def _one_optimizer(value: Any, origin: str) -> torch.optim.Optimizer | None:
-    """The optimizer in whatever shape a Lightning-style ``configure_optimizers`` returns."""
-    if value is None or hasattr(value, "param_groups"):
-        return value
-    if isinstance(value, dict) and "optimizer" in value:
-        return _one_optimizer(value["optimizer"], origin)
-    if isinstance(value, (list, tuple)):
-        if len(value) == 2 and all(isinstance(v, (list, tuple)) for v in value):
-            value = value[0]  # ([optimizers], [schedulers])
-        found = [o for o in (_one_optimizer(v, origin) for v in value) if o is not None]
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise LoadError(f"{origin} gives {len(found)} optimizers and wdaudit audits one: "
-                            "define build_optimizer(model) returning the one whose weight decay "
-                            "you want checked.")
-        return None
-    raise LoadError(f"{origin} gave {kind_of(value)}, not a torch.optim.Optimizer. Return the "
-                    "optimizer (Lightning's other return shapes are understood too).")

@@ -1,9 +1,13 @@
 """Hooks into training loops: audit the model with the optimizer and a batch the loop really
 uses, when training begins (``integrations.transformers``, ``integrations.lightning``).
 
-What both share lives here: turning a training batch into the positional example inputs
-``audit()`` takes, reaching the optimizer inside the wrappers trainers put around it, and
-telling the findings (as logged warnings, and optionally as :class:`FindingsFound`).
+What both share lives here: reaching the model inside the wrappers training puts around it
+(``torch.compile``, DDP/FSDP, accelerate) and the signature inside a PEFT model, turning a
+training batch into the positional example inputs ``audit()`` takes, and telling the findings
+(as logged warnings, and optionally as :class:`FindingsFound`).  The optimizers are passed on
+as the loop holds them (``audit()`` unwraps accelerate's and Lightning's wrappers).  An audit
+that fails is logged and training goes on: the audit is advice, never a reason to stop a run
+(only ``fail_on=`` stops it, by choice).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from torch import nn
 
 from ..audit import audit
+from ..engine.budget import CAP_BATCH
 from ..report import Report
 from ..rules import SEVERITIES, at_least
 
@@ -46,17 +51,63 @@ def check_fail_on(fail_on: str | None) -> str | None:
     return fail_on
 
 
-def positional_inputs(model: nn.Module, batch: Any, keep: int = 2) -> tuple:
-    """A batch as ``forward``'s positional arguments, cut to ``keep`` samples.
+_WRAPPERS = ("_orig_mod", "module")  # torch.compile's OptimizedModule; DDP, FSDP, DataParallel
 
-    A dict (Hugging Face style) is ordered by ``forward``'s signature, stopping at the first
-    parameter it does not hold (wdaudit passes inputs positionally); labels are left out.  A
-    tuple or list is ``(inputs, targets)``: its first element is the input.
+
+def trained_module(model: nn.Module) -> nn.Module:
+    """The module the loop trains, under ``torch.compile``'s and the distributed wrappers (a
+    compiled or DDP forward is not the function to trace; its parameters are the inner
+    module's own tensors)."""
+    seen = set()
+    while id(model) not in seen:
+        seen.add(id(model))
+        inner = next((getattr(model, a) for a in _WRAPPERS
+                      if isinstance(getattr(model, a, None), nn.Module)
+                      and _is_wrapper(model)), None)
+        if inner is None:
+            break
+        model = inner
+    return model
+
+
+def _is_wrapper(model: nn.Module) -> bool:
+    names = {c.__name__ for c in type(model).__mro__}
+    return bool(names & {"OptimizedModule", "DistributedDataParallel", "DataParallel",
+                         "FullyShardedDataParallel"})
+
+
+def forward_signature(model: nn.Module) -> inspect.Signature:
+    """``forward``'s signature, or, where it takes only ``*args, **kwargs`` (a ``PeftModel``
+    passing everything to its base model), the signature of the model it passes them to."""
+    seen = set()
+    while True:
+        signature = inspect.signature(model.forward)
+        named = [p for p in signature.parameters.values()
+                 if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if named or id(model) in seen:
+            return signature
+        seen.add(id(model))
+        inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) \
+            else getattr(model, "model", None)
+        if not isinstance(inner, nn.Module) or inner is model:
+            return signature
+        model = inner
+
+
+def positional_inputs(model: nn.Module, batch: Any, keep: int = CAP_BATCH) -> tuple:
+    """A batch as ``forward``'s positional arguments, cut to ``keep`` samples (confirmation
+    checks at most that many; never fewer than 4 where the batch has them, or BatchNorm makes
+    the check blind).
+
+    A dict (Hugging Face style) is ordered by ``forward``'s signature (the base model's, under
+    a PEFT model), stopping at the first parameter it does not hold (wdaudit passes inputs
+    positionally); labels are left out.  A tuple or list is ``(inputs, targets)``: its first
+    element is the input.
     """
     if isinstance(batch, Mapping):
         present = {k: v for k, v in batch.items() if k not in LABEL_KEYS}
         values = []
-        for name, p in inspect.signature(model.forward).parameters.items():
+        for name, p in forward_signature(model).parameters.items():
             if name not in present or p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 break
             values.append(present[name])
@@ -79,20 +130,20 @@ def _cut(x: Any, keep: int, device) -> Any:
     return x
 
 
-def inner_optimizer(optimizer: Any) -> Any:
-    """The torch optimizer inside accelerate's or Lightning's wrapper (its class says whether
-    its decay is coupled to an adaptive step)."""
-    for attribute in ("optimizer", "_optimizer"):
-        inner = getattr(optimizer, attribute, None)
-        if inner is not None and hasattr(inner, "param_groups"):
-            return inner_optimizer(inner)
-    return optimizer
-
-
-def run_audit(model: nn.Module, batch: Any, optimizer: Any, options: Mapping) -> Report:
-    """Audit ``model`` on a training batch with the loop's optimizer; log each finding."""
-    inputs = positional_inputs(model, batch)
-    report = audit(model, inputs, optimizer=inner_optimizer(optimizer), **options)
+def run_audit(model: nn.Module, batch: Any, optimizer: Any, options: Mapping) -> Report | None:
+    """Audit ``model`` on a training batch (or what a zero-argument callable returns: drawing
+    it may fail too) with the loop's optimizer(s); log each finding.  Whatever goes wrong is
+    logged, and ``None`` returned: training goes on."""
+    try:
+        batch = batch() if callable(batch) else batch
+        model = trained_module(model)
+        inputs = positional_inputs(model, batch)
+        report = audit(model, inputs, optimizer=optimizer, **options)
+    except Exception as exc:  # noqa: BLE001 - the audit never stops a training run
+        logger.error("wdaudit: the audit of %s failed and training goes on without it: %s: %s",
+                     type(model).__name__, type(exc).__name__, str(exc).splitlines()[0]
+                     if str(exc) else "", exc_info=logger.isEnabledFor(logging.DEBUG))
+        return None
     for finding in report.findings:
         logger.warning("wdaudit %s: %s", finding.code, finding.message)
     if not report.findings:
@@ -100,8 +151,8 @@ def run_audit(model: nn.Module, batch: Any, optimizer: Any, options: Mapping) ->
     return report
 
 
-def enforce(report: Report, fail_on: str | None) -> None:
-    if fail_on is None:
+def enforce(report: Report | None, fail_on: str | None) -> None:
+    if fail_on is None or report is None:
         return
     failing = [f for f in report.findings if at_least(f.severity, fail_on)]
     if failing:

@@ -23,15 +23,6 @@ except ImportError:  # pragma: no cover - depends on what is installed
         Callback = object
 
 
-class _Optimizers:
-    """Several optimizers (a GAN's two) seen as one: every parameter group of each."""
-
-    def __init__(self, optimizers):
-        from . import inner_optimizer
-
-        self.param_groups = [g for o in optimizers for g in inner_optimizer(o).param_groups]
-
-
 class WDAuditCallback(Callback):
     """Audit once, on ``on_train_start``; other ``audit()`` keyword arguments pass through."""
 
@@ -47,9 +38,9 @@ class WDAuditCallback(Callback):
             # Lightning's convention: a tuple is *args, a dict **kwargs, a tensor the one input
             batch = [tuple(example)] if isinstance(example, (tuple, list)) else example
         else:
-            batch = first_batch(trainer.train_dataloader)
-        optimizers = list(getattr(trainer, "optimizers", None) or ())
-        optimizer = optimizers[0] if len(optimizers) == 1 else \
-            (_Optimizers(optimizers) if optimizers else None)
-        self.report = run_audit(pl_module, batch, optimizer, self.audit_options)
+            batch = lambda: first_batch(trainer.train_dataloader)  # noqa: E731 - drawn guarded
+        # every optimizer, each tensor's settings from the one holding it (a GAN's two, Muon
+        # beside AdamW); audit() unwraps LightningOptimizer
+        optimizers = tuple(getattr(trainer, "optimizers", None) or ()) or None
+        self.report = run_audit(pl_module, batch, optimizers, self.audit_options)
         enforce(self.report, self.fail_on)

@@ -30,7 +30,7 @@ class WDAuditCallback(TrainerCallback):
                        train_dataloader=None, **kwargs):
         if model is None or train_dataloader is None:
             return control
-        batch = first_batch(train_dataloader)
-        self.report = run_audit(model, batch, optimizer, self.audit_options)
+        self.report = run_audit(model, lambda: first_batch(train_dataloader), optimizer,
+                                self.audit_options)
         enforce(self.report, self.fail_on)
         return control
