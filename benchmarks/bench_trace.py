@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from small_timm import build_timm  # noqa: E402
 
-from wdaudit.engine import trace as trace_stage  # noqa: E402
+from wdaudit.engine.tracing import trace as trace_stage  # noqa: E402
 
 DEFAULT = ("tf_efficientnet_b0", "mvitv2_tiny", "resnet18")
 

@@ -27,7 +27,8 @@ def _relative(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
-    """The wdaudit modules a module imports, as dotted names."""
+    """The wdaudit modules a module imports, as dotted names (``from . import a`` names the
+    module ``a``, so a submodule imported that way counts)."""
     tree = ast.parse(path.read_text())
     package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
     found = set()
@@ -35,9 +36,18 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                found.add(".".join(base + ([node.module] if node.module else [])))
+                module = ".".join(base + ([node.module] if node.module else []))
             elif node.module and node.module.startswith("wdaudit"):
-                found.add(node.module)
+                module = node.module
+            else:
+                continue
+            submodules = {f"{module}.{a.name}" for a in node.names
+                          if (ROOT / (f"{module}.{a.name}".replace(".", "/") + ".py")).is_file()
+                          or (ROOT / f"{module}.{a.name}".replace(".", "/") / "__init__.py")
+                          .is_file()}
+            found.update(submodules)
+            if len(submodules) < len(node.names):  # something defined in the module itself
+                found.add(module)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("wdaudit"))
     return found
@@ -48,21 +58,53 @@ def test_at_least_three_layers():
     assert {"engine", "ops", "frontend"} <= subpackages
 
 
+ABOVE_THE_DRIVER = ("wdaudit.frontend", "wdaudit.advice", "wdaudit.api", "wdaudit.integrations")
+DRIVEN = ("wdaudit.audit", "wdaudit.parts") + ABOVE_THE_DRIVER
+
+
 @pytest.mark.parametrize("layer, forbidden", [
-    ("engine", ("wdaudit.frontend", "wdaudit.audit", "wdaudit.advice")),
-    ("ops", ("wdaudit.engine", "wdaudit.frontend", "wdaudit.audit", "wdaudit.advice")),
-    ("advice", ("wdaudit.frontend",)),
+    # the engine's layers: tracing knows nothing of the analysis, the analysis nothing of
+    # confirmation, and none of them the driver or what sits above it
+    ("engine/tracing", ("wdaudit.engine.analysis", "wdaudit.engine.confirmation") + DRIVEN),
+    ("engine/analysis", ("wdaudit.engine.confirmation",) + DRIVEN),
+    ("engine/confirmation", DRIVEN),
+    ("engine", DRIVEN),
+    ("ops", ("wdaudit.engine",) + DRIVEN),
+    ("advice", ("wdaudit.frontend", "wdaudit.api", "wdaudit.audit", "wdaudit.integrations")),
+    ("integrations", ("wdaudit.frontend", "wdaudit.audit")),
+    ("audit.py", ABOVE_THE_DRIVER),
+    ("parts.py", ABOVE_THE_DRIVER),
 ])
 def test_layers_import_only_downwards(layer, forbidden):
-    for path in (PACKAGE / layer).rglob("*.py"):
+    target = PACKAGE / layer
+    paths = [target] if target.suffix == ".py" else list(target.rglob("*.py"))
+    assert paths, layer
+    for path in paths:
         bad = {m for m in _imports(path) if m.startswith(forbidden)}
         assert not bad, f"{_relative(path)} imports {sorted(bad)}"
 
 
+def test_no_import_cycle_between_modules():
+    """Module-level imports form no cycle (a lazy import inside a function hid one before)."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    names = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in MODULES}
+    for name, path in names.items():
+        for target in _imports(path):
+            if target in names and target != name:
+                graph.add_edge(name, target)
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, cycles[:3]
+
+
 def test_the_import_check_sees_relative_imports():
     """The layering test cannot pass vacuously: it resolves the package's relative imports."""
-    assert "wdaudit.ops.table" in _imports(PACKAGE / "engine" / "graph.py")
-    assert "wdaudit.report" in _imports(PACKAGE / "engine" / "degrees.py")
+    assert "wdaudit.ops.table" in _imports(PACKAGE / "engine" / "analysis" / "graph.py")
+    assert "wdaudit.report" in _imports(PACKAGE / "engine" / "analysis" / "degrees.py")
+    assert "wdaudit.engine.tracing.program" in _imports(
+        PACKAGE / "engine" / "confirmation" / "confirm.py")
 
 
 @pytest.mark.parametrize("path", MODULES, ids=_relative)
@@ -112,11 +154,12 @@ def test_the_driver_the_engine_and_the_readme_tell_one_pipeline():
     """engine.PIPELINE, the order audit() calls the stages in, and README's "How it works"."""
     from wdaudit.engine import PIPELINE
 
-    for stage in PIPELINE:
-        assert (PACKAGE / "engine" / f"{stage}.py").is_file(), stage
+    for stage in PIPELINE:  # "layer.module"
+        assert (PACKAGE / "engine" / (stage.replace(".", "/") + ".py")).is_file(), stage
+    stages = [stage.rpartition(".")[2] for stage in PIPELINE]
     driver = (PACKAGE / "audit.py").read_text()
     called = re.findall(r"= (?:(\w+)_stage\.[a-z_]+|(trace))\(", driver)
-    assert [a or b for a, b in called] == list(PIPELINE)
+    assert [a or b for a, b in called] == stages
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## How it works", 1)[1].split("\n## ", 1)[0]
-    assert re.findall(r"→ (\w+)", section) == list(PIPELINE) + ["report"]
+    assert re.findall(r"→ (\w+)", section) == stages + ["report"]

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 import wdaudit
-from wdaudit.engine import budget
-from wdaudit.engine import claims as claims_stage
-from wdaudit.engine import confirm as C
-from wdaudit.engine import confirm_euler
-from wdaudit.engine import degrees, graph, influence, symmetries
-from wdaudit.engine.claims import Claim
-from wdaudit.engine.trace import trace
+from wdaudit.engine.confirmation import budget
+from wdaudit.engine.analysis import claims as claims_stage
+from wdaudit.engine.confirmation import confirm as C
+from wdaudit.engine.confirmation import euler as confirm_euler
+from wdaudit.engine.analysis import degrees, graph, influence, symmetries
+from wdaudit.engine.analysis.claims import Claim
+from wdaudit.engine.tracing.trace import trace
 
 
 def derived_claims(model, x) -> claims_stage.Claims:
@@ -145,7 +145,7 @@ class PlainAttribute(nn.Module):
 def test_confirmation_places_a_copy_of_the_program_and_leaves_the_traced_one():
     """Stray tensor attributes must be on the confirmation device when the real model runs
     there; the traced program, another stage's output, is not touched."""
-    from wdaudit.engine.program import placed
+    from wdaudit.engine.tracing.program import placed
 
     def strays(program):
         return [v for m in program.root.modules() for v in vars(m).values()

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
-from wdaudit.engine import claims as claims_stage
-from wdaudit.engine import degrees, graph, influence, symmetries
-from wdaudit.engine.trace import trace
+from wdaudit.engine.analysis import claims as claims_stage
+from wdaudit.engine.analysis import degrees, graph, influence, symmetries
+from wdaudit.engine.tracing.trace import trace
 from wdaudit.ops.degree import Deg
 
 

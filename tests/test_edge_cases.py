@@ -231,7 +231,7 @@ def test_low_precision_models_get_the_float32_verdicts(dtype):
     assert {n: p.verdict for n, p in report.parameters.items()} == \
         {n: p.verdict for n, p in expected.parameters.items()}
     for g in report.groups:  # checked in float64, so exact, not limited by the model's dtype
-        assert g.confirmed and g.exact_relative_change <= wdaudit.engine.confirm.TOL_EXACT
+        assert g.confirmed and g.exact_relative_change <= wdaudit.engine.confirmation.confirm.TOL_EXACT
 
 
 # --- determinism -----------------------------------------------------------------------------

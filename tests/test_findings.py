@@ -1,4 +1,4 @@
-"""Direct tests of engine/findings.py on the small network (``Net``) the verdict tests use: the
+"""Direct tests of engine/analysis/findings.py on the small network (``Net``) the verdict tests use: the
 WD001, WD003 and WD004 findings must be exactly those implied by the verdicts and the decay
 settings (assumed for all parameters, none, only matrices, or read from an optimizer's param
 groups), WD002 flags coupled weight decay in Adam but not in AdamW, and skipped parameters are
@@ -13,8 +13,8 @@ import torch
 
 from tests.support.probes import build_net
 from wdaudit import report as R
-from wdaudit.engine import findings as findings_stage
-from wdaudit.engine import verdicts as verdicts_stage
+from wdaudit.engine.analysis import findings as findings_stage
+from wdaudit.engine.analysis import verdicts as verdicts_stage
 
 
 @pytest.fixture(scope="module")

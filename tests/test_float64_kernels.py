@@ -2,7 +2,7 @@
 
 import torch
 
-from wdaudit.engine.float64_kernels import grouped_mm, stand_in
+from wdaudit.engine.tracing.float64_kernels import grouped_mm, stand_in
 
 
 def test_grouped_mm_matches_the_float32_kernel():

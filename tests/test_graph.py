@@ -1,4 +1,4 @@
-"""Direct tests of engine/graph.py, the dependency graph built from a traced program: in-place
+"""Direct tests of engine/analysis/graph.py, the dependency graph built from a traced program: in-place
 writes (through a view, in each spelling, into a returned tensor) are recorded as mutations of
 the right aliases and keep their readers connected, ``relevant`` is exactly what reaches an
 output, and ``used_params`` covers every parameter whose redraw changes the real model's
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.support.probes import TOL_SAME, _inplace_node, node_where, redraw_change
-from wdaudit.engine import graph as graph_stage
-from wdaudit.engine.trace import trace
+from wdaudit.engine.analysis import graph as graph_stage
+from wdaudit.engine.tracing.trace import trace
 
 
 class ViewMutation(nn.Module):

@@ -397,7 +397,7 @@ class DataDependent(Tiny):
 
 
 def _defect(monkeypatch):
-    monkeypatch.setattr(wdaudit.engine.confirm, "TOL_EXACT", -1.0)  # every claim fails its check
+    monkeypatch.setattr(wdaudit.engine.confirmation.confirm, "TOL_EXACT", -1.0)  # every claim fails its check
 
 
 _FAILURES = {

@@ -1,4 +1,4 @@
-"""Direct tests of engine/influence.py, the stage that finds parameters with no effect on the
+"""Direct tests of engine/analysis/influence.py, the stage that finds parameters with no effect on the
 output (biases before a normalisation or a softmax, unused tensors) and the node that absorbs
 each one. Expectations are derived from the model itself: the parameters claimed to have no
 effect must be exactly those whose redraw leaves the float64 model's output unchanged, and a

@@ -1,5 +1,5 @@
 """Exported in-place ops whose writes nobody observes are made out of place
-(``engine/outplace.py``) instead of functionalising the whole export; every other write is
+(``engine/tracing/outplace.py``) instead of functionalising the whole export; every other write is
 left for ``run_decompositions``."""
 
 import torch
@@ -7,8 +7,8 @@ from torch import nn
 from torch.export import export
 
 from tests.support.differential import differential
-from wdaudit.engine.outplace import outplaced
-from wdaudit.engine.trace import _mutates
+from wdaudit.engine.tracing.outplace import outplaced
+from wdaudit.engine.tracing.trace import _mutates
 
 
 class InPlaceBlock(nn.Module):

@@ -14,9 +14,9 @@ import torch
 from click.testing import CliRunner
 
 import wdaudit
-from wdaudit.engine import graph as graph_stage
-from wdaudit.engine.overview import MAX_NODES, OUTPUT, overview_of
-from wdaudit.engine.trace import trace
+from wdaudit.engine.analysis import graph as graph_stage
+from wdaudit.frontend.overview import MAX_NODES, OUTPUT, overview_of
+from wdaudit.engine.tracing.trace import trace
 from wdaudit.frontend.cli import main
 from wdaudit.frontend.formats import Context, render
 from wdaudit.frontend.formats.picture import group_colours

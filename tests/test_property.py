@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.support import oracle
 import wdaudit
 from tests.support.randmodels import build, specs
-from wdaudit.engine.working_copy import set_training_semantics, structural_copy
+from wdaudit.engine.tracing.working_copy import set_training_semantics, structural_copy
 
 EXAMPLES = int(os.environ.get("WDAUDIT_PROPERTY_EXAMPLES", "400"))
 # the README's figure: every oracle-ineffective parameter of the 400 CI examples is reported;

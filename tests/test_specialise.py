@@ -1,4 +1,4 @@
-"""The third tracer (``engine/specialise.py``): a forward that branches on tensor values, which
+"""The third tracer (``engine/tracing/specialise.py``): a forward that branches on tensor values, which
 symbolic_trace and torch.export both refuse, is traced as the ops of one run (make_fx), and
 confirmation compares that program with the model at every point it evaluates it."""
 
@@ -9,7 +9,7 @@ from torch import nn
 import wdaudit
 from tests.support import oracle
 from tests.support.differential import differential
-from wdaudit.engine.trace import trace
+from wdaudit.engine.tracing.trace import trace
 
 
 class Segments(nn.Module):
@@ -110,14 +110,14 @@ def test_a_value_the_branch_reads_must_not_scale():
     model, x = WeightBranch(hidden=False), torch.randn(6, 16)
     program = trace(model, (x,))
     assert program.method == "specialised"
-    from wdaudit.engine.graph import build
+    from wdaudit.engine.analysis.graph import build
     nodes = {n.name: n for n in program.gm.graph.nodes}
     assert any(nodes[r].target is torch.ops.aten.item.default for r in build(program).read)
     report = wdaudit.audit(model, x)
     assert report.parameters["fc.weight"].verdict == "effective"
     assert not report.confirmation.defects
     # with the reads dropped, the branch is invisible again and fc.weight is claimed
-    from wdaudit.engine import graph as graph_stage
+    from wdaudit.engine.analysis import graph as graph_stage
     original = graph_stage._read_by_python
     try:
         graph_stage._read_by_python = lambda program, mutations: []
@@ -166,8 +166,8 @@ def test_every_change_of_a_point_is_a_new_version():
     """A specialised program is compared with the model once per point it is evaluated at; the
     key says which values a point holds and must never repeat for other values (two redraws
     of the same member make tensors of equal version counters and possibly equal ids)."""
-    from wdaudit.engine import confirm_runs, generic_point
-    from wdaudit.engine.claims import Claim
+    from wdaudit.engine.confirmation import runs as confirm_runs, generic_point
+    from wdaudit.engine.analysis.claims import Claim
 
     params = {"w": torch.randn(4, 4), "b": torch.randn(4)}
     point = generic_point.draw(params, device=torch.device("cpu"), dtype=torch.float64, seed=0)
@@ -222,7 +222,7 @@ def test_sizes_the_weights_decide_are_stopped_at_the_ceiling():
     import sys
     from pathlib import Path
 
-    from wdaudit.engine import ceiling
+    from wdaudit.engine.confirmation import ceiling
 
     if ceiling.resident() is None:
         pytest.skip("no /proc/self/statm here: nothing is watched")
@@ -256,7 +256,7 @@ def test_one_allocation_past_the_ceiling_is_refused_as_it_is_asked_for():
     process before the next op could be checked: inside the watch, the address space is capped
     too, and lifted afterwards."""
     resource = pytest.importorskip("resource")
-    from wdaudit.engine import ceiling
+    from wdaudit.engine.confirmation import ceiling
 
     if ceiling.resident() is None:
         pytest.skip("no /proc/self/statm here: nothing is watched")
@@ -302,7 +302,7 @@ def test_frozen_sizes_that_do_not_fit_are_recorded_again():
 def test_a_branch_that_recording_again_cannot_follow_confirms_nothing():
     """Recording again is a second chance, not a pass: where the new recording still parts from
     the model, nothing is confirmed and the reason says both."""
-    from wdaudit.engine import confirm as confirm_stage
+    from wdaudit.engine.confirmation import confirm as confirm_stage
 
     def broken(program, params, buffers, inputs, eps_sites):
         raise RuntimeError("no second recording")
@@ -323,7 +323,7 @@ def test_a_branch_that_recording_again_cannot_follow_confirms_nothing():
 def test_nan_in_one_run_only_is_infinitely_apart():
     """A follow check compares the program with the model; a NaN never compares as large, so
     NaN or Inf in one and not at the same places in the other must count as parting."""
-    from wdaudit.engine import confirm_runs
+    from wdaudit.engine.confirmation import runs as confirm_runs
 
     finite, nan = torch.tensor([1.0, 2.0]), torch.tensor([1.0, float("nan")])
     assert confirm_runs.apart([nan], [finite]) == float("inf")

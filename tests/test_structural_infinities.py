@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import wdaudit
-from wdaudit.engine import confirm_runs as runs
-from wdaudit.engine.claims import Claim
+from wdaudit.engine.confirmation import runs as runs
+from wdaudit.engine.analysis.claims import Claim
 from tests.support.differential import differential
 from tests.test_confirm import check
 

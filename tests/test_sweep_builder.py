@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wdaudit.engine.generic_point import draw
+from wdaudit.engine.confirmation.generic_point import draw
 
 BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
 

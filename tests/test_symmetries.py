@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from tests.support.differential import differential
-from wdaudit.engine.degrees import Degrees
+from wdaudit.engine.analysis.degrees import Degrees
 from wdaudit.ops.degree import Form
-from wdaudit.engine.symmetries import solve
+from wdaudit.engine.analysis.symmetries import solve
 from wdaudit.ops.op_call import Constraint
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 import wdaudit
 from tests.support.differential import differential
-from wdaudit.engine.trace import trace
+from wdaudit.engine.tracing.trace import trace
 
 
 class Direct(nn.Module):

@@ -19,8 +19,8 @@ from torch import nn
 
 import wdaudit
 from tests.support.differential import differential
-from wdaudit.engine import confirm as confirm_stage
-from wdaudit.engine.training import SetupError
+from wdaudit.engine.confirmation import confirm as confirm_stage
+from wdaudit.engine.analysis.training import SetupError
 from wdaudit.frontend.cli import main
 
 

@@ -1,4 +1,4 @@
-"""Direct tests of engine/verdicts.py on one small network (``Net``) that has every kind of
+"""Direct tests of engine/analysis/verdicts.py on one small network (``Net``) that has every kind of
 claim: the static claims agree with redrawing the real model, a checked confirmation makes
 every claimed parameter ineffective, a skipped one keeps them ineffective but marked
 unconfirmed, a failed confirmation makes them unknown with its reason, and a single failed
@@ -12,8 +12,8 @@ import pytest
 
 from tests.support.probes import CPU, build_net, numerically_no_effect
 from wdaudit import report as R
-from wdaudit.engine import confirm as confirm_stage
-from wdaudit.engine import verdicts as verdicts_stage
+from wdaudit.engine.confirmation import confirm as confirm_stage
+from wdaudit.engine.analysis import verdicts as verdicts_stage
 
 
 @pytest.fixture(scope="module")

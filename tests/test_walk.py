@@ -1,4 +1,4 @@
-"""Direct tests of the failure handling in engine/walk.py, the traversal the analysis stages
+"""Direct tests of the failure handling in engine/analysis/walk.py, the traversal the analysis stages
 share: when an op's rule raises, strict mode stops with an AnalysisError that names the stage
 and the node, while non-strict mode records the failure, treats the node as an unknown op and
 stays conservative, claiming nothing that the broken rule would have been needed to prove."""
@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from tests.support.probes import ConvBN, analysed, module_node
-from wdaudit.engine import degrees as degrees_stage
-from wdaudit.engine import influence as influence_stage
-from wdaudit.engine import symmetries as symmetries_stage
-from wdaudit.engine.walk import AnalysisError
+from wdaudit.engine.analysis import degrees as degrees_stage
+from wdaudit.engine.analysis import influence as influence_stage
+from wdaudit.engine.analysis import symmetries as symmetries_stage
+from wdaudit.engine.analysis.walk import AnalysisError
 
 
 def _raises(call):

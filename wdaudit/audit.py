@@ -12,22 +12,19 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .advice.annotate import annotate
-from .engine import claims as claims_stage
-from .engine import confirm as confirm_stage
-from .engine import degrees as degrees_stage
-from .engine import findings as findings_stage
-from .engine import graph as graph_stage
-from .engine import influence as influence_stage
-from .engine import symmetries as symmetries_stage
-from .engine import parts as opaque_parts
-from .engine.training import Training, training as read_training
-from .engine import verdicts as verdicts_stage
-from .engine.overview import overview_of
+from .engine.analysis import claims as claims_stage
+from .engine.confirmation import confirm as confirm_stage
+from .engine.analysis import degrees as degrees_stage
+from .engine.analysis import findings as findings_stage
+from .engine.analysis import graph as graph_stage
+from .engine.analysis import influence as influence_stage
+from .engine.analysis import symmetries as symmetries_stage
+from . import parts as opaque_parts
+from .engine.analysis.training import Training, training as read_training
+from .engine.analysis import verdicts as verdicts_stage
 from .engine.rng import untouched
-from .engine.trace import TraceError, trace
-from .frontend.locations import locator
-from .report import SKIPPED, Coverage, Report
+from .engine.tracing.trace import TraceError, trace
+from .report import SKIPPED, Coverage, Location, Report
 
 
 class AnalysisDefect(RuntimeError):
@@ -47,6 +44,7 @@ class _Setup:
     confirm: confirm_stage.Setup
     locate: Callable | None  # None: no overview (a part audited on its own needs none)
     training: Training = Training()  # what the run updates
+    overview: Callable | None = None  # the front end's overview_of
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def _run(model: nn.Module, inputs: tuple, setup, strict: bool, step, clock) -> _
     clock.lap("trace")
     step("analysis")
     graph = graph_stage.build(program)
-    overview = overview_of(graph, model, setup.locate) if setup.locate else None
+    overview = setup.overview(graph, model, setup.locate) if setup.locate else None
     influence = influence_stage.analyse(graph, strict)
     degrees = degrees_stage.propagate(influence, strict)
     symmetries = symmetries_stage.solve(degrees, setup.training.fixed(model))
@@ -128,46 +126,48 @@ def _with_parts(run: _Run, setup, depth: int):
     return verdicts, confirmation, tuple(notes)
 
 
-def audit(model: nn.Module, example_inputs: Any, *, optimizer: Any = None,
-          device: str | torch.device | None = None, confirm: bool = True,
-          assume_decay: str = "all", strict: bool | None = None, seed: int = 0,
-          locate: Callable | None = None, ignore_parameters: Sequence[str] = (),
-          progress: Callable[[str], None] | None = None,
-          total_steps: int | None = None, memory_budget: int | None = None) -> Report:
-    """Audit ``model``: which weight-decay terms cannot regularise anything.
+@dataclass(frozen=True)
+class Options:
+    """Everything an audit is told besides the model and its inputs: one record that the API
+    and the command line fill alike (``wdaudit.audit``'s keyword arguments, documented there).
+    ``locate`` says where a finding points and ``overview`` collapses the graph for pictures:
+    both come from the front end, above the driver."""
 
-    ``example_inputs`` is a tensor or a tuple of positional arguments.  ``optimizer`` is one
-    optimizer or several (a list, tuple or dict: Muon for the matrices beside AdamW for the
-    rest); with it, verdicts carry each parameter's actual ``weight_decay``, read from the
-    optimizer that holds it, and a parameter none of them holds is held fixed.  Without one,
-    ``assume_decay`` (``"all"``, ``"matrices"`` or ``"none"``) says which parameters count as
-    decayed.  Parameters with ``requires_grad=False`` are always held fixed: training cannot
-    rescale them, so their verdict is ``frozen`` and nothing is claimed about them.
-    ``strict`` (default: the ``WDAUDIT_STRICT`` environment variable) makes an unknown op or
-    an analysis that fails at a node an error instead of a conservatively-handled, counted
-    event.  ``ignore_parameters`` are glob patterns of parameter names never named in findings
-    (their verdicts are still reported).  ``progress`` is called with ``"trace"``,
-    ``"analysis"`` and ``"confirm"`` as each starts.  ``total_steps`` (the planned length of
-    training) says in each group's ``equilibrium`` whether training reaches it.
-    ``memory_budget`` (bytes; default: what the device has free, or
-    ``WDAUDIT_MEMORY_BUDGET``) bounds what confirmation may allocate.  ``Report.timings``
-    accounts for every second of the call, stage by stage.
-    """
+    optimizer: Any = None
+    device: str | torch.device | None = None
+    confirm: bool = True
+    assume_decay: str = "all"
+    strict: bool | None = None
+    seed: int = 0
+    locate: Callable | None = None
+    ignore_parameters: Sequence[str] = ()
+    progress: Callable[[str], None] | None = None
+    total_steps: int | None = None
+    memory_budget: int | None = None
+    overview: Callable | None = None  # (graph, model, locate) -> Overview
+
+
+def audit(model: nn.Module, example_inputs: Any, options: Options = Options()) -> Report:
+    """The stages, in order, for ``model`` on ``example_inputs`` (see ``wdaudit.audit``); the
+    report without the advice layer's numbers (``wdaudit.api`` adds them)."""
     clock = _Clock()
     if not isinstance(model, nn.Module):
         raise TypeError(f"audit() needs an nn.Module, got {type(model).__name__}")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) \
         else (example_inputs,)
+    strict = options.strict
     if strict is None:
         strict = os.environ.get("WDAUDIT_STRICT", "") not in ("", "0")
-    where = resolve_device(device, model)
-    step = progress or (lambda stage: None)
+    where = resolve_device(options.device, model)
+    step = options.progress or (lambda stage: None)
     params = dict(model.named_parameters())
-    run_setup = read_training(params, optimizer)
-    policy = findings_stage.Policy(findings_stage.decay_settings(params, run_setup, assume_decay),
-                                   locate or locator(model), _matcher(ignore_parameters))
-    setup = _Setup(confirm_stage.Setup(params, inputs, where, seed, confirm, memory_budget),
-                   policy.locate, run_setup)
+    run_setup = read_training(params, options.optimizer)
+    policy = findings_stage.Policy(
+        findings_stage.decay_settings(params, run_setup, options.assume_decay),
+        options.locate or (lambda names: Location()), _matcher(options.ignore_parameters))
+    setup = _Setup(confirm_stage.Setup(params, inputs, where, options.seed, options.confirm,
+                                       options.memory_budget),
+                   policy.locate if options.overview else None, run_setup, options.overview)
     with untouched(where):
         clock.lap("setup")
         run = _run(model, inputs, setup, strict, step, clock)
@@ -185,7 +185,6 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: Any = None,
     report = Report(type(model).__name__, found.parameters, verdicts.groups,
                     verdicts.rescalings, found.findings, coverage, confirmation,
                     policy.decay.assumed, {}, overview=run.overview)
-    report = annotate(report, model, run_setup.optimizers, total_steps)
     clock.lap("report")
     return replace(report, timings=dict(clock.laps))
 

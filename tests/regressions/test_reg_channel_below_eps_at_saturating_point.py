@@ -11,7 +11,7 @@ eps (1e-16, then 1e-20) the Euler check uses for eps -> 0.  There ``BN`` is ~lin
 input and the identity measures the epsilon, not the claim.  With eps ~0 (1e-300) the same
 rescaling leaves the output unchanged to round-off (tested below).
 
-Fixed in confirmation (``engine/confirm.py``, ``EPS_TIERS``): an Euler residual above
+Fixed in confirmation (``engine/confirmation/confirm.py``, ``EPS_TIERS``): an Euler residual above
 tolerance is re-measured at finer eps, down to 1e-24.  Here it fades in proportion to eps
 (4e-4, 2e-5, 2e-9 at 1e-16, 1e-20, 1e-24), as an eps effect does; a violated claim's residual
 does not fade at all."""
@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call
 
 import wdaudit
-from wdaudit.engine import generic_point as generic
+from wdaudit.engine.confirmation import generic_point as generic
 
 CLAIMED = "stages.0.blocks.0.token_mixer.mixer.conv_kxk.0.conv.weight"
 

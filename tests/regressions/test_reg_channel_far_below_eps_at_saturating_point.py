@@ -10,14 +10,14 @@ residuals went 3e-2, 1e-2, 4e-3 at eps 1e-16, 1e-20, 1e-24 (still in eps's regim
 fading in proportion), and the doubling of the weight changed the output by 1e-8, then 6e-15
 at eps 1e-32, 1e-40: an eps effect, which fades as eps -> 0; a violation does not.
 
-Fixed in confirmation (``engine/confirm_euler.py``, ``EPS_TIERS``): the tiers go on to eps
+Fixed in confirmation (``engine/confirmation/euler.py``, ``EPS_TIERS``): the tiers go on to eps
 1e-32 and 1e-40.  A steep gate reproduces it in a few lines below."""
 
 import torch
 from torch import nn
 
 import wdaudit
-from wdaudit.engine import confirm_euler
+from wdaudit.engine.confirmation import euler as confirm_euler
 from tests.support.differential import differential
 
 

@@ -12,7 +12,7 @@ The claim is exact: the next block normalises everything it reads.  (swiftformer
 channel, a no-effect bias, was cleared by re-measuring at the model's own eps; a scale-free
 claim cannot use that, its invariance being exact only as eps -> 0.)
 
-Fixed in the program's eps -> 0 runs (``engine/shifted_norms.py``): mean-subtracting norms
+Fixed in the program's eps -> 0 runs (``engine/tracing/shifted_norms.py``): mean-subtracting norms
 first subtract each normalised group's first element, so a constant group is exactly zero and
 the norm returns exactly what exact arithmetic does; no other value changes.
 
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.support.differential import differential
-from wdaudit.engine.shifted_norms import ShiftedNorms
+from wdaudit.engine.tracing.shifted_norms import ShiftedNorms
 
 aten = torch.ops.aten
 

@@ -13,11 +13,11 @@ finer eps makes it worse (it grows like 1/sqrt(eps)), so the "finer eps" look co
 it.  The claim is exact: a per-channel offset before a mean subtraction has no effect at any
 eps, the model's own included.
 
-Fixed in confirmation (``engine/confirm.py``, ``_Context._redrawn``): a no-effect claim that
+Fixed in confirmation (``engine/confirmation/confirm.py``, ``_Context._redrawn``): a no-effect claim that
 fails with eps -> 0 is measured again with the model's own eps, where the same round-off is
 ~1e-14; the check and its tolerance are unchanged, and the group's note says which eps was used.
 
-Since the MobileOne fix (``engine/shifted_norms.py``) library norms compute on shifted data
+Since the MobileOne fix (``engine/tracing/shifted_norms.py``) library norms compute on shifted data
 and see exact zeros in such a channel, so the model's eps is now the second line, for norms
 written out op by op.
 
@@ -32,8 +32,9 @@ from torch import nn
 import wdaudit
 from tests.support import oracle
 from tests.support.probes import confirm_made
-from wdaudit.engine import confirm, program
-from wdaudit.engine.claims import Claim
+from wdaudit.engine.confirmation import confirm
+from wdaudit.engine.tracing import program
+from wdaudit.engine.analysis.claims import Claim
 
 CLAIMED = "dw.bias"
 

@@ -66,10 +66,10 @@ def test_a_memo_of_a_parameter_follows_the_parameter(exported):
 
 
 def test_a_program_that_is_not_the_model_fails_every_claim_at_once(monkeypatch):
-    from wdaudit.engine import working_copy
+    from wdaudit.engine.tracing import working_copy
 
     monkeypatch.setattr(working_copy, "forget_caches", lambda model: None)
-    from wdaudit.engine import program, trace
+    from wdaudit.engine.tracing import program, trace
     monkeypatch.setattr(program, "forget_caches", lambda model: None, raising=False)
     monkeypatch.setattr(trace, "forget_caches", lambda model: None)
     torch.manual_seed(0)

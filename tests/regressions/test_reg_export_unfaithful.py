@@ -7,12 +7,12 @@ user's own weights).  symbolic_trace's program was checked against the model on 
 inputs, export's was not: nothing caught it before confirmation, and under ``--no-confirm``
 its claims would have been reported.
 
-Fixed in the trace (``engine/trace.py``): export's program is checked like symbolic_trace's.
+Fixed in the trace (``engine/tracing/trace.py``): export's program is checked like symbolic_trace's.
 One that does not reproduce the model counts as export failing, and the fallbacks follow (since
 then the specialising tracer first, which records the ops the model runs, not what it would
 export; then opaque parts, then the model as one opaque op).
 The same run also showed a part whose own forward is opaque being audited as itself, four
-levels deep (``engine/parts.py``: the part's children are audited instead).
+levels deep (``parts.py``: the part's children are audited instead).
 """
 
 import pytest

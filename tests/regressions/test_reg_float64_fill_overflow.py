@@ -8,7 +8,7 @@ does not fit the float32 tensor ``t.float()``: the model itself cannot run in fl
 error did not name a dtype, so it was not taken for a precision problem and nothing was
 checked.
 
-Fixed in ``engine/confirm_runs.py``: that overflow counts as a missing float64 kernel, and the
+Fixed in ``engine/confirmation/runs.py``: that overflow counts as a missing float64 kernel, and the
 checks run in float32 with float32 tolerances, as for any model that has no float64 path.
 """
 

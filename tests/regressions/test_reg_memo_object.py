@@ -69,7 +69,7 @@ def test_a_memo_object_is_emptied_before_every_run_and_the_users_left_as_it_was(
 
 def test_an_object_holding_two_memos_has_both_emptied():
     # (each was once emptied on its own copy of the object, the second copy undoing the first)
-    from wdaudit.engine.working_copy import forget_caches
+    from wdaudit.engine.tracing.working_copy import forget_caches
 
     class TwoCaches:
         def __init__(self):

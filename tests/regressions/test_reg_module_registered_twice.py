@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tests.support.differential import differential
-from wdaudit.engine.working_copy import tensor_slots
+from wdaudit.engine.tracing.working_copy import tensor_slots
 
 
 class PosEnc(nn.Module):

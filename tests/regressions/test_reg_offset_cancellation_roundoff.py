@@ -13,7 +13,7 @@ in the backward).  Evidence: the residual scales as 1/gain² (gain 1e-3: 1.1e-8,
 1: 4.9e-12), float32 gives a residual 1.4e8 times larger (the ratio of the two precisions'
 unit round-off is 5.4e8), and redrawing the bias at that point changes the output by 1e-11.
 
-Fixed in confirmation (``engine/confirm.py``, ``_Context._redrawn``): a no-effect claim
+Fixed in confirmation (``engine/confirmation/confirm.py``, ``_Context._redrawn``): a no-effect claim
 whose Euler residual stays above tolerance is measured by what it claims, at the same
 saturating point: redraw its members and compare outputs (eps -> 0) against the exact
 tolerance.  Forward round-off grows like mean/spread only, and a real violation changes the
@@ -30,9 +30,9 @@ from torch.func import functional_call
 
 import wdaudit
 from tests.support.probes import confirm_made
-from wdaudit.engine import confirm
-from wdaudit.engine import generic_point as generic
-from wdaudit.engine.claims import Claim
+from wdaudit.engine.confirmation import confirm
+from wdaudit.engine.confirmation import generic_point as generic
+from wdaudit.engine.analysis.claims import Claim
 
 CLAIMED = "norm.bias"
 

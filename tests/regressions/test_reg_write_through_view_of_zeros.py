@@ -8,7 +8,7 @@ updated the view the write went through but not the buffer it is a view of: ``o`
 "identically zero", so everything computed from it was zero, and the projection reading it
 looked free to scale.  (The influence analysis already followed the write to every alias.)
 
-Fixed in ``engine/degrees.py``: after an in-place op, every alias of its target that was
+Fixed in ``engine/analysis/degrees.py``: after an in-place op, every alias of its target that was
 zero takes the degree the write gave the target (what is written into a zero tensor is pinned
 to degree 0, so the aliases become constants, not zero).
 """

@@ -27,7 +27,7 @@ import torch
 from scipy.optimize import linprog
 from torch.func import functional_call, jacfwd, jacrev
 
-from wdaudit.engine.working_copy import (flatten_outputs, forget_caches, set_training_semantics,
+from wdaudit.engine.tracing.working_copy import (flatten_outputs, forget_caches, set_training_semantics,
                                         structural_copy, tensor_slots)
 
 RANK_TOL = 1e-5  # singular values below this (relative, unit columns) span the null space;

@@ -15,13 +15,13 @@ from torch import nn
 from torch.func import functional_call
 
 from wdaudit import report as R
-from wdaudit.engine import claims as claims_stage
-from wdaudit.engine import confirm as confirm_stage
-from wdaudit.engine import degrees as degrees_stage
-from wdaudit.engine import graph as graph_stage
-from wdaudit.engine import influence as influence_stage
-from wdaudit.engine import symmetries as symmetries_stage
-from wdaudit.engine.trace import trace
+from wdaudit.engine.analysis import claims as claims_stage
+from wdaudit.engine.confirmation import confirm as confirm_stage
+from wdaudit.engine.analysis import degrees as degrees_stage
+from wdaudit.engine.analysis import graph as graph_stage
+from wdaudit.engine.analysis import influence as influence_stage
+from wdaudit.engine.analysis import symmetries as symmetries_stage
+from wdaudit.engine.tracing.trace import trace
 
 STRICT = True  # every stage tested runs strict unless a test is about the non-strict mode
 TOL_SAME = 1e-10  # relative output change of a float64 model that counts as "unchanged"

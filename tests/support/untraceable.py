@@ -2,12 +2,12 @@
 model as one opaque op, TraceError in strict mode.
 
 A branch on a tensor value defeats symbolic_trace and torch.export, but make_fx records the
-branch one run takes (``engine/specialise.py``).  Few real forwards defeat make_fx too (nested
+branch one run takes (``engine/tracing/specialise.py``).  Few real forwards defeat make_fx too (nested
 tensors do, and the oracle cannot differentiate those), so the tests of the fallbacks make it
 fail: ``beyond_make_fx(monkeypatch)``, or the ``beyond_make_fx`` fixture.
 """
 
-from wdaudit.engine import trace
+from wdaudit.engine.tracing import trace
 
 
 def _refuses(*args, **kwargs):

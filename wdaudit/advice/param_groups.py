@@ -24,28 +24,22 @@ from .annotate import for_group
 from .settings import from_class
 
 
-def param_groups(model: nn.Module, example_inputs: Any, weight_decay: float, *,
-                 scale_free_decay: float | None = None,
-                 optimizer_kwargs: Mapping[str, Any] | None = None,
-                 optimizer_class: type = torch.optim.AdamW, total_steps: int | None = None,
-                 report: Report | None = None, **audit_kwargs) -> list[dict[str, Any]]:
-    """Parameter groups for ``optimizer_class(groups, **optimizer_kwargs)``.
+def groups_for(report: Report, model: nn.Module, weight_decay: float, *,
+               scale_free_decay: float | None = None,
+               optimizer_kwargs: Mapping[str, Any] | None = None,
+               optimizer_class: type = torch.optim.AdamW,
+               total_steps: int | None = None) -> list[dict[str, Any]]:
+    """Parameter groups for ``optimizer_class(groups, **optimizer_kwargs)`` from ``report``
+    (``wdaudit.param_groups`` runs the audit first when it is not given one).
 
     Each group is a dict with ``params``, ``weight_decay``, ``kind`` (``"effective"``,
     ``"scale-free"``, ``"no-effect"`` or ``"unknown"``), ``names`` and, for a scale-free group,
     ``equilibrium``: the numbers of :mod:`wdaudit.advice.equilibrium` for ``optimizer_class``
     with ``optimizer_kwargs`` (its current lr), as a plain dict (checkpoints stay loadable with
-    ``torch.load(weights_only=True)``).  ``report`` reuses an audit already made; otherwise
-    ``wdaudit.audit(model, example_inputs, **audit_kwargs)`` runs.
+    ``torch.load(weights_only=True)``).
     """
     if scale_free_decay is None:
         scale_free_decay = weight_decay
-    if report is None:
-        from ..audit import audit
-
-        report = audit(model, example_inputs, **audit_kwargs)
-    # what trains: frozen parameters (and those the audited run's optimizers held none of)
-    # belong in no group
     params = {n: p for n, p in model.named_parameters()
               if p.requires_grad and report.parameters[n].verdict != FROZEN}
     kwargs = dict(optimizer_kwargs or {})

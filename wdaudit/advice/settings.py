@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..engine.training import optimizers_of
+from ..engine.analysis.training import optimizers_of
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,13 @@ import click
 import torch
 
 from .. import __version__
-from ..audit import AnalysisDefect, CudaUnavailable, DeviceError, audit, resolve_device
-from ..engine.findings import ASSUME_CHOICES
-from ..engine.quiet import torch_silenced
-from ..engine.training import SetupError, optimizers_of
-from ..engine.trace import InputError, TraceError
-from ..engine.walk import AnalysisError, UnsupportedOpError
+from ..api import audit_with
+from ..audit import AnalysisDefect, CudaUnavailable, DeviceError, Options, resolve_device
+from ..engine.analysis.findings import ASSUME_CHOICES
+from ..engine.tracing.quiet import torch_silenced
+from ..engine.analysis.training import SetupError, optimizers_of
+from ..engine.tracing.trace import InputError, TraceError
+from ..engine.analysis.walk import AnalysisError, UnsupportedOpError
 from ..report import Location, Report
 from ..rules import RULES, SEVERITIES, UnknownRuleError, at_least, enabled, expand
 from . import config as config_mod
@@ -252,10 +253,11 @@ def _audit(loaded: Loaded, settings: Config, request: Request, stage=None) -> Re
     locate = _locate_or_target(locator(model), loaded.path)
     assume = settings.assume_decay or "all"
     try:
-        return audit(model, loaded.example_inputs, optimizer=loaded.optimizer, device=device,
-                     confirm=not request.no_confirm, assume_decay=assume, locate=locate,
-                     ignore_parameters=settings.ignore_parameters or (), progress=stage,
-                     total_steps=request.steps)
+        options = Options(optimizer=loaded.optimizer, device=device,
+                          confirm=not request.no_confirm, assume_decay=assume, locate=locate,
+                          ignore_parameters=tuple(settings.ignore_parameters or ()),
+                          progress=stage, total_steps=request.steps)
+        return audit_with(model, loaded.example_inputs, options)
     except InputError as exc:
         own = exc.__cause__
         error = f"{one_line(own)}{user_site(own)}" if own is not None else str(exc)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..engine.findings import ASSUME_CHOICES
+from ..engine.analysis.findings import ASSUME_CHOICES
 from ..rules import RULES, SEVERITIES, UnknownRuleError, expand
 from .formats import FORMATS
 

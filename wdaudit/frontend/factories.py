@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from ..engine.training import SetupError, unwrap
+from ..engine.analysis.training import SetupError, unwrap
 from .user_errors import kind_of, one_line, user_site
 
 OPTIMIZER_NAMES = ("build_optimizer", "configure_optimizers")

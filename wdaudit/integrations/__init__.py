@@ -19,8 +19,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..audit import audit
-from ..engine.budget import CAP_BATCH
+from ..api import audit
+from ..engine.confirmation.budget import CAP_BATCH
 from ..report import Report
 from ..rules import SEVERITIES, at_least
 

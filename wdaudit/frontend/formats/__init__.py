@@ -3,22 +3,12 @@ filtered by ``select``/``ignore``/``# noqa``) to one string."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping
+from .context import Context
 
 FORMATS = ("text", "json", "sarif", "github", "html", "dot")
 
 
-@dataclass(frozen=True)
-class Context:
-    """What the report itself does not know: where it came from and what was left out."""
-
-    target: str  # TARGET as typed
-    path: str | None = None  # the file the target was loaded from
-    origin: Mapping[str, str] = field(default_factory=dict)  # model / inputs / optimizer
-    optimizer: str | None = None  # the optimizer's class name
-    silenced: int = 0  # findings silenced by `# noqa`
-    compare: bool = False  # --compare: show the rules of thumb beside the proof
+__all__ = ["FORMATS", "Context", "render"]
 
 
 def render(fmt: str, report, context: Context, *, color: bool = False,

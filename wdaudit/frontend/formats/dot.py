@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 
 from ...report import Report
-from . import Context
+from .context import Context
 from .picture import NO_GROUP, box_title, group_colours, parameter_info, row_label, tooltip
 
 

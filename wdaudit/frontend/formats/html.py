@@ -9,7 +9,7 @@ import json
 from html import escape
 
 from ...report import Report
-from . import Context
+from .context import Context
 from .picture import (BOX_WIDTH, HEAD, NO_GROUP, ROW, Placed, box_title, group_colours,
                       layout, location_text, parameter_info, row_label, tooltip)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from . import confirm_runs as runs
+from . import runs
 from . import generic_point as generic
-from .program import EPS_TINY, run
-from .rng import seeded
+from ..tracing.program import EPS_TINY, run
+from ..rng import seeded
 
 EULER_FLOOR = 1e-4  # |E| is judged when the group's gradient scale is above this fraction of
 # the loss's size (TOL_EULER in confirm.py is the bound on |E| relative to that scale)

@@ -21,12 +21,12 @@ import torch
 from torch import fx, nn
 from torch.nn.utils import parametrize
 
-from ..ops.leaf_modules import module_op
-from ..ops.lookup import lookup
+from ...ops.leaf_modules import module_op
+from ...ops.lookup import lookup
 from .outplace import outplaced
 from .program import LeafModule, Program, run, run_model
 from .quiet import torch_silenced
-from .rng import seeded
+from ..rng import seeded
 from .specialise import specialise
 from .working_copy import (Flattened, forget_caches, once_per_slot, set_training_semantics,
                            structural_copy)

@@ -17,14 +17,14 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import sparse
 
-from ..ops.degree import Deg
-from ..report import (EFFECTIVE, FAILED, FROZEN, INEFFECTIVE, SKIPPED, UNKNOWN, Check, Confirmation,
+from ...ops.degree import Deg
+from ...report import (EFFECTIVE, FAILED, FROZEN, INEFFECTIVE, SKIPPED, UNKNOWN, Check, Confirmation,
                       Group, Member, ParameterReport, Rescaling)
 from .claims import Claims
 from .degrees import Degrees
 from .graph import describe
 from .influence import Influence
-from .program import Program
+from ..tracing.program import Program
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from ..report import Finding, Location, ParameterReport
-from ..rules import RULES
+from ...report import Finding, Location, ParameterReport
+from ...rules import RULES
 from .training import Training, training
 from .verdicts import Verdicts
 
@@ -37,7 +37,7 @@ class DecaySettings:
 def decay_settings(params: Mapping[str, torch.Tensor], optimizer=None,
                    assume: str = "all") -> DecaySettings:
     """Each parameter's decay: read from the optimizer that holds it (``optimizer``: one, a
-    sequence, a dict, or a :class:`~wdaudit.engine.training.Training`), else assumed.  Only
+    sequence, a dict, or a :class:`~wdaudit.engine.analysis.training.Training`), else assumed.  Only
     trained parameters are ever decayed: training does not touch a frozen one."""
     run = optimizer if isinstance(optimizer, Training) else training(params, optimizer)
     if not run.given:

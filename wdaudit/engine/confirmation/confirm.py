@@ -28,16 +28,16 @@ from typing import Mapping
 
 import torch
 
-from ..report import CHECKED, FAILED, SKIPPED, Check, Confirmation
-from . import budget, ceiling
-from . import confirm_runs as runs
+from ...report import CHECKED, FAILED, SKIPPED, Check, Confirmation
+from .. import ceiling
+from ..analysis.claims import Claims
+from ..rng import seeded
+from ..tracing.program import EPS_TINY, placed, run, run_model
+from ..tracing.specialise import is_specialised, respecialised
+from ..tracing.working_copy import reads_of
+from . import budget, runs
 from . import generic_point as generic
-from .claims import Claims
-from .confirm_euler import SaturatingPoint
-from .program import EPS_TINY, placed, run, run_model
-from .rng import seeded
-from .specialise import is_specialised, respecialised
-from .working_copy import reads_of
+from .euler import SaturatingPoint
 
 TOL_EXACT = 1e-8  # relative output change allowed with eps -> 0 (float64 round-off)
 TOL_EULER = 1e-6  # |E| relative to the group's own gradient scale ...

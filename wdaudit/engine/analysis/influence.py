@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 from torch import fx
 
-from ..ops.leaf_modules import OwnTensor
-from ..ops.offsets import Info, OffsetCall, TupleInfo, deps
-from ..ops.table import Op
+from ...ops.leaf_modules import OwnTensor
+from ...ops.offsets import Info, OffsetCall, TupleInfo, deps
+from ...ops.table import Op
 from .graph import ModelGraph
 from .walk import GraphWalk
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import fx, nn
 
-from ..ops.lookup import bound_arguments
-from ..ops.table import Op
+from ...ops.lookup import bound_arguments
+from ...ops.table import Op
 from .graph import ModelGraph, describe
 
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .program import Program
+from ..tracing.program import Program
 
 MIN_BATCH = 4
 """The smallest batch a reduced confirmation runs on.  Not 2: BatchNorm over two samples maps

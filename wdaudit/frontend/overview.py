@@ -16,7 +16,7 @@ import networkx as nx
 from torch import nn
 
 from ..report import Location, ModuleBox, Overview
-from .graph import ModelGraph
+from ..engine.analysis.graph import ModelGraph
 
 MAX_NODES = 60
 OUTPUT = "(output)"

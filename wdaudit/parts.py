@@ -28,10 +28,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
-from ..ops.lookup import lookup
-from ..report import INEFFECTIVE, UNKNOWN, Confirmation, Group, Member
-from .program import Program, run_model
-from .rng import seeded
+from .ops.lookup import lookup
+from .report import INEFFECTIVE, UNKNOWN, Confirmation, Group, Member
+from .engine.tracing.program import Program, run_model
+from .engine.rng import seeded
 
 MAX_DEPTH = 4  # parts inside opaque parts inside opaque parts ...
 

@@ -14,16 +14,16 @@ from typing import Any, Mapping
 import torch
 from torch import fx
 
-from ..ops.degree import CONST, ZERO, Deg, Form, Requires, Split, element
-from ..ops.degrees_elementwise import no_value
-from ..ops.leaf_modules import OwnTensor
-from ..ops import offsets as O
-from ..ops.op_call import Call, Constraint, iter_degs
-from ..ops.table import Op
-from ..report import UnknownOp
+from ...ops.degree import CONST, ZERO, Deg, Form, Requires, Split, element
+from ...ops.degrees_elementwise import no_value
+from ...ops.leaf_modules import OwnTensor
+from ...ops import offsets as O
+from ...ops.op_call import Call, Constraint, iter_degs
+from ...ops.table import Op
+from ...report import UnknownOp
 from .graph import describe
 from .influence import Influence
-from .program import EpsSite
+from ..tracing.program import EpsSite
 from .walk import GraphWalk, UnsupportedOpError
 
 

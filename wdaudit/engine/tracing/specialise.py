@@ -26,7 +26,7 @@ from torch.utils import _pytree as pytree
 
 from .program import EpsSite, Program
 from .quiet import torch_silenced
-from .rng import seeded
+from ..rng import seeded
 from .working_copy import Flattened, forget_caches, tensor_slots
 
 METHOD = "specialised"

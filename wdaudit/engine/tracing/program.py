@@ -22,7 +22,7 @@ from torch.func import functional_call
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from . import ceiling
+from .. import ceiling
 from .float64_kernels import stand_in
 from .shifted_norms import ShiftedNorms
 from .working_copy import forget_caches, structural_copy, tensor_slots

@@ -16,9 +16,9 @@ import networkx as nx
 import torch
 from torch import fx
 
-from ..ops.lookup import lookup
-from ..ops.table import Op
-from .program import Program
+from ...ops.lookup import lookup
+from ...ops.table import Op
+from ..tracing.program import Program
 
 
 @dataclass(frozen=True)
