@@ -320,8 +320,8 @@ def test_false_claims_fail_in_float32_too():
     made = replace(derived_claims(model, x), claims=(Claim({"f.weight": 1.0, "f.bias": 1.0}),))
     setup = C.Setup(dict(model.named_parameters()), (x,), torch.device("cpu"))
     program = made.symmetries.degrees.influence.graph.program
-    result = C._attempt(made, program, setup, (x,), torch.float32,
-                        timings={"generic point": 0.0}, extra={})
+    plan = C.Plan((x,), torch.float32, None, None, "", False)
+    result = C._attempt(made, program, setup, plan, {"generic point": 0.0})
     assert result.precision == "float32" and not result.checks[0].confirmed and result.defects
 
 
@@ -373,3 +373,22 @@ def test_a_callers_no_grad_does_not_silence_the_euler_check():
         assert not torch.is_grad_enabled()
     assert not result.checks[0].confirmed
 
+
+
+def test_the_pass_sequence_of_a_typical_model_is_the_protocol():
+    """DESIGN.md §4's three checks, as named passes: at the check point the model and its
+    program (eps -> 0 and as is), the same three at the scaled point (fidelity there, exact
+    invariance), then one forward and backward pass at the saturating point (Euler)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3))
+    report = wdaudit.audit(model, torch.randn(4, 6))
+    assert report.ineffective == {"0.weight", "0.bias"}  # one claim, checked once
+    assert list(report.confirmation.trail) == [
+        "check point: model", "check point: program, eps -> 0 (1e-16)",
+        "check point: program, eps as is",
+        "scaled (1 claim): model", "scaled (1 claim): program, eps -> 0 (1e-16)",
+        "scaled (1 claim): program, eps as is",
+        "saturating point: program, eps -> 0 (1e-16), spread 3", "saturating point: backward"]
+    # the backward pass counts as two forward passes; every other pass once
+    assert report.confirmation.passes == len(report.confirmation.trail) + 1
+    assert report.to_dict()["confirmation"]["trail"] == list(report.confirmation.trail)

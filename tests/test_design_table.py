@@ -99,6 +99,7 @@ def test_pre_norm_without_final_norm():
 
 
 @pytest.mark.zoo
+@pytest.mark.slow
 def test_resnet50_train_mode():
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)

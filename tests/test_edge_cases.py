@@ -262,6 +262,7 @@ print(json.dumps(docs, sort_keys=True))
 """
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch
 def test_same_report_across_processes():
     """String hashing differs per process (PYTHONHASHSEED): no set order may leak into the
     report."""

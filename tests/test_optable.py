@@ -34,6 +34,27 @@ def var(i, nonneg=False):
 # -- the table itself ------------------------------------------------------------------------
 
 
+def test_every_spelling_in_the_table_resolves():
+    """A misspelt name was dropped silently: the table's rows are validated at import."""
+    assert lookup.UNRESOLVED == [], lookup.UNRESOLVED
+
+
+def test_a_misspelt_or_doubled_spelling_is_caught(monkeypatch):
+    from dataclasses import replace
+
+    from wdaudit.ops import table
+
+    first = table.ROWS[0]
+    monkeypatch.setattr(table, "ROWS", [replace(first, names="aten: relu_but_misspelt")]
+                        + list(table.ROWS))
+    monkeypatch.setattr(lookup, "UNRESOLVED", [])
+    lookup._build()
+    assert lookup.UNRESOLVED == ["aten: relu_but_misspelt"]
+    monkeypatch.setattr(table, "ROWS", [first, first] + list(table.ROWS[1:]))
+    with pytest.raises(lookup.TableError, match="twice"):
+        lookup._build()
+
+
 def test_every_entry_binds_its_first_operand_by_name():
     entries = list(lookup.LOOKUP.functions.values()) + list(lookup.LOOKUP.methods.values()) \
         + list(lookup.LOOKUP.packets.values())

@@ -222,7 +222,7 @@ def test_sizes_the_weights_decide_are_stopped_at_the_ceiling():
     import sys
     from pathlib import Path
 
-    from wdaudit.engine.confirmation import ceiling
+    from wdaudit.engine import ceiling
 
     if ceiling.resident() is None:
         pytest.skip("no /proc/self/statm here: nothing is watched")
@@ -256,7 +256,7 @@ def test_one_allocation_past_the_ceiling_is_refused_as_it_is_asked_for():
     process before the next op could be checked: inside the watch, the address space is capped
     too, and lifted afterwards."""
     resource = pytest.importorskip("resource")
-    from wdaudit.engine.confirmation import ceiling
+    from wdaudit.engine import ceiling
 
     if ceiling.resident() is None:
         pytest.skip("no /proc/self/statm here: nothing is watched")

@@ -1,4 +1,4 @@
-"""The breadth sweep (benchmarks/sweep.py) on a seeded sample of quick models: each model runs
+"""The breadth sweep (tools/sweep/sweep.py) on a seeded sample of quick models: each model runs
 in its own subprocess under a time limit, and the sample audits clean.  The full registries run
 from the command line (README, "Tested on real architectures")."""
 
@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SWEEP = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep.py"
+import pytest
+
+SWEEP = Path(__file__).resolve().parents[1] / "tools" / "sweep" / "sweep.py"
 QUICK = {"timm": sorted(["test_resnet", "test_vit", "test_efficientnet", "test_convnext"]),
          "transformers": ["fnet", "gpt2", "llama"]}
 
@@ -19,6 +21,7 @@ def _sample(library: str, seed: int = 0) -> list[str]:
     return sorted(random.Random(seed).sample(QUICK[library], 2))
 
 
+@pytest.mark.slow  # subprocesses importing timm and transformers
 def test_a_seeded_sample_audits_clean(tmp_path):
     rows_file = tmp_path / "rows.json"
     only = {lib: ",".join(_sample(lib)) for lib in QUICK}
@@ -35,6 +38,7 @@ def test_a_seeded_sample_audits_clean(tmp_path):
         assert f"{library}: 2 sampled, 2 built, 2 audited (100 %), 2 clean" in done.stdout
 
 
+@pytest.mark.slow  # subprocesses importing timm and transformers
 def test_a_hung_or_dead_worker_is_replaced_and_the_sweep_goes_on():
     sys.path.insert(0, str(SWEEP.parent))
     try:
@@ -50,6 +54,7 @@ def test_a_hung_or_dead_worker_is_replaced_and_the_sweep_goes_on():
     assert out.getvalue().count("\n") == 3
 
 
+@pytest.mark.slow  # subprocesses importing timm and transformers
 def test_resume_audits_only_the_models_missing_from_the_file(tmp_path):
     rows_file = tmp_path / "rows.json"
     command = [sys.executable, str(SWEEP), "--library", "transformers", "--timeout", "120",

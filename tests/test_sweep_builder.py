@@ -1,4 +1,4 @@
-"""The breadth sweep's builders (benchmarks/small_transformers.py, small_timm.py).  The
+"""The breadth sweep's builders (tools/sweep/small_transformers.py, small_timm.py).  The
 transformers one set integer attributes on the live config and fed every model token ids, so
 whole families ended
 ``not-built``: a read-only property (falcon's ``head_dim``) or a per-layer attribute of a
@@ -16,27 +16,27 @@ import torch
 
 from wdaudit.engine.confirmation.generic_point import draw
 
-BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+SWEEP_DIR = str(Path(__file__).resolve().parents[1] / "tools" / "sweep")
 
 
 @pytest.fixture(scope="module")
 def sweep():
     pytest.importorskip("transformers")
-    sys.path.insert(0, BENCHMARKS)  # the builders import each other as the sweep runs them
+    sys.path.insert(0, SWEEP_DIR)  # the builders import each other as the sweep runs them
     try:
         return importlib.import_module("small_transformers")
     finally:
-        sys.path.remove(BENCHMARKS)
+        sys.path.remove(SWEEP_DIR)
 
 
 @pytest.fixture(scope="module")
 def small_timm():
     pytest.importorskip("timm")
-    sys.path.insert(0, BENCHMARKS)
+    sys.path.insert(0, SWEEP_DIR)
     try:
         return importlib.import_module("small_timm")
     finally:
-        sys.path.remove(BENCHMARKS)
+        sys.path.remove(SWEEP_DIR)
 
 
 @pytest.mark.parametrize("model_type, first_input", [

@@ -10,8 +10,13 @@ from tests.support import zoo
 from tests.support.differential import differential
 
 
+# the largest convolutional nets go to the second tier (each 10-35 s on 2 cores)
+SLOW = {"timm_resnet18d", "tv_resnet18", "timm_efficientnet", "tv_mobilenet_v2"}
+
+
 @pytest.mark.zoo
-@pytest.mark.parametrize("name", sorted(zoo.ZOO))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in sorted(zoo.ZOO)])
 def test_architecture_matches_oracle(name):
     torch.manual_seed(0)
     model, inputs, int_high = zoo.ZOO[name]()

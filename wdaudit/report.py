@@ -134,6 +134,7 @@ class Confirmation:
     # float32 was used where it was (the model raised in float64)
     tolerances: Mapping[str, float] = field(default_factory=dict)
     fallback: str = ""
+    trail: tuple[str, ...] = ()  # every pass, named ("check point: model", ...), in order
 
     @property
     def performed(self) -> bool:
@@ -249,6 +250,7 @@ class Report:
                 "recorded_again": list(self.confirmation.recorded_again),
                 "tolerances": dict(self.confirmation.tolerances),
                 "fallback": self.confirmation.fallback,
+                "trail": list(self.confirmation.trail),
             },
             "summary": self.summary(),
             "folklore": {rule: f.to_dict() for rule, f in self.folklore.items()},

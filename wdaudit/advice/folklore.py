@@ -50,11 +50,12 @@ class Folklore:
     decayed: tuple[str, ...]  # sorted
     decays_ineffective: tuple[str, ...]  # scale-free or no-effect tensors it still decays
     exempts_effective: tuple[str, ...]  # tensors whose decay acts that it leaves undecayed
+    note: str = ""  # what the rule could not read (the model's no_weight_decay() raised)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "decayed": list(self.decayed),
                 "decays_ineffective": list(self.decays_ineffective),
-                "exempts_effective": list(self.exempts_effective)}
+                "exempts_effective": list(self.exempts_effective), "note": self.note}
 
 
 def compare(model: nn.Module, verdicts: Mapping[str, str]) -> dict[str, Folklore]:
@@ -63,7 +64,7 @@ def compare(model: nn.Module, verdicts: Mapping[str, str]) -> dict[str, Folklore
     # what trains: a parameter the audit found held fixed is no rule's concern
     params = {n: p for n, p in model.named_parameters()
               if p.requires_grad and verdicts.get(n) != FROZEN}
-    exempt = _no_weight_decay(model)
+    exempt, why = _no_weight_decay(model)
     out = {}
     for rule, decays in RULES.items():
         decayed = tuple(sorted(n for n in params if decays(model, n, params[n], exempt)))
@@ -71,19 +72,23 @@ def compare(model: nn.Module, verdicts: Mapping[str, str]) -> dict[str, Folklore
         out[rule] = Folklore(
             rule, SOURCES[rule], decayed,
             tuple(n for n in decayed if verdicts.get(n) == INEFFECTIVE),
-            tuple(sorted(n for n in params if n not in chosen and verdicts.get(n) == EFFECTIVE)))
+            tuple(sorted(n for n in params if n not in chosen and verdicts.get(n) == EFFECTIVE)),
+            why if rule == "timm" else "")
     return out
 
 
-def _no_weight_decay(model: nn.Module) -> tuple[str, ...]:
-    """timm's per-model exemptions (``model.no_weight_decay()``); a model whose method fails
-    or returns something else has none, rather than failing the audit."""
+def _no_weight_decay(model: nn.Module) -> tuple[tuple[str, ...], str]:
+    """timm's per-model exemptions (``model.no_weight_decay()``), and why there are none where
+    the method fails or returns something else (said in the rule's note, not hidden: the audit
+    does not fail for it)."""
     method = getattr(model, "no_weight_decay", None)
     try:
         found = method() if callable(method) else ()
-        return tuple(str(x) for x in found)
-    except Exception:  # noqa: BLE001 - the user's own method; the rule just has no list
-        return ()
+        return tuple(str(x) for x in found), ""
+    except Exception as exc:  # noqa: BLE001 - the user's own method; the rule just has no list
+        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        return (), (f"{type(model).__name__}.no_weight_decay() raised {type(exc).__name__}"
+                    f"{': ' + first if first else ''}: computed without its exemptions")
 
 
 def _ndim(model, name, p, exempt) -> bool:

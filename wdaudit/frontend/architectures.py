@@ -137,8 +137,8 @@ def _torchvision_crop(models, name: str) -> int:
         transforms = models.get_model_weights(name).DEFAULT.transforms()
         crop = getattr(transforms, "crop_size", [224])
         return int(crop[0] if isinstance(crop, (list, tuple)) else crop)
-    except Exception:  # noqa: BLE001 - no weights, or transforms of another kind: the default
-        return 224
+    except (ValueError, KeyError, AttributeError, TypeError, IndexError):
+        return 224  # no weights registered, or transforms without one crop size: the default
 
 
 # --- transformers --------------------------------------------------------------------------

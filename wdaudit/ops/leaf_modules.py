@@ -1,7 +1,7 @@
 """The op table's leaf-module half: ``nn.Module`` kinds that symbolic tracing keeps as one
 node, mapped onto the same degree and offset rules as their functional spellings.
 
-An adapter turns ``module(x)`` into named arguments; ``OwnOwnTensor("weight")`` stands for the
+An adapter turns ``module(x)`` into named arguments; ``OwnTensor("weight")`` stands for the
 module's own parameter or buffer of that name, which each analysis resolves.
 """
 

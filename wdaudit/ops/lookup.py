@@ -46,14 +46,42 @@ def _parse(spec: str):
             yield ns, name
 
 
+class TableError(ValueError):
+    """The op table names one spelling twice: which row holds it would be an accident."""
+
+
+def _resolves(ns: str, name: str, namespaces) -> bool:
+    """Whether the running torch has this spelling (a method listed for its in-place variant
+    only, as ``fill`` for ``fill_``, counts; library ops register when their library loads)."""
+    if ns == "aten":
+        return getattr(aten, name, None) is not None
+    if ns == "method":
+        return hasattr(torch.Tensor, name) or hasattr(torch.Tensor, name + "_")
+    if ns == "op":
+        return hasattr(operator, name)
+    if ns == "library":
+        return True
+    return getattr(namespaces[ns], name, None) is not None
+
+
 def _build() -> Lookup:
+    """The three dictionaries, with one precedence rule: every spelling is listed once (a
+    second listing raises ``TableError``), a listed spelling beats an in-place variant derived
+    from another, and of two names for one function object the first listed wins."""
     functions: dict[Any, Op] = {}
     methods: dict[str, Op] = {}
     packets: dict[Any, Op] = {}
     library: dict[str, Op] = {}
     namespaces = {"torch": torch, "F": F, "builtin": builtins, "fft": torch.fft}
+    listed: set[tuple[str, str]] = set()
     for row in table.ROWS + table_layers.ROWS:
         for ns, name in _parse(row.names):
+            if (ns, name) in listed:
+                raise TableError(f"the op table lists '{ns}: {name}' twice")
+            listed.add((ns, name))
+            if not _resolves(ns, name, namespaces):
+                UNRESOLVED.append(f"{ns}: {name}")
+                continue
             op = Op(name, row.degrees, row.offsets, view=row.view, keeps_split=row.keeps_split)
             if ns == "method":
                 op = replace(op, signature=EXPLICIT.get(name) or method_signature(name))
@@ -83,6 +111,9 @@ def _build() -> Lookup:
     return Lookup(functions, methods, packets, library)
 
 
+UNRESOLVED: list[str] = []
+"""Spellings the running torch does not have: a misspelling, or an op of another torch
+version (tests/test_optable.py requires none under the pinned torch)."""
 LOOKUP = _build()
 _OVERLOADS: dict[Any, Op | None] = {}
 

@@ -101,8 +101,6 @@ class OffsetCall:
         return isinstance(value, fx.Node) and value.name in self.params
 
 
-OffsetRule = Callable[[OffsetCall], Any]
-
 
 def mixes(c: OffsetCall) -> Info:
     """The default: the result depends on everything, no term stays additive."""

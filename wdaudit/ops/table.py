@@ -124,13 +124,13 @@ ROWS: list[Row] = [
         op: getitem
     """, view=True),
     # -- linear maps of complex and spectral values: degree-preserving, terms mixed ----------
-    Row(E.preserve, O.mixes, "aten: view_as_complex view_as_real real imag _conj conj\n"
-        " torch: view_as_complex view_as_real real imag conj\n method: conj", view=True),
+    Row(E.preserve, O.mixes, "aten: view_as_complex view_as_real real imag _conj\n"
+        " torch: view_as_complex view_as_real real imag conj", view=True),
     Row(E.polar, O.mixes, "aten: polar\n torch: polar"),
     Row(E.preserve, O.mixes, """
         aten: fft_fft fft_ifft fft_fft2 fft_ifft2 fft_fftn fft_ifftn fft_rfft fft_irfft fft_rfft2
               fft_irfft2 fft_rfftn fft_irfftn fft_hfft fft_ihfft fft_fftshift fft_ifftshift
-              _fft_r2c _fft_c2r _fft_c2c conj_physical resolve_conj
+              _fft_r2c _fft_c2r _fft_c2c conj_physical
         fft: fft ifft fft2 ifft2 fftn ifftn rfft irfft rfft2 irfft2 rfftn irfftn hfft ihfft
              fftshift ifftshift
         torch: conj_physical resolve_conj
@@ -158,8 +158,8 @@ ROWS: list[Row] = [
               _upsample_nearest_exact2d feature_alpha_dropout reflection_pad1d reflection_pad2d
               reflection_pad3d replication_pad1d replication_pad2d replication_pad3d
               _unsafe_index slice_copy select_copy unbind_copy t_copy alias_copy detach_copy mH
-              adjoint conj resolve_conj resolve_neg lp_pool2d lp_pool1d lp_pool3d trace
-              _unsafe_view_copy diag diag_embed take take_along_dim index_fill masked_select
+              adjoint conj resolve_conj resolve_neg trace
+              diag diag_embed take take_along_dim index_fill masked_select
               repeat_interleave
         torch: index_select gather flip roll tile tril triu pixel_shuffle pixel_unshuffle
                channel_shuffle sum nansum amax amin cumsum max_pool1d max_pool2d max_pool3d
@@ -172,7 +172,7 @@ ROWS: list[Row] = [
         method: index_select gather flip roll repeat tile tril triu sum nansum amax amin cumsum
                 repeat_interleave
                 to_dense cpu cuda requires_grad_ mH conj masked_select take
-                repeat_interleave diag take_along_dim
+                diag take_along_dim
         builtin: id
     """),
     Row(E.preserve_list, O.mixes, """
@@ -206,7 +206,7 @@ ROWS: list[Row] = [
         op: neg
     """),
     # -- piecewise-linear ops with thresholds, comparisons ----------------------------------
-    Row(E.leaky_relu, O.mixes, "aten: leaky_relu rrelu\n F: leaky_relu rrelu\n method: leaky_relu"),
+    Row(E.leaky_relu, O.mixes, "aten: leaky_relu rrelu\n F: leaky_relu rrelu"),
     Row(E.prelu, O.mixes, "aten: prelu _prelu_kernel\n torch: prelu\n F: prelu\n method: prelu"),
     Row(E.clamp, O.mixes, """
         aten: clamp clip clamp_min clamp_max hardtanh
@@ -317,10 +317,10 @@ ROWS: list[Row] = [
     # -- not homogeneous: the input must not scale -------------------------------------------
     Row(E.nonlinear, O.mixes, """
         aten: gelu silu mish sigmoid tanh hardswish hardsigmoid softplus elu selu celu
-              log_sigmoid glu hardshrink softshrink tanhshrink exp expm1 exp2 log log2 log10
+              log_sigmoid glu hardshrink softshrink exp expm1 exp2 log log2 log10
               log1p sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh erf erfc erfinv
               round floor ceil trunc frac logit sinc lgamma digamma xlogy special_xlog1py
-              local_response_norm logaddexp logaddexp2 hypot relu6 prod cumprod logcumsumexp
+              logaddexp logaddexp2 hypot relu6 prod cumprod logcumsumexp
               nan_to_num fake_quantize_per_tensor_affine bernoulli poisson multinomial histc
               bincount
         torch: sigmoid tanh exp expm1 exp2 log log2 log10 log1p sin cos tan asin acos atan atan2

@@ -93,7 +93,7 @@ ROWS: list[Row] = [
     """),
     Row(L.softmax_like, OL.softmax, """
         aten: softmax _softmax log_softmax _log_softmax special_softmax _safe_softmax
-        torch: softmax log_softmax softmin
+        torch: softmax log_softmax
         F: softmax log_softmax softmin
         method: softmax log_softmax
     """),

@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from ...report import Finding, Location, ParameterReport
+from ...report import INEFFECTIVE, UNKNOWN, Finding, Location, ParameterReport
 from ...rules import RULES
 from .training import Training, training
 from .verdicts import Verdicts
@@ -107,7 +107,7 @@ def find(verdicts: Verdicts, policy: Policy) -> Findings:
     out: list[Finding] = []
     for g in groups:
         holding = [n for n in g.names
-                   if parameters[n].verdict == "ineffective" and g.id in parameters[n].groups]
+                   if parameters[n].verdict == INEFFECTIVE and g.id in parameters[n].groups]
         if not holding:
             continue
         decayed = [n for n in holding if n in decay.decayed and not skip(n)]
@@ -162,7 +162,7 @@ def _unconfirmed(groups, parameters, decay, locate, skip) -> list[Finding]:
             continue
         for n in g.names:
             p = parameters.get(n)
-            if p is not None and p.verdict == "unknown" and g.id in p.groups \
+            if p is not None and p.verdict == UNKNOWN and g.id in p.groups \
                     and n in decay.decayed and not skip(n):
                 by_note.setdefault(g.note or "not confirmed numerically", [])
                 if n not in by_note[g.note or "not confirmed numerically"]:

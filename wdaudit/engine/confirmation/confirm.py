@@ -36,6 +36,7 @@ from ..tracing.program import EPS_TINY, placed, run, run_model
 from ..tracing.specialise import is_specialised, respecialised
 from ..tracing.working_copy import reads_of
 from . import budget, runs
+from .plan import Plan, Setup, plan_for
 from . import generic_point as generic
 from .euler import SaturatingPoint
 
@@ -48,20 +49,6 @@ PLAUSIBLY_EPS = 1e-2  # residuals above this are never attributed to eps
 _DISAGREE = "the traced program and the model disagree"
 _NO_GRADIENT = "cannot confirm: the gradient is NaN or Inf at the saturating point"
 AT_MODEL_EPS = "no effect at the model's own eps (eps -> 0 is 0/0 in a channel constant here)"
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What confirmation needs beyond the claims: the user's parameters (only ever read), the
-    example inputs, where to run and with which seed, whether to run at all, and how many
-    bytes it may use (default: what the device has free)."""
-
-    params: Mapping[str, torch.Tensor]
-    inputs: tuple
-    device: torch.device
-    seed: int = 0
-    enabled: bool = True
-    memory_budget: int | None = None
 
 
 def confirm(claims: Claims, setup: Setup) -> Confirmation:
@@ -85,58 +72,53 @@ def _confirm(claims: Claims, setup: Setup) -> Confirmation:
     if device.type == "meta" or any(p.is_meta for p in setup.params.values()):
         return Confirmation(SKIPPED, "meta", 0, "parameters are on the meta device: static "
                             "analysis only, claims are not confirmed")
-    inputs, bill, short, dtype = budget.precise_plan(program, setup.params, setup.inputs, device,
-                                                     setup.memory_budget)
-    extra = dict(batch=bill.batch, estimate=bill.total)
-    if short:
-        return _failed(claims.claims, str(device), 0, short, {}, extra)
+    plan = plan_for(program, setup)
+    if plan.short:
+        return _failed(claims.claims, str(device), 0, plan.short, {}, plan.extra)
     start = time.perf_counter()
     program = placed(program, device)
     timings = {"generic point": time.perf_counter() - start}
-    capped = bill.batch == budget.CAP_BATCH < (budget.batch_size(setup.inputs) or 0)
     try:
-        done = _attempt(claims, program, setup, inputs, dtype, timings=timings, extra=extra)
-        if not (capped and any(c.note.startswith(_DISAGREE) for c in done.checks)):
+        done = _attempt(claims, program, setup, plan, timings)
+        if not (plan.capped and any(c.note.startswith(_DISAGREE) for c in done.checks)):
             return done
-        passes = done.passes
+        passes, trail = done.passes, done.trail
     except runs.CannotConfirm as exc:
-        if not capped or exc.kernel or exc.final:
-            return _fallbacks(claims, program, setup, (inputs, bill, timings, dtype), exc)
-        passes = exc.passes
+        if not plan.capped or exc.kernel or exc.final:
+            return _fallbacks(claims, program, setup, plan, timings, exc)
+        passes, trail = exc.passes, exc.trail
     # on fewer examples the model disagreed with its program, or could not run: a program
     # specialised to the batch after all; the claims are judged on the full batch instead
-    inputs, bill, short, dtype = budget.precise_plan(program, setup.params, setup.inputs, device,
-                                                     setup.memory_budget, cap=False)
-    extra = dict(batch=bill.batch, estimate=bill.total)
-    if short:
-        return _failed(claims.claims, str(device), passes, short, timings, extra)
+    plan = plan_for(program, setup, cap=False)
+    if plan.short:
+        return _failed(claims.claims, str(device), passes, plan.short, timings,
+                       dict(plan.extra, trail=trail))
     try:
-        done = _attempt(claims, program, setup, inputs, dtype, timings=timings, extra=extra)
-        return replace(done, passes=done.passes + passes)
+        done = _attempt(claims, program, setup, plan, timings)
+        return replace(done, passes=done.passes + passes, trail=trail + done.trail)
     except runs.CannotConfirm as exc:
-        exc.passes += passes
-        return _fallbacks(claims, program, setup, (inputs, bill, timings, dtype), exc)
+        exc.passes, exc.trail = exc.passes + passes, trail + exc.trail
+        return _fallbacks(claims, program, setup, plan, timings, exc)
 
 
-def _fallbacks(claims: Claims, program, setup: Setup, planned, exc: runs.CannotConfirm
-               ) -> Confirmation:
+def _fallbacks(claims: Claims, program, setup: Setup, plan: Plan, timings,
+               exc: runs.CannotConfirm) -> Confirmation:
     """After a float64 attempt that could not run: float32 where the model raised (a missing
     kernel, or a model refusing float64: an assert on a buffer's dtype), else the reason."""
-    inputs, bill, timings, dtype = planned
-    extra = dict(batch=bill.batch, estimate=bill.total)
-    if not exc.raised or exc.final or dtype == torch.float32:
+    extra = dict(plan.extra, trail=exc.trail)
+    if not exc.raised or exc.final or plan.dtype == torch.float32:
         return _failed(claims.claims, str(setup.device), exc.passes, f"cannot confirm: {exc}",
                        timings, extra)
     # the same checks in float32, float32 tolerances; the report says why
+    half = replace(plan, dtype=torch.float32, estimate=(plan.estimate or 0) // 2)
     try:
-        done = _attempt(claims, program, setup, inputs, torch.float32, timings=timings,
-                        extra=dict(extra, estimate=bill.total // 2))
-        return replace(done, passes=done.passes + exc.passes,
+        done = _attempt(claims, program, setup, half, timings)
+        return replace(done, passes=done.passes + exc.passes, trail=exc.trail + done.trail,
                        fallback=f"float64 could not run: {exc}")
     except runs.CannotConfirm as again:
         reason = f"cannot confirm: {exc}; in float32 too: {again}"
         return _failed(claims.claims, str(setup.device), exc.passes + again.passes, reason,
-                       timings, extra)
+                       timings, dict(extra, trail=exc.trail + again.trail))
 
 
 def _failed(todo, device: str, passes: int, reason: str, timings, extra=None) -> Confirmation:
@@ -146,9 +128,8 @@ def _failed(todo, device: str, passes: int, reason: str, timings, extra=None) ->
                         timings=dict(timings), **(extra or {}))
 
 
-def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, extra
-             ) -> Confirmation:
-    todo = claims.claims
+def _attempt(claims: Claims, program, setup: Setup, plan: Plan, timings) -> Confirmation:
+    todo, inputs, dtype = claims.claims, plan.inputs, plan.dtype
     start = time.perf_counter()
     ctx = _Context(program, tuple(claims.symmetries.degrees.eps_sites), setup, inputs, dtype)
     timings["generic point"] += time.perf_counter() - start
@@ -176,7 +157,7 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
                 euler = ctx.euler(todo)
                 timings["euler"] = time.perf_counter() - start
     except runs.CannotConfirm as exc:
-        exc.passes = ctx.passes
+        exc.passes, exc.trail = ctx.passes, tuple(ctx.trail)
         raise
     finally:
         ctx.release()
@@ -195,8 +176,8 @@ def _attempt(claims: Claims, program, setup: Setup, inputs, dtype, *, timings, e
     return Confirmation(CHECKED, str(setup.device), ctx.passes, "", tuple(defects),
                         tuple(checks), precision=str(dtype).removeprefix("torch."),
                         tolerances=dict(exact=tol.exact, euler=tol.euler, faithful=TOL_FAITHFUL),
-                        spread=ctx.spread, timings=dict(timings),
-                        recorded_again=tuple(ctx.recorded), **extra)
+                        spread=ctx.spread, timings=dict(timings), trail=tuple(ctx.trail),
+                        recorded_again=tuple(ctx.recorded), **plan.extra)
 
 
 class _Context(SaturatingPoint):
@@ -218,6 +199,8 @@ class _Context(SaturatingPoint):
         self.constants = {k: runs.cast(v, device, dtype) for k, v in program.constants.items()}
         self.inputs = tuple(runs.cast(x, device, dtype) for x in inputs)
         self.passes = 0
+        self.trail: list[str] = []  # every pass, named: where it ran and what
+        self.at = "check point"  # where the passes now run (the protocol's named stages)
         self.seed = seed
         # a specialised program must follow the model at every point (those it did, by version)
         self.followed: set | None = None
@@ -235,8 +218,12 @@ class _Context(SaturatingPoint):
             self._follows(params)
         return self._run(params, eps_zero, eps_value)
 
+    def count(self, what: str, at: str | None = None, passes: int = 1) -> None:
+        self.passes += passes
+        self.trail.append(f"{at or self.at}: {what}")
+
     def _run(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
-        self.passes += 1
+        self.count("program, eps " + (f"-> 0 ({eps_value:g})" if eps_zero else "as is"))
         with torch.no_grad(), seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
                 runs.running("the traced program"):
             return runs.floats(run(self.program, params, self.buffers, self.inputs,
@@ -253,7 +240,7 @@ class _Context(SaturatingPoint):
         return out
 
     def _real_run(self, params) -> list[torch.Tensor]:
-        self.passes += 1
+        self.count("model")
         with torch.no_grad(), seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
                 runs.running("the model"):
             return runs.floats(run_model(self.program.root, params, self.buffers, self.inputs))
@@ -347,6 +334,7 @@ class _Context(SaturatingPoint):
             return Check(False, nan, nan, nan, False, exc.reason)
 
     def _scaled(self, claims, factors) -> Check:
+        self.at = f"scaled ({len(claims)} claim{'s' if len(claims) > 1 else ''})"
         # outputs are reduced to numbers at once (they can be large); the model's own change
         # must be its program's with eps as is (a specialised one is followed in _program)
         with runs.applied(self.params, claims, factors, self.seed):

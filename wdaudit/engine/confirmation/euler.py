@@ -77,7 +77,7 @@ class SaturatingPoint:
             leaves = self._saturating_point(claims, spread)
             if self.followed is not None:
                 self.anchor(leaves, "saturating point")
-            self.passes += 1
+            self.count(f"program, eps -> 0 ({eps_value:g}), spread {spread:g}", at="saturating point")
             with seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
                     runs.running("the traced program"):
                 outs = runs.floats(run(self.program, leaves, self.buffers, self.inputs,
@@ -92,7 +92,7 @@ class SaturatingPoint:
         else:
             raise runs.CannotConfirm(f"the model's output is NaN or Inf at the saturating point "
                                  f"(spread {spreads[-1]:g} too)")
-        self.passes += 2  # the backward pass
+        self.count("backward", at="saturating point", passes=2)  # counted as two forwards
         return runs.euler_residuals(outs, leaves, claims, self.seed + 3, EULER_FLOOR)
 
 

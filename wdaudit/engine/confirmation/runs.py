@@ -21,6 +21,7 @@ class CannotConfirm(RuntimeError):
         self.raised = raised or kernel  # the user's code raised (another precision may run)
         self.final = final  # no other precision or batch changes it
         self.passes = 0  # how many passes ran before it
+        self.trail: tuple[str, ...] = ()  # and which
 
 
 class Strayed(Exception):

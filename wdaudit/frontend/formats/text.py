@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ...report import UNKNOWN
 from ...rules import RULES, SEVERITIES
 from ..locations import display_path
 from . import advice
@@ -67,7 +68,7 @@ def _header(report, context) -> Text:
     held = (f" ({sum(fixed.values())} held fixed in training: "
             + ", ".join(f"{v} {k}" for k, v in fixed.items()) + ")") if fixed else ""
     unconfirmed = sum(1 for p in report.parameters.values()
-                      if p.verdict == "unknown" and p.groups)
+                      if p.verdict == UNKNOWN and p.groups)
     doubt = f" ({unconfirmed} more claimed but not confirmed)" if unconfirmed else ""
     return Text.assemble((context.target, "bold"), f": {report.model}, {n} parameter tensors"
                          f"{held}, {ineffective} of them scale-free or without effect{doubt}; "

@@ -7,10 +7,10 @@ of most models) and then audits model after model; a worker whose model runs pas
 or dies, is killed and replaced, and every worker is replaced after ``RECYCLE`` models so that
 one model's leftovers (memory, global state) reach few others.
 
-    python benchmarks/sweep.py                          # the full registries (hours)
-    python benchmarks/sweep.py --sample 40 --seed 0     # a seeded sample of each library
-    python benchmarks/sweep.py --library timm --only fastvit_t8,resnet18
-    python benchmarks/sweep.py --jobs 2 --threads 1 --json rows.json --resume   # picks up
+    python tools/sweep/sweep.py                          # the full registries (hours)
+    python tools/sweep/sweep.py --sample 40 --seed 0     # a seeded sample of each library
+    python tools/sweep/sweep.py --library timm --only fastvit_t8,resnet18
+    python tools/sweep/sweep.py --jobs 2 --threads 1 --json rows.json --resume   # picks up
 
 With ``--json`` the rows are written after every model, so an interrupted run loses nothing;
 ``--resume`` keeps the rows already in that file and audits only the models missing from it.

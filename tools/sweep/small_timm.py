@@ -1,4 +1,4 @@
-"""Small timm models for the breadth sweep (benchmarks/sweep.py): every architecture of timm's
+"""Small timm models for the breadth sweep (tools/sweep/sweep.py): every architecture of timm's
 registry at its own widths, at 64 px or the nearest side it accepts (``SIDES``; batch 2), random
 weights, nothing downloaded; past 150 M parameters with fewer blocks of the same kinds
 (``timm_fewer_blocks``)."""

@@ -1,4 +1,4 @@
-"""Small transformers models for the breadth sweep (benchmarks/sweep.py): every model type with
+"""Small transformers models for the breadth sweep (tools/sweep/sweep.py): every model type with
 a base model, its config shrunk as a whole (32 wide, 2 layers: the first of each layer type,
 lists and tied sizes kept consistent) and rebuilt through ``from_dict`` so that the config's own
 checks apply; fed the inputs its forward's leading positional parameters ask for
