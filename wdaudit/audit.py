@@ -24,6 +24,7 @@ from .engine.analysis.training import Training, training as read_training
 from .engine.analysis import verdicts as verdicts_stage
 from .engine.rng import untouched
 from .engine.tracing.trace import TraceError, trace
+from .messages import one_line
 from .report import SKIPPED, Coverage, Location, Report
 
 
@@ -109,8 +110,7 @@ def _with_parts(run: _Run, setup, depth: int):
                 verdicts, conf = inner.verdicts, inner.confirmation
         except Exception as exc:  # noqa: BLE001 - a part that fails leaves its verdicts unknown
             notes.append(f"submodule '{part.path}' could not be audited on its own: "
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                         [:300])
+                         f"{one_line(exc)}"[:300])
             continue
         done = opaque_parts.Audited(part, verdicts.parameters, verdicts.groups, conf,
                                     inner.program.method)

@@ -26,6 +26,7 @@ from typing import Callable, Mapping
 from torch import nn
 
 from ..report import EFFECTIVE, FROZEN, INEFFECTIVE
+from ..messages import one_line
 
 SOURCES = {
     "ndim": "nanoGPT model.py configure_optimizers (dim() >= 2 decayed); timm's "
@@ -86,9 +87,8 @@ def _no_weight_decay(model: nn.Module) -> tuple[tuple[str, ...], str]:
         found = method() if callable(method) else ()
         return tuple(str(x) for x in found), ""
     except Exception as exc:  # noqa: BLE001 - the user's own method; the rule just has no list
-        first = str(exc).splitlines()[0][:120] if str(exc) else ""
-        return (), (f"{type(model).__name__}.no_weight_decay() raised {type(exc).__name__}"
-                    f"{': ' + first if first else ''}: computed without its exemptions")
+        return (), (f"{type(model).__name__}.no_weight_decay() raised {one_line(exc, 120)}: "
+                    "computed without its exemptions")
 
 
 def _ndim(model, name, p, exempt) -> bool:

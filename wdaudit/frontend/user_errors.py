@@ -10,12 +10,7 @@ from typing import Any
 import torch
 
 from .locations import display_path
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``."""
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+from ..messages import one_line  # noqa: F401 - told here to the front end, as before
 
 
 def user_site(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..api import audit
 from ..engine.confirmation.budget import CAP_BATCH
+from ..messages import one_line
 from ..report import Report
 from ..rules import SEVERITIES, at_least
 
@@ -140,9 +141,9 @@ def run_audit(model: nn.Module, batch: Any, optimizer: Any, options: Mapping) ->
         inputs = positional_inputs(model, batch)
         report = audit(model, inputs, optimizer=optimizer, **options)
     except Exception as exc:  # noqa: BLE001 - the audit never stops a training run
-        logger.error("wdaudit: the audit of %s failed and training goes on without it: %s: %s",
-                     type(model).__name__, type(exc).__name__, str(exc).splitlines()[0]
-                     if str(exc) else "", exc_info=logger.isEnabledFor(logging.DEBUG))
+        logger.error("wdaudit: the audit of %s failed and training goes on without it: %s",
+                     type(model).__name__, one_line(exc),
+                     exc_info=logger.isEnabledFor(logging.DEBUG))
         return None
     for finding in report.findings:
         logger.warning("wdaudit %s: %s", finding.code, finding.message)

@@ -17,6 +17,7 @@ from typing import Any
 from torch import fx, nn
 
 from ...ops.lookup import bound_arguments
+from ...messages import one_line
 from ...ops.table import Op
 from .graph import ModelGraph, describe
 
@@ -62,7 +63,7 @@ class GraphWalk:
             raise
         except Exception as exc:  # noqa: BLE001 - named below, and never silent
             where = f"{self.stage} at node '{node.name}' ({describe(node, self.program)})"
-            reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+            reason = one_line(exc, 200)
             if self.strict:
                 raise AnalysisError(f"{where} failed: {reason}") from exc
             self.failures.append(f"{where} failed ({reason}); treated as an unknown op")

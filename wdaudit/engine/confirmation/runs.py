@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import torch
 
 from . import generic_point as generic
+from ...messages import first_line
 
 
 class CannotConfirm(RuntimeError):
@@ -176,7 +177,7 @@ def running(what: str):
     except CannotConfirm:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the model raises, we cannot measure
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc, 200)
         raise CannotConfirm(f"{what} raised {type(exc).__name__} at the check point: "
                              f"{first}", kernel=_missing_kernel(exc), raised=True) from exc
 

@@ -23,6 +23,7 @@ from torch.nn.utils import parametrize
 
 from ...ops.leaf_modules import module_op
 from ...ops.lookup import lookup
+from ...messages import first_line, one_line
 from .outplace import outplaced
 from .program import LeafModule, Program, run, run_model
 from .quiet import torch_silenced
@@ -62,9 +63,8 @@ def _trace(model: nn.Module, inputs: tuple) -> Program:
         try:
             reference = _reference(root, canon, inputs)
         except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the input
-            first = (str(exc).strip().splitlines() or [""])[0]
             raise InputError(f"the model raised {type(exc).__name__} on the example inputs: "
-                             f"{first}") from exc
+                             f"{first_line(exc)}") from exc
 
     attempts: list[tuple[str, Exception]] = []
     fx_prog = None
@@ -370,8 +370,7 @@ def _replace_notes(prog: Program, notes: tuple[str, ...]) -> Program:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    return one_line(exc)[:300]
 
 
 def _explain(attempts: list[tuple[str, Exception]], root: nn.Module) -> str:
