@@ -158,6 +158,10 @@ def _ln_tuning(peft):
     return _llama(), peft.LNTuningConfig(task_type="CAUSAL_LM")
 
 
+def _lokr(peft):  # its Kronecker factors reach the weight through aten.kron
+    return _llama(), peft.LoKrConfig(r=2, target_modules=["v_proj", "o_proj"])
+
+
 def _saved_embeddings(peft):
     return _llama(), peft.LoraConfig(r=2, lora_dropout=0.0, target_modules=["v_proj"],
                                      modules_to_save=["lm_head", "embed_tokens"])
@@ -169,6 +173,7 @@ _OTHER_ADAPTERS = {
     "vera": (_vera, ("base_model.model.model.layers.0.self_attn.v_proj.vera_lambda_b.default",
                      "base_model.model.model.layers.0.self_attn.o_proj.vera_lambda_d.default")),
     "ln_tuning": (_ln_tuning, ()),
+    "lokr": (_lokr, ()),
     "modules_to_save": (_saved_embeddings,
                         ("base_model.model.model.embed_tokens.modules_to_save.default.weight",
                          "base_model.model.model.layers.0.self_attn.v_proj.lora_B.default.weight")),

@@ -23,9 +23,9 @@ ROWS: list[Row] = [
         op: matmul
     """),
     Row(L.matmul, O.mixes, """
-        aten: mv dot vdot outer ger inner _convolution_mode
-        torch: mv dot vdot outer ger inner
-        method: mv dot outer vdot ger inner
+        aten: mv dot vdot outer ger inner kron _convolution_mode
+        torch: mv dot vdot outer ger inner kron
+        method: mv dot outer vdot ger inner kron
     """),
     Row(L.grouped_mm, O.mixes, """
         aten: _grouped_mm
