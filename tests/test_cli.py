@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +22,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import wdaudit
+import wdaudit.api  # noqa: F401 - the engine imported before `isolated` notes what is loaded
 from wdaudit.frontend import cli
 from wdaudit.frontend.cli import main
 from wdaudit.frontend.load import load, parse_target
@@ -110,6 +113,44 @@ example_inputs = torch.randn(6, 4)
 def tiny(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return write(tmp_path, "tiny.py", TINY)
+
+
+# --- startup ---------------------------------------------------------------------------------
+
+
+_NO_TORCH = """
+import runpy, sys
+sys.argv = ["wdaudit", *sys.argv[1:]]
+try:
+    runpy.run_module("wdaudit", run_name="__main__")
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+print("torch imported:", loaded[:3], file=sys.stderr)
+sys.exit(3 if loaded else 0)
+"""
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help", "--list-rules"])
+def test_the_answers_that_need_no_model_import_no_torch(flag):
+    """`python -m wdaudit --version` (and --help, --list-rules) answer without importing torch,
+    which takes seconds; checked on what was imported, not on a clock."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", _NO_TORCH, flag], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+
+
+def test_the_public_names_are_there_on_first_use():
+    """The package imports its API lazily; every public name still resolves, and
+    ``wdaudit.audit`` is the function even after the driver module of that name is loaded."""
+    import wdaudit.audit as driver_or_function  # noqa: F401 - binds the submodule on the package
+
+    for name in wdaudit.__all__:
+        assert getattr(wdaudit, name) is not None, name
+    assert callable(wdaudit.audit) and wdaudit.audit.__module__ == "wdaudit.api"
+    assert sys.modules["wdaudit.audit"].Options is wdaudit.Options
 
 
 # --- the fixtures, end to end ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from torch.export import export
 
 from tests.support.differential import differential
 from wdaudit.engine.tracing.outplace import outplaced
-from wdaudit.engine.tracing.trace import _mutates
+from wdaudit.engine.tracing.exported import _mutates
 
 
 class InPlaceBlock(nn.Module):

@@ -187,3 +187,31 @@ def test_token_inputs():
     model = nn.Sequential(nn.Embedding(30, 8), nn.LayerNorm(8), nn.Linear(8, 4))
     report, _ = differential(model, torch.randint(0, 30, (2, 6)), int_high=30)
     assert report.ineffective == {"0.weight"}  # the embedding feeds the norm
+
+
+class _BatchBound(nn.Module):
+    """With ``n``, a per-example gain table: it runs on that batch size only."""
+
+    def __init__(self, n: int | None = None):
+        super().__init__()
+        self.fc, self.bn, self.head = nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Linear(6, 2)
+        self.register_buffer("gain", torch.rand(n or 1, 6) + 0.5)
+
+    def forward(self, x):
+        return self.head(self.bn(self.fc(x) * self.gain))
+
+
+def test_a_symbolic_trace_is_checked_on_the_capped_batch():
+    """The reference run and the program-vs-model check use CAP_BATCH of 32 examples (the
+    program is not specialised to the batch size); the shapes say how many they saw."""
+    from wdaudit.engine.tracing.batch import CAP_BATCH
+
+    program = trace(_BatchBound(), (torch.randn(32, 6),))
+    assert program.method == "symbolic_trace" and program.recorded_batch == CAP_BATCH
+    assert program.shape(program.inputs[0]) == (CAP_BATCH, 6)
+
+
+def test_a_model_bound_to_its_batch_size_is_checked_on_the_whole_batch():
+    program = trace(_BatchBound(32), (torch.randn(32, 6),))
+    assert program.method == "symbolic_trace" and program.recorded_batch == 32
+    assert program.shape(program.inputs[0]) == (32, 6)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from . import audit as driver
+from .audit import Options, audit as drive
 from .advice.annotate import annotate
 from .advice.param_groups import groups_for
 from .engine.analysis.training import optimizers_of
@@ -46,17 +46,17 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: Any = None,
     ``WDAUDIT_MEMORY_BUDGET``) bounds what confirmation may allocate.  ``Report.timings``
     accounts for every second of the call, stage by stage.
     """
-    options = driver.Options(optimizer, device, confirm, assume_decay, strict, seed, locate,
+    options = Options(optimizer, device, confirm, assume_decay, strict, seed, locate,
                              tuple(ignore_parameters), progress, total_steps, memory_budget)
     return audit_with(model, example_inputs, options)
 
 
-def audit_with(model: nn.Module, example_inputs: Any, options: driver.Options) -> Report:
+def audit_with(model: nn.Module, example_inputs: Any, options: Options) -> Report:
     """:func:`audit` from an options record (the command line builds one)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"audit() needs an nn.Module, got {type(model).__name__}")
     options = replace(options, locate=options.locate or locator(model), overview=overview_of)
-    report = driver.audit(model, example_inputs, options)
+    report = drive(model, example_inputs, options)
     start = time.perf_counter()
     report = annotate(report, model, optimizers_of(options.optimizer), options.total_steps)
     timings = dict(report.timings)

@@ -20,6 +20,12 @@ class Rule:
     example: str
 
 
+# Without an optimizer, which parameters count as decayed (the findings stage applies it).  It
+# lives here, beside the rules it feeds and free of torch, so that the command line can offer
+# it as a choice without importing the engine.
+ASSUME_CHOICES = ("all", "matrices", "none")
+
+
 RULES: dict[str, Rule] = {r.code: r for r in (
     Rule("WD001", "decay-on-scale-free", "warning",
          "Weight decay on parameters whose scale is free.",

@@ -8,6 +8,7 @@ in the user's code is 2, never 1.  ``--exit-zero`` turns 1 into 0 and leaves 2 a
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import os
@@ -19,26 +20,17 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import click
-import torch
 
+# Only what is free of torch is imported here: --version, --help and --list-rules answer in a
+# fraction of a second, and the first progress message appears before torch is imported (it
+# takes seconds).  The engine and the loaders are imported where an audit starts (_run).
 from .. import __version__
-from ..api import audit_with
-from ..audit import AnalysisDefect, CudaUnavailable, DeviceError, Options, resolve_device
-from ..engine.analysis.findings import ASSUME_CHOICES
-from ..engine.tracing.quiet import torch_silenced
-from ..engine.analysis.training import SetupError, optimizers_of
-from ..engine.tracing.trace import InputError, TraceError
-from ..engine.analysis.walk import AnalysisError, UnsupportedOpError
 from ..report import Location, Report
-from ..rules import RULES, SEVERITIES, UnknownRuleError, at_least, enabled, expand
+from ..rules import ASSUME_CHOICES, RULES, SEVERITIES, UnknownRuleError, at_least, enabled, \
+    expand
 from . import config as config_mod
-from .architectures import is_named, load_named, parse_set
 from .config import ConfigError, Config, unknown_rule_message
 from .formats import FORMATS, Context, render
-from .load import InputSpec, LoadError, Loaded, load, parse_dtype, parse_range, parse_shape, \
-    parse_target
-from .user_errors import one_line, user_site
-from .locations import locator
 from .noqa import suppress
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -70,10 +62,13 @@ def _patterns(ctx, param, values) -> tuple[str, ...] | None:
     return _split(values) or None
 
 
-def _converted(parse):
+def _converted(module: str, name: str):
+    """A callback that parses with ``module.name``, imported when the option is given (the
+    parsers make tensors' dtypes, so they live with torch)."""
     def callback(ctx, param, value):
         if value is None or value == ():
             return None
+        parse = getattr(importlib.import_module(f".{module}", __package__), name)
         try:
             return tuple(parse(v) for v in value) if isinstance(value, tuple) else parse(value)
         except ValueError as exc:
@@ -100,14 +95,14 @@ def _converted(parse):
 @click.option("--assume-decay", type=click.Choice(ASSUME_CHOICES),
               help="Without an optimizer: which parameters count as decayed (default: all).")
 @click.option("--device", help="Device for the numerical confirmation: cpu (default) or cuda.")
-@click.option("--input-shape", multiple=True, callback=_converted(parse_shape), metavar="SHAPE",
+@click.option("--input-shape", multiple=True, callback=_converted("load", "parse_shape"), metavar="SHAPE",
               help="Make example inputs of this shape, e.g. 2,3,224,224 (repeat for several "
                    "inputs); overrides the file's example_inputs.")
-@click.option("--input-dtype", callback=_converted(parse_dtype), metavar="DTYPE",
+@click.option("--input-dtype", callback=_converted("load", "parse_dtype"), metavar="DTYPE",
               help="dtype of the --input-shape inputs (default float32; long for token ids).")
-@click.option("--input-range", callback=_converted(parse_range), metavar="LOW,HIGH",
+@click.option("--input-range", callback=_converted("load", "parse_range"), metavar="LOW,HIGH",
               help="Draw --input-shape inputs from [LOW, HIGH), e.g. 0,1000 for token ids.")
-@click.option("--set", "sets", multiple=True, callback=_converted(parse_set), metavar="KEY=VALUE",
+@click.option("--set", "sets", multiple=True, callback=_converted("architectures", "parse_set"), metavar="KEY=VALUE",
               help="For timm:NAME, torchvision:NAME, hf:TYPE: a constructor argument or config "
                    "field, e.g. --set num_hidden_layers=2 (repeatable).")
 @click.option("--no-confirm", is_flag=True,
@@ -144,8 +139,7 @@ def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero
     if (input_dtype is not None or input_range is not None) and not input_shape:
         raise click.UsageError("--input-dtype and --input-range describe the inputs that "
                                "--input-shape makes: give --input-shape too")
-    spec = InputSpec(input_shape, input_dtype or torch.float32, input_range) if input_shape \
-        else None
+    spec = _input_spec(input_shape, input_dtype, input_range)
     flags = Config(select=select, ignore=ignore, ignore_parameters=ignore_parameters,
                    format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
     request = Request(target, spec, flags, output, no_confirm, sets=sets or (), steps=steps,
@@ -163,6 +157,16 @@ def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero
     if debug:
         _echo_noise(engine_noise)
     ctx.exit(EXIT_CLEAN if exit_zero else status)
+
+
+def _input_spec(shapes, dtype, value_range):
+    if not shapes:
+        return None
+    import torch
+
+    from .load import InputSpec
+
+    return InputSpec(shapes, dtype or torch.float32, value_range)
 
 
 def _echo_noise(noise: io.StringIO) -> None:
@@ -185,10 +189,13 @@ class Request:
 
 
 def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> int:
-    target = parse_target(request.target)
     with _user_output_to_stderr():
-        with progress.step(f"loading {target}"):
-            loaded = _load(target, request)
+        # the step is shown before torch is imported (str(parse_target(t)) is t)
+        with progress.step(f"loading {request.target}"):
+            from ..engine.tracing.quiet import torch_silenced
+            from .load import parse_target
+
+            loaded = _load(parse_target(request.target), request)
         settings = _settings(request.flags, loaded)
         if loaded.origin.get("optimizer_missing") and not settings.assume_decay:
             # the file's optimizer factory needs arguments; --assume-decay makes it unneeded
@@ -222,11 +229,16 @@ def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> in
 def optimizer_names(optimizer) -> str | None:
     """'AdamW', or 'Muon + AdamW' for several (each unwrapped to the class that holds the
     tensors)."""
+    from ..engine.analysis.training import optimizers_of
+
     found = optimizers_of(optimizer)
     return " + ".join(type(o).__name__ for o in found) if found else None
 
 
-def _load(target, request: Request) -> Loaded:
+def _load(target, request: Request):
+    from .architectures import is_named, load_named
+    from .load import LoadError, load
+
     try:
         if is_named(request.target):
             return load_named(request.target, request.sets, request.inputs)
@@ -238,7 +250,7 @@ def _load(target, request: Request) -> Loaded:
         raise Failure(str(exc)) from exc
 
 
-def _settings(flags: Config, loaded: Loaded) -> Config:
+def _settings(flags: Config, loaded) -> Config:
     """The nearest pyproject.toml's [tool.wdaudit] with the command line's flags on top."""
     try:
         found = config_mod.load(loaded.path or os.getcwd())
@@ -247,7 +259,15 @@ def _settings(flags: Config, loaded: Loaded) -> Config:
     return config_mod.merged(flags, found)
 
 
-def _audit(loaded: Loaded, settings: Config, request: Request, stage=None) -> Report:
+def _audit(loaded, settings: Config, request: Request, stage=None) -> Report:
+    from ..api import audit_with
+    from ..audit import AnalysisDefect, Options
+    from ..engine.analysis.training import SetupError
+    from ..engine.analysis.walk import AnalysisError, UnsupportedOpError
+    from ..engine.tracing.trace import InputError, TraceError
+    from .locations import locator
+    from .user_errors import one_line, user_site
+
     model, name = loaded.model, type(loaded.model).__name__
     device = _device(settings.device)
     locate = _locate_or_target(locator(model), loaded.path)
@@ -290,6 +310,8 @@ def _audit(loaded: Loaded, settings: Config, request: Request, stage=None) -> Re
 def _device(name: str | None) -> str | None:
     if name is None:
         return None
+    from ..audit import CudaUnavailable, DeviceError, resolve_device
+
     try:
         resolve_device(name)
     except CudaUnavailable as exc:

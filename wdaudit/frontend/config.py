@@ -20,8 +20,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..engine.analysis.findings import ASSUME_CHOICES
-from ..rules import RULES, SEVERITIES, UnknownRuleError, expand
+from ..rules import ASSUME_CHOICES, RULES, SEVERITIES, UnknownRuleError, expand
 from .formats import FORMATS
 
 if sys.version_info >= (3, 11):

@@ -11,11 +11,10 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from ...report import INEFFECTIVE, UNKNOWN, Finding, Location, ParameterReport
-from ...rules import RULES
+from ...rules import ASSUME_CHOICES, RULES
 from .training import Training, training
 from .verdicts import Verdicts
 
-ASSUME_CHOICES = ("all", "matrices", "none")
 _ADAPTIVE = ("Adam", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
 
 

@@ -17,16 +17,15 @@ from typing import Any, Mapping
 
 import torch
 
+from ..tracing.batch import CAP_BATCH, batch_size, first
 from ..tracing.program import Program
 
 MIN_BATCH = 4
 """The smallest batch a reduced confirmation runs on.  Not 2: BatchNorm over two samples maps
 every channel to ±1, a function blind to everything upstream, so a false claim would pass."""
 
-CAP_BATCH = 8
-"""Confirmation runs on at most this many examples when the program allows it (a traced, not
-exported, program is not specialised to the batch size): the claims are structural, so eight
-examples exercise them as well as 256 do, and the user's large batch stays out of float64."""
+# CAP_BATCH (at most this many examples where the program allows it) is defined beside the
+# Program: the trace's check is capped the same way
 
 HEADROOM = 1.25  # the estimate leaves out allocator slack, kernels' workspaces, Python objects
 
@@ -50,24 +49,15 @@ def bill(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,
     """The bill at ``batch`` examples (default: the inputs as given)."""
     floats = [p for p in params.values() if p.is_floating_point()]
     full = batch_size(inputs)
-    fraction = 1.0 if batch is None or not full else batch / full
+    recorded = program.recorded_batch or full  # the trace may have recorded fewer examples
+    wanted = batch if batch is not None else full
+    fraction = 1.0 if not wanted or not recorded else wanted / recorded
     held = set(program.params) | set(program.buffers) | set(program.constants)
     values = sum(_numel(meta) for node, meta in program.shapes.items() if node not in held)
     return Bill(parameters=itemsize * sum(p.numel() for p in floats),
                 activations=int(itemsize * values * fraction),
                 gradient=itemsize * max((p.numel() for p in floats), default=0),
                 batch=batch if batch is not None else full)
-
-
-def batch_size(inputs: tuple) -> int | None:
-    """The common leading size of the tensor inputs, if they have one."""
-    sizes = {x.shape[0] for x in inputs if isinstance(x, torch.Tensor) and x.dim() > 0}
-    return sizes.pop() if len(sizes) == 1 else None
-
-
-def first(inputs: tuple, k: int) -> tuple:
-    """The first ``k`` examples of every tensor input."""
-    return tuple(x[:k] if isinstance(x, torch.Tensor) and x.dim() > 0 else x for x in inputs)
 
 
 def available(device: torch.device, override: int | None = None) -> int | None:

@@ -58,6 +58,7 @@ class Program:
     notes: tuple[str, ...] = ()
     shapes: Mapping[str, Any] = field(default_factory=dict)  # node -> (shape, dtype), if run
     parameters: tuple[str, ...] = ()  # every canonical parameter name of the model, in order
+    recorded_batch: int | None = None  # examples per input where shapes were recorded (None: all)
 
     def shape(self, node: str) -> tuple[int, ...] | None:
         """The shape a run recorded for a single-tensor node; None for anything else."""

@@ -24,9 +24,9 @@ from torch.nn.utils import parametrize
 from ...ops.leaf_modules import module_op
 from ...ops.lookup import lookup
 from ...messages import first_line, one_line
-from .outplace import outplaced
+from .exported import export_program, module_path
+from .batch import CAP_BATCH, batch_size, first
 from .program import LeafModule, Program, run, run_model
-from .quiet import torch_silenced
 from ..rng import seeded
 from .specialise import specialise
 from .working_copy import (Flattened, forget_caches, once_per_slot, set_training_semantics,
@@ -58,27 +58,27 @@ def _trace(model: nn.Module, inputs: tuple) -> Program:
     root = _flattened(copy, len(inputs))
     canon = {id(p): n for n, p in model.named_parameters()}
     runnable = not any(t.is_meta for t in list(model.parameters()) + list(model.buffers()))
-    reference = None
-    if runnable:
-        try:
-            reference = _reference(root, canon, inputs)
-        except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the input
-            raise InputError(f"the model raised {type(exc).__name__} on the example inputs: "
-                             f"{first_line(exc)}") from exc
-
+    # symbolic_trace is checked on the first CAP_BATCH examples: its program is not
+    # specialised to the batch size (a branch on a size fails the trace instead of freezing
+    # it), so the model and the program agree on eight examples where they agree on 32, and
+    # confirmation runs it on as many.  Export specialises to the shapes it saw and is taken
+    # and checked on the user's batch; so is anything after a capped run fails (BatchBound).
+    small, reference = _reference(root, canon, inputs) if runnable else (inputs, None)
     attempts: list[tuple[str, Exception]] = []
     fx_prog = None
     try:
-        fx_prog = _check(_symbolic(root, canon), reference, inputs)
+        fx_prog = _check(_symbolic(root, canon), reference, small)
         if not _unknown_ops(fx_prog):
             return fx_prog
     except Exception as exc:  # noqa: BLE001 - any tracer failure sends us to the next tracer
         attempts.append(("symbolic_trace", exc))
         fx_prog = None
+    if small is not inputs:
+        small, reference = _reference(root, canon, inputs, capped=False)
     try:
         # checked like symbolic_trace's: a model may compute otherwise while exported
         # (transformers' paligemma: 6 % apart), and an unfaithful program fails every claim
-        ex_prog = _check(_export(root, canon, inputs), reference, inputs)
+        ex_prog = _check(export_program(root, canon, inputs), reference, inputs)
     except Exception as exc:  # noqa: BLE001
         attempts.append(("torch.export", exc))
         if fx_prog is not None:
@@ -163,11 +163,23 @@ def _flattened(model: nn.Module, arity: int) -> Flattened:
     return cls(model)
 
 
-def _reference(root: Flattened, canon: dict[int, str], inputs: tuple) -> tuple:
+def _reference(root: Flattened, canon: dict[int, str], inputs: tuple, capped: bool = True
+               ) -> tuple[tuple, tuple]:
+    """The inputs the check runs on (the first ``CAP_BATCH`` examples with ``capped``, unless
+    the model raises on those) and the model's own outputs there."""
+    small = first(inputs, CAP_BATCH) if capped and (batch_size(inputs) or 0) > CAP_BATCH \
+        else inputs
     params = {canon[id(p)]: p.detach() for p in root.model.parameters() if id(p) in canon}
     buffers = dict(root.named_buffers())
-    with torch.no_grad(), seeded(0):  # both runs draw the same random numbers
-        return run_model(root, params, buffers, inputs)
+    try:
+        with torch.no_grad(), seeded(0):  # both runs draw the same random numbers
+            return small, run_model(root, params, buffers, small)
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the input
+        if small is not inputs:  # bound to its batch size: checked on the whole batch
+            return _reference(root, canon, inputs, capped=False)
+        head = first_line(exc)
+        raise InputError(f"the model raised {type(exc).__name__} on the example inputs: "
+                         f"{head}") from exc
 
 
 def _check(prog: Program, reference: tuple | None, inputs: tuple) -> Program:
@@ -188,7 +200,7 @@ def _check(prog: Program, reference: tuple | None, inputs: tuple) -> Program:
         if g.shape != r.shape or not _close(g, r):
             raise TraceError("the traced program does not reproduce the model's outputs "
                              "(Python control flow was frozen at trace time)")
-    return replace(prog, shapes=shapes)
+    return replace(prog, shapes=shapes, recorded_batch=batch_size(inputs))
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -255,9 +267,9 @@ def _symbolic(root: Flattened, canon: dict[int, str], opaque: frozenset[str] = f
         elif node.op == "call_module":
             module = root.get_submodule(node.target)
             leaves[node.name] = _leaf(module, canon, buffer_names)
-            paths[node.name] = _strip(node.target)
+            paths[node.name] = module_path(node.target)
         elif "nn_module_stack" in node.meta and node.meta["nn_module_stack"]:
-            paths[node.name] = _strip(list(node.meta["nn_module_stack"].values())[-1][0])
+            paths[node.name] = module_path(list(node.meta["nn_module_stack"].values())[-1][0])
     inputs = tuple(n.name for n in graph.nodes if n.op == "placeholder")
     return Program(root, gm, "symbolic_trace", params, buffers, constants, inputs, None,
                    tuple(root.output_paths), leaves, paths)
@@ -280,79 +292,9 @@ def _leaf(module: nn.Module, canon: dict[int, str], buffer_names: dict[int, str]
                        if n in once and id(b) in buffer_names})
 
 
-def _strip(path: str) -> str:
-    return path[len("model."):] if path.startswith("model.") else ("" if path == "model" else path)
-
-
-# --- torch.export ------------------------------------------------------------------------
-
-
-def _export(root: Flattened, canon: dict[int, str], inputs: tuple) -> Program:
-    from torch.export import export
-    from torch.export.graph_signature import InputKind, OutputKind
-
-    forget_caches(root)  # else export bakes the reference run's memo in as a constant
-    with seeded(0), torch_silenced():
-        ep = export(root, tuple(inputs), strict=False)
-        output_paths = tuple(root.output_paths)
-        outplaced(ep)  # relu_, x += y, BatchNorm's step count: writes nobody sees
-        if _mutates(ep.graph_module):
-            ep = ep.run_decompositions({})  # functionalise: no in-place ops, no aliasing left
-    gm = ep.graph_module
-    buffer_names = {id(b): n for n, b in root.named_buffers()}
-    params, buffers, constants, user_inputs = {}, {}, {}, []
-    for spec in ep.graph_signature.input_specs:
-        name = spec.arg.name
-        if spec.kind == InputKind.PARAMETER:
-            params[name] = canon[id(root.get_parameter(spec.target))]
-        elif spec.kind == InputKind.BUFFER:
-            buffers[name] = buffer_names[id(root.get_buffer(spec.target))]
-        elif spec.kind == InputKind.CONSTANT_TENSOR:
-            constants[name] = ep.constants[spec.target]
-        elif spec.kind == InputKind.USER_INPUT:
-            user_inputs.append(name)
-        else:
-            raise TraceError(f"torch.export produced an input of kind {spec.kind.name}")
-    outputs = tuple(i for i, s in enumerate(ep.graph_signature.output_specs)
-                    if s.kind == OutputKind.USER_OUTPUT)
-    paths, shapes = {}, {}
-    for node in gm.graph.nodes:
-        shapes[node.name] = _fake_meta(node.meta.get("val"))
-        stack = node.meta.get("nn_module_stack")
-        if stack:
-            paths[node.name] = _strip(list(stack.values())[-1][0])
-        elif node.name in params:
-            paths[node.name] = params[node.name].rpartition(".")[0]
-    return Program(root, gm, "export", params, buffers, constants, tuple(user_inputs), outputs,
-                   output_paths, {}, paths, shapes=shapes)
-
-
-def _fake_meta(value: Any) -> Any:
-    """(shape, dtype) from the fake tensors export leaves in node.meta, as a run records."""
-    if isinstance(value, torch.Tensor):
-        return (tuple(int(s) for s in value.shape), value.dtype)
-    if isinstance(value, (tuple, list)):
-        return tuple(_fake_meta(v) for v in value)
-    return None
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-_HARMLESS = {"detach_"}  # in-place ops that change no values (autograd metadata only)
-
-
-def _mutates(gm: fx.GraphModule) -> bool:
-    """Whether an exported graph needs decomposing (which costs about as much as the export
-    itself): it writes to a tensor, or hides ops in nested graphs (``no_grad`` regions become
-    higher-order ops that decomposition inlines)."""
-    for node in gm.graph.nodes:
-        target = node.target
-        if node.op == "get_attr" or isinstance(target, torch._ops.HigherOrderOperator):
-            return True
-        if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
-            if target._schema.is_mutable and target.overloadpacket.__name__ not in _HARMLESS:
-                return True
-    return False
 
 
 def _unknown_ops(prog: Program) -> list[str]:
@@ -385,7 +327,7 @@ def _explain(attempts: list[tuple[str, Exception]], root: nn.Module) -> str:
 
 
 def _failing_module(exc: BaseException, root: nn.Module) -> str | None:
-    paths = {id(m): _strip(n) for n, m in root.named_modules()}
+    paths = {id(m): module_path(n) for n, m in root.named_modules()}
     found = None
     for frame, _ in traceback.walk_tb(exc.__traceback__):
         self_obj = frame.f_locals.get("self")
