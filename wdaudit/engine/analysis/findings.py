@@ -159,16 +159,17 @@ def _unconfirmed(groups, parameters, decay, locate, skip) -> list[Finding]:
     for g in groups:
         if g.confirmed:
             continue
+        names = by_note.setdefault(g.note or "not confirmed numerically", [])
         for n in g.names:
             p = parameters.get(n)
             if p is not None and p.verdict == UNKNOWN and g.id in p.groups \
-                    and n in decay.decayed and not skip(n):
-                by_note.setdefault(g.note or "not confirmed numerically", [])
-                if n not in by_note[g.note or "not confirmed numerically"]:
-                    by_note[g.note or "not confirmed numerically"].append(n)
+                    and n in decay.decayed and not skip(n) and n not in names:
+                names.append(n)
     assumed = f" (decay assumed: --assume-decay {decay.assumed})" if decay.assumed else ""
     out = []
     for note, names in by_note.items():
+        if not names:
+            continue
         out.append(Finding(
             "WD005", RULES["WD005"].severity,
             f"weight decay on {_short(names)}: statically scale-free or without effect, but "
