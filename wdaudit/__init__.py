@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name → the module that defines it
 _PUBLIC = {
     "audit": "api", "param_groups": "api",
+    "corrected_decay": "advice.corrected", "Schedule": "advice.schedule",
     "Options": "audit", "AnalysisDefect": "audit", "DeviceError": "audit",
     "TraceError": "engine.tracing.trace", "InputError": "engine.tracing.trace",
     "SetupError": "engine.analysis.training",
@@ -28,7 +29,7 @@ _PUBLIC = {
     "Report": "report", "ParameterReport": "report", "Group": "report", "Finding": "report",
     "Location": "report",
 }
-__all__ = ["audit", "param_groups", "Options", "Report", "ParameterReport", "Group", "Finding",
+__all__ = ["audit", "param_groups", "corrected_decay", "Schedule", "Options", "Report", "ParameterReport", "Group", "Finding",
            "Location", "TraceError", "InputError", "UnsupportedOpError", "AnalysisError",
            "AnalysisDefect", "DeviceError", "SetupError", "recording"]
 

@@ -26,7 +26,8 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: Any = None,
           assume_decay: str = "all", strict: bool | None = None, seed: int = 0,
           locate: Callable | None = None, ignore_parameters: Sequence[str] = (),
           progress: Callable[[str], None] | None = None,
-          total_steps: int | None = None, memory_budget: int | None = None) -> Report:
+          total_steps: int | None = None, memory_budget: int | None = None,
+          scheduler: Any = None) -> Report:
     """Audit ``model``: which weight-decay terms cannot regularise anything.
 
     ``example_inputs`` is a tensor or a tuple of positional arguments.  ``optimizer`` is one
@@ -42,12 +43,17 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: Any = None,
     (their verdicts are still reported).  ``progress`` is called with ``"trace"``,
     ``"analysis"`` and ``"confirm"`` as each starts.  ``total_steps`` (the planned length of
     training) says in each group's ``equilibrium`` whether training reaches it.
+    ``scheduler`` (a torch LR scheduler, several, Lightning's dicts, or an
+    ``advice.schedule.Schedule``) makes each equilibrium follow the schedule over
+    ``total_steps``; it is stepped on a copy, never on the object given.
     ``memory_budget`` (bytes; default: what the device has free, or
     ``WDAUDIT_MEMORY_BUDGET``) bounds what confirmation may allocate.  ``Report.timings``
     accounts for every second of the call, stage by stage.
     """
-    options = Options(optimizer, device, confirm, assume_decay, strict, seed, locate,
-                             tuple(ignore_parameters), progress, total_steps, memory_budget)
+    options = Options(optimizer=optimizer, device=device, confirm=confirm,
+                      assume_decay=assume_decay, strict=strict, seed=seed, locate=locate,
+                      ignore_parameters=tuple(ignore_parameters), progress=progress,
+                      total_steps=total_steps, memory_budget=memory_budget, scheduler=scheduler)
     return audit_with(model, example_inputs, options)
 
 
@@ -58,7 +64,8 @@ def audit_with(model: nn.Module, example_inputs: Any, options: Options) -> Repor
     options = replace(options, locate=options.locate or locator(model), overview=overview_of)
     report = drive(model, example_inputs, options)
     start = time.perf_counter()
-    report = annotate(report, model, optimizers_of(options.optimizer), options.total_steps)
+    report = annotate(report, model, optimizers_of(options.optimizer), options.total_steps,
+                      options.scheduler)
     timings = dict(report.timings)
     timings["report"] = timings.get("report", 0.0) + time.perf_counter() - start
     return replace(report, timings=timings)
@@ -68,12 +75,15 @@ def param_groups(model: nn.Module, example_inputs: Any, weight_decay: float, *,
                  scale_free_decay: float | None = None,
                  optimizer_kwargs: Mapping[str, Any] | None = None,
                  optimizer_class: type = torch.optim.AdamW, total_steps: int | None = None,
-                 report: Report | None = None, **audit_kwargs) -> list[dict[str, Any]]:
+                 report: Report | None = None, corrected_decay: bool = False,
+                 **audit_kwargs) -> list[dict[str, Any]]:
     """Parameter groups for ``optimizer_class(groups, **optimizer_kwargs)`` that follow the
     audit's proof (``advice.param_groups``).  ``report`` reuses an audit already made;
-    otherwise ``audit(model, example_inputs, **audit_kwargs)`` runs."""
+    otherwise ``audit(model, example_inputs, **audit_kwargs)`` runs.  ``corrected_decay`` marks
+    each scale-free group for the corrected decay (AdamC/SGDC) that
+    ``wdaudit.corrected_decay(optimizer, scheduler)`` applies."""
     if report is None:
         report = audit(model, example_inputs, **audit_kwargs)
     return groups_for(report, model, weight_decay, scale_free_decay=scale_free_decay,
                       optimizer_kwargs=optimizer_kwargs, optimizer_class=optimizer_class,
-                      total_steps=total_steps)
+                      total_steps=total_steps, corrected_decay=corrected_decay)

@@ -145,6 +145,7 @@ class Options:
     total_steps: int | None = None
     memory_budget: int | None = None
     overview: Callable | None = None  # (graph, model, locate) -> Overview
+    scheduler: Any = None  # for the advice layer's trajectories; the driver never reads it
 
 
 def audit(model: nn.Module, example_inputs: Any, options: Options = Options()) -> Report:

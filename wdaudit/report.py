@@ -175,6 +175,7 @@ class Report:
     timings: Mapping[str, float] = field(default_factory=dict)
     folklore: Mapping[str, Any] = field(default_factory=dict)  # rule → advice.folklore.Folklore
     overview: Overview | None = None  # the collapsed graph, for --format html / dot
+    corrections: Mapping[str, Any] = field(default_factory=dict)  # rule → folklore.Correction
 
     @property
     def ineffective(self) -> frozenset[str]:
@@ -254,6 +255,7 @@ class Report:
             },
             "summary": self.summary(),
             "folklore": {rule: f.to_dict() for rule, f in self.folklore.items()},
+            "corrections": {rule: c.to_dict() for rule, c in self.corrections.items()},
         }
         if timings:
             out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}

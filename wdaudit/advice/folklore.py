@@ -14,6 +14,11 @@ the library's own function where the library is installed.
 * ``torchvision``: ``set_weight_decay(model, wd, norm_weight_decay=0.0)`` of torchvision's
   references/classification/utils.py — no decay for parameters held directly by a BatchNorm,
   LayerNorm, GroupNorm, InstanceNorm or LocalResponseNorm module.
+
+And one rule for *correcting* decay rather than choosing it, :func:`adamc`: Defazio (2025)
+scales the decay by lr_t/lr_max (AdamC, SGDC) on the layers followed by a normalisation, applied
+in practice to "every linear layer but the output" (the weights of every ``nn.Linear`` except the
+last one the model registers).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from torch import nn
 
 from ..report import EFFECTIVE, FROZEN, INEFFECTIVE
 from ..messages import one_line
+
+ADAMC_SOURCE = ("Defazio 2025, Why Gradients Rapidly Increase Near the End of Training: AdamC "
+                "corrects the decay of every linear layer except the output")
 
 SOURCES = {
     "ndim": "nanoGPT model.py configure_optimizers (dim() >= 2 decayed); timm's "
@@ -122,3 +130,38 @@ def _torchvision(model, name, p, exempt) -> bool:
 RULES: dict[str, Callable[[nn.Module, str, nn.Parameter, tuple[str, ...]], bool]] = {
     "ndim": _ndim, "timm": _timm, "huggingface": _huggingface, "torchvision": _torchvision,
 }
+
+
+@dataclass(frozen=True)
+class Correction:
+    """What a decay-correction rule corrects, against the groups the proof finds scale-free."""
+
+    rule: str
+    source: str
+    corrected: tuple[str, ...]  # sorted
+    agrees: tuple[str, ...]  # corrected, and scale-free
+    corrects_effective: tuple[str, ...]  # corrected, but not proven scale-free
+    misses_scale_free: tuple[str, ...]  # proven scale-free (and decayed), left uncorrected
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "corrected": list(self.corrected),
+                "agrees": list(self.agrees), "corrects_effective": list(self.corrects_effective),
+                "misses_scale_free": list(self.misses_scale_free)}
+
+
+def adamc(model: nn.Module, report, groups) -> Correction:
+    """AdamC's rule over the trainable parameters, against the scale-free groups that stand
+    (``groups``: the report's, with equilibria where the optimizer decays them)."""
+    trained = {n for n, p in report.parameters.items() if p.verdict != FROZEN}
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    corrected = tuple(sorted(n for n in (f"{m}.weight" if m else "weight" for m in linears[:-1])
+                             if n in trained))
+    scale_free = {n for g in groups if g.kind != "no-effect" for n in g.names
+                  if n in report.parameters and report.parameters[n].verdict == INEFFECTIVE}
+    decayed = {n for n in scale_free if (report.parameters[n].weight_decay or 0) > 0
+               or report.parameters[n].weight_decay is None}
+    chosen = set(corrected)
+    return Correction("adamc", ADAMC_SOURCE, corrected,
+                      tuple(n for n in corrected if n in scale_free),
+                      tuple(n for n in corrected if n not in scale_free),
+                      tuple(sorted(decayed - chosen)))

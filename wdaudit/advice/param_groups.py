@@ -9,7 +9,9 @@ once (tied parameters once, under their first name; frozen ones not at all):
 * parameters with no effect on the output get 0 (decay would only shrink them to no purpose);
 * each scale-free group gets ``scale_free_decay`` (default ``weight_decay``, so training is
   unchanged until you choose), with its equilibrium numbers attached so that you can choose
-  knowingly: there, decay sets the effective learning rate, it does not regularise.
+  knowingly: there, decay sets the effective learning rate, it does not regularise.  With
+  ``corrected_decay=True`` each is marked for the corrected decay (AdamC/SGDC) that
+  ``wdaudit.corrected_decay(optimizer, scheduler)`` then applies to exactly those groups.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from torch import nn
 
 from ..report import EFFECTIVE, FROZEN, INEFFECTIVE, UNKNOWN, Report
 from .annotate import for_group
+from .corrected import MARK
+from .equilibrium import CORRECTED_MAX_LR
 from .settings import from_class
 
 
@@ -28,7 +32,8 @@ def groups_for(report: Report, model: nn.Module, weight_decay: float, *,
                scale_free_decay: float | None = None,
                optimizer_kwargs: Mapping[str, Any] | None = None,
                optimizer_class: type = torch.optim.AdamW,
-               total_steps: int | None = None) -> list[dict[str, Any]]:
+               total_steps: int | None = None,
+               corrected_decay: bool = False) -> list[dict[str, Any]]:
     """Parameter groups for ``optimizer_class(groups, **optimizer_kwargs)`` from ``report``
     (``wdaudit.param_groups`` runs the audit first when it is not given one).
 
@@ -36,7 +41,9 @@ def groups_for(report: Report, model: nn.Module, weight_decay: float, *,
     ``"scale-free"``, ``"no-effect"`` or ``"unknown"``), ``names`` and, for a scale-free group,
     ``equilibrium``: the numbers of :mod:`wdaudit.advice.equilibrium` for ``optimizer_class``
     with ``optimizer_kwargs`` (its current lr), as a plain dict (checkpoints stay loadable with
-    ``torch.load(weights_only=True)``).
+    ``torch.load(weights_only=True)``).  ``corrected_decay`` marks
+    each scale-free group ``"corrected_decay": True`` (its equilibrium then assumes the
+    correction, with lr_max the ``lr`` of ``optimizer_kwargs``).
     """
     if scale_free_decay is None:
         scale_free_decay = weight_decay
@@ -56,10 +63,13 @@ def groups_for(report: Report, model: nn.Module, weight_decay: float, *,
         if not names:
             continue
         placed.update(names)
-        settings = from_class(optimizer_class, kwargs, scale_free_decay)
+        corrected = {CORRECTED_MAX_LR: kwargs["lr"]} if corrected_decay and kwargs.get("lr") \
+            else {}
+        settings = from_class(optimizer_class, {**kwargs, **corrected}, scale_free_decay)
         eq = for_group(g, {n: settings for n in names}, params, total_steps)
+        extra = {MARK: True} if corrected_decay else {}
         out.append(_group(params, names, scale_free_decay, "scale-free",
-                          equilibrium=eq.to_dict() if eq is not None else None))
+                          equilibrium=eq.to_dict() if eq is not None else None, **extra))
     effective = [n for n in params if report.parameters[n].verdict == EFFECTIVE]
     unknown = [n for n in params if n not in placed and n not in effective]
     kinds = ((effective, weight_decay, "effective"), (unknown, weight_decay, UNKNOWN),

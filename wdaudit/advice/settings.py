@@ -7,12 +7,14 @@ learning rate, the weight decay and the rest of the group's scalar hyperparamete
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
 
 from ..engine.analysis.training import optimizers_of
+
+BASE_DECAY = "corrected_decay_weight_decay"  # the group key wdaudit.corrected_decay sets
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,10 @@ class Settings:
     lr: float
     weight_decay: float
     hyper: tuple[tuple[str, Any], ...]  # the group's other scalar settings, sorted by key
+    origins: tuple[str, ...] = ()  # the module of each class in ``bases``
+    # what a measurement needs to build the optimizer again (advice.measured); not compared
+    cls: Any = field(default=None, compare=False, repr=False)
+    group: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     def get(self, key: str, default: Any = None) -> Any:
         return dict(self.hyper).get(key, default)
@@ -46,8 +52,13 @@ def from_group(cls: type, group: Mapping[str, Any]) -> Settings:
     hyper = {k: _scalar(v) for k, v in group.items() if k not in ("params", "param_names")}
     lr = float(hyper.pop("lr", 0.0) or 0.0)
     wd = float(hyper.pop("weight_decay", 0.0) or 0.0)
+    # wdaudit.corrected_decay rescales weight_decay every step and keeps the decay it was
+    # given: that is the group's setting, not the value of the moment
+    wd = float(hyper.pop(BASE_DECAY, wd) or 0.0)
     kept = tuple(sorted((k, v) for k, v in hyper.items() if _plain(v)))
-    return Settings(cls.__name__, tuple(c.__name__ for c in cls.__mro__), lr, wd, kept)
+    everything = tuple((k, v) for k, v in group.items() if k not in ("params", "param_names"))
+    return Settings(cls.__name__, tuple(c.__name__ for c in cls.__mro__), lr, wd, kept,
+                    tuple(c.__module__ for c in cls.__mro__), cls, everything)
 
 
 def per_parameter(optimizer, params: Mapping[str, torch.Tensor]) -> dict[str, Settings]:
