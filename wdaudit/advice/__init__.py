@@ -5,3 +5,7 @@ angular update it settles at, the norm, how long that takes), ``folklore`` sets 
 of thumb beside the proof, and ``param_groups`` builds the optimizer parameter groups to use.
 This layer reads the report; the engine and the op table never import it.
 """
+
+# the schedules by name (``schedule.Schedule``); here, where the command line reads them
+# without importing torch
+SCHEDULES = ("cosine", "linear", "wsd", "constant")

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from ..engine.analysis.training import optimizers_of, unwrap
+from . import SCHEDULES as KINDS
 
-KINDS = ("cosine", "linear", "wsd", "constant")
 WSD_DECAY = 0.2  # wsd: the last fifth of training decays (linearly) to 0
 MAX_STEPS = 2_000_000  # stepping a scheduler costs ~10 µs a step
 
@@ -119,7 +119,9 @@ def lr_paths(optimizer: Any, scheduler: Any, steps: int) -> LrPaths:
         factors = scheduler.factors(steps)
         for opt in optimizers:
             for group in opt.param_groups:
-                _assign(paths, group, float(group["lr"]) * factors)
+                # a scheduler built on the optimizer has moved "lr" (to 0 under a warmup);
+                # the base it scales is "initial_lr"
+                _assign(paths, group, float(group.get("initial_lr", group["lr"])) * factors)
         return LrPaths(paths, steps, scheduler.describe())
     found = schedulers_of(scheduler)
     by_optimizer: dict[int, list] = {}

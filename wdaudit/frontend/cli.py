@@ -25,6 +25,7 @@ import click
 # fraction of a second, and the first progress message appears before torch is imported (it
 # takes seconds).  The engine and the loaders are imported where an audit starts (_run).
 from .. import __version__
+from ..advice import SCHEDULES
 from ..report import Location, Report
 from ..rules import ASSUME_CHOICES, RULES, SEVERITIES, UnknownRuleError, at_least, enabled, \
     expand
@@ -109,7 +110,13 @@ def _converted(module: str, name: str):
               help="Skip the numerical confirmation of each claim (faster, static only).")
 @click.option("--steps", type=click.IntRange(min=1), metavar="N",
               help="Planned training steps: says whether each decayed scale-free group reaches "
-                   "its equilibrium in that time.")
+                   "its equilibrium in that time (and, with a schedule, how long training is).")
+@click.option("--schedule", type=click.Choice(SCHEDULES), metavar="|".join(SCHEDULES),
+              help="The lr schedule to follow (with --steps): linear warmup, then cosine or "
+                   "linear decay to 0, constant, or wsd (constant, then the last fifth linear "
+                   "to 0). Overrides the file's build_scheduler(optimizer).")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Warmup steps of --schedule (default 0).")
 @click.option("--compare", is_flag=True,
               help="Show the usual rules of thumb (ndim, timm, Hugging Face, torchvision) "
                    "against the proof (the JSON report always has them).")
@@ -120,7 +127,7 @@ def _converted(module: str, name: str):
 @click.pass_context
 def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero, select,
          ignore, ignore_parameters, assume_decay, device, input_shape, input_dtype, input_range,
-         sets, no_confirm, steps, compare, quiet, debug, list_rules) -> None:
+         sets, no_confirm, steps, schedule, warmup, compare, quiet, debug, list_rules) -> None:
     """Find the weight-decay terms of a PyTorch model that cannot regularise anything.
 
     TARGET is path/to/file.py, path/to/file.py:factory or package.module:factory, or an
@@ -139,11 +146,18 @@ def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero
     if (input_dtype is not None or input_range is not None) and not input_shape:
         raise click.UsageError("--input-dtype and --input-range describe the inputs that "
                                "--input-shape makes: give --input-shape too")
+    if schedule is not None and steps is None:
+        raise click.UsageError("--schedule needs --steps N: a schedule is defined over the "
+                               "length of training")
+    if warmup and schedule is None:
+        raise click.UsageError("--warmup is the warmup of --schedule: give --schedule too")
+    if schedule is not None and steps is not None and warmup >= steps:
+        raise click.UsageError(f"--warmup {warmup} leaves no training after it (--steps {steps})")
     spec = _input_spec(input_shape, input_dtype, input_range)
     flags = Config(select=select, ignore=ignore, ignore_parameters=ignore_parameters,
                    format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
     request = Request(target, spec, flags, output, no_confirm, sets=sets or (), steps=steps,
-                      compare=compare)
+                      compare=compare, schedule=(schedule, warmup) if schedule else None)
     progress = _Progress(enabled=not quiet and _is_terminal(sys.stderr))
     engine_noise = io.StringIO()
     try:
@@ -186,6 +200,7 @@ class Request:
     sets: tuple = ()  # --set KEY=VALUE, parsed
     steps: int | None = None  # --steps N
     compare: bool = False  # --compare
+    schedule: tuple[str, int] | None = None  # --schedule KIND --warmup N
 
 
 def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> int:
@@ -259,6 +274,16 @@ def _settings(flags: Config, loaded) -> Config:
     return config_mod.merged(flags, found)
 
 
+def _scheduler(request: Request, loaded):
+    """--schedule wins over the file's scheduler (build_scheduler, Lightning's shapes)."""
+    if request.schedule is None:
+        return loaded.scheduler
+    from ..advice.schedule import Schedule
+
+    kind, warmup = request.schedule
+    return Schedule(kind, warmup=warmup)
+
+
 def _audit(loaded, settings: Config, request: Request, stage=None) -> Report:
     from ..api import audit_with
     from ..audit import AnalysisDefect, Options
@@ -276,7 +301,8 @@ def _audit(loaded, settings: Config, request: Request, stage=None) -> Report:
         options = Options(optimizer=loaded.optimizer, device=device,
                           confirm=not request.no_confirm, assume_decay=assume, locate=locate,
                           ignore_parameters=tuple(settings.ignore_parameters or ()),
-                          progress=stage, total_steps=request.steps)
+                          progress=stage, total_steps=request.steps,
+                          scheduler=_scheduler(request, loaded))
         return audit_with(model, loaded.example_inputs, options)
     except InputError as exc:
         own = exc.__cause__

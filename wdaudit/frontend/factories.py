@@ -1,6 +1,7 @@
-"""The user's factories, called as wdaudit calls them: a model factory, and the optimizer
-factories of a file (``build_optimizer(model)``, ``configure_optimizers``) in every shape they
-return (one optimizer, several, Lightning's shapes).  Whatever they raise is a LoadError."""
+"""The user's factories, called as wdaudit calls them: a model factory, the optimizer factories
+of a file (``build_optimizer(model)``, ``configure_optimizers``) in every shape they return (one
+optimizer, several, Lightning's shapes), and the LR scheduler (``build_scheduler(optimizer)``,
+or the one Lightning's shapes carry).  Whatever they raise is a LoadError."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ class LoadError(Exception):
     """The target cannot be loaded; the message says what is wrong and how to fix it."""
 
 
-def call(obj: Any, name: str, where: str, args: tuple) -> Any:
+def call(obj: Any, name: str, where: str, args: tuple, arg_name: str = "model") -> Any:
     """Call a factory (or take an instance as it is); whatever it raises is a LoadError."""
     if isinstance(obj, nn.Module) or not callable(obj):
         return obj
-    call = f"{name}({'model' if args else ''})"
+    call = f"{name}({arg_name if args else ''})"
     missing = unfilled_parameters(obj, len(args))
     if missing:
         raise LoadError(f"{name} in {where} needs arguments ({', '.join(missing)}) and wdaudit "
@@ -49,9 +50,10 @@ def unfilled_parameters(fn: Any, given: int) -> list[str]:
 
 
 def find_optimizer(extra: dict, module: ModuleType, model: nn.Module, name: str,
-               where: str) -> tuple[Any, str | None]:
-    """The optimizer (or the tuple of several) the file builds, and where it came from.  A
-    factory that needs more than the model (nanoGPT's ``configure_optimizers(weight_decay,
+               where: str) -> tuple[Any, str | None, Any]:
+    """The optimizer (or the tuple of several) the file builds, where it came from, and what
+    the factory returned as it was (Lightning's shapes carry the scheduler too).  A factory
+    that needs more than the model (nanoGPT's ``configure_optimizers(weight_decay,
     learning_rate, betas, device_type)``) raises :class:`OptimizerNeedsArguments`: the CLI
     goes on without one where ``--assume-decay`` says what is decayed."""
     if "optimizer" in extra:
@@ -67,7 +69,7 @@ def find_optimizer(extra: dict, module: ModuleType, model: nn.Module, name: str,
         else:
             method = getattr(model, "configure_optimizers", None)
             if not callable(method):
-                return None, None
+                return None, None, None
             origin = f"{type(model).__name__}.configure_optimizers()"
             _callable_with(method, origin[:-2], where, 0, origin)
             value = call(method, origin[:-2], where, ())
@@ -81,8 +83,34 @@ def find_optimizer(extra: dict, module: ModuleType, model: nn.Module, name: str,
                             "(was it built for another instance of the model?). Build it from "
                             "the model it is given.")
     if not found:
-        return None, None
-    return (found[0] if len(found) == 1 else found), origin
+        return None, None, None
+    return (found[0] if len(found) == 1 else found), origin, value
+
+
+def find_scheduler(extra: dict, module: ModuleType, optimizer: Any, returned: Any,
+                   origin: str | None, name: str, where: str) -> tuple[Any, str | None]:
+    """The LR scheduler the file trains with, and where it came from: the model factory's
+    ``'scheduler'``, ``build_scheduler(optimizer)`` (called with what the optimizer factory
+    returned), or the schedulers in Lightning's shapes returned by the optimizer factory."""
+    from ..advice.schedule import schedulers_of
+
+    if "scheduler" in extra:
+        return extra["scheduler"], f"{name}()['scheduler']"
+    factory = getattr(module, "build_scheduler", None)
+    if callable(factory):
+        if optimizer is None:
+            raise LoadError(f"build_scheduler in {where} needs the optimizer, and the file "
+                            "gives none: define build_optimizer(model) beside it.")
+        value = call(factory, "build_scheduler", where, (optimizer,), "optimizer")
+        if not schedulers_of(value):
+            raise LoadError(f"build_scheduler(optimizer) in {where} gave {kind_of(value)}, "
+                            "not an LR scheduler: return a torch.optim.lr_scheduler object "
+                            "(transformers' get_*_schedule_with_warmup give one), several, or "
+                            "Lightning's scheduler dict.")
+        return value, "build_scheduler(optimizer)"
+    if returned is not None and schedulers_of(returned):
+        return returned, origin
+    return None, None
 
 
 class OptimizerNeedsArguments(LoadError):

@@ -25,12 +25,13 @@ import torch
 from torch import nn
 
 from .factories import LoadError, call as _call, find_optimizer as _optimizer, \
+    find_scheduler as _scheduler, \
     OptimizerNeedsArguments
 from .locations import display_path, recording
 from .user_errors import kind_of, one_line, user_site
 
 MODEL_NAMES = ("build_model", "get_model", "model")
-FACTORY_KEYS = ("model", "example_inputs", "optimizer")
+FACTORY_KEYS = ("model", "example_inputs", "optimizer", "scheduler")
 
 
 # --- the target ----------------------------------------------------------------------------
@@ -139,6 +140,7 @@ class Loaded:
     optimizer: Any  # None, one optimizer, or a tuple of several
     path: str | None  # the file the target was loaded from
     origin: dict[str, str] = field(default_factory=dict)  # what came from where, for the report
+    scheduler: Any = None  # the LR scheduler(s) training steps, in whatever shape was given
 
 
 def load(target: Target, inputs: InputSpec | None = None) -> Loaded:
@@ -159,17 +161,22 @@ def load(target: Target, inputs: InputSpec | None = None) -> Loaded:
         model = produced
         example, inputs_from = _example_inputs(inputs, extra, module, model, name, where)
         try:
-            optimizer, optimizer_from = _optimizer(extra, module, model, name, where)
+            optimizer, optimizer_from, returned = _optimizer(extra, module, model, name, where)
         except OptimizerNeedsArguments as exc:  # the CLI decides: --assume-decay, or stop
-            optimizer, optimizer_from, missing = None, None, str(exc)
+            optimizer, optimizer_from, returned, missing = None, None, None, str(exc)
         else:
             missing = ""
+        scheduler, scheduler_from = (None, None) if missing else _scheduler(
+            extra, module, optimizer, returned, optimizer_from, name, where)
     origin = {"model": name, "inputs": inputs_from}
     if optimizer_from:
         origin["optimizer"] = optimizer_from
+    if scheduler_from:
+        origin["scheduler"] = scheduler_from
     if missing:
         origin["optimizer_missing"] = missing
-    return Loaded(model, example, optimizer, getattr(module, "__file__", None), origin)
+    return Loaded(model, example, optimizer, getattr(module, "__file__", None), origin,
+                  scheduler)
 
 
 def _import(target: Target) -> ModuleType:

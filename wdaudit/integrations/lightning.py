@@ -10,6 +10,7 @@ same hook, for loops that mirror Lightning's.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from . import check_fail_on, enforce, first_batch, run_audit
@@ -21,6 +22,34 @@ except ImportError:  # pragma: no cover - depends on what is installed
         from pytorch_lightning import Callback
     except ImportError:
         Callback = object
+
+
+def schedule_of(trainer) -> dict:
+    """The trainer's schedulers and its length in optimizer steps, as ``audit()`` takes them.
+    A scheduler stepped per epoch becomes one stepped every epoch's worth of optimizer steps
+    (the trainer knows the epoch's length; a file alone does not)."""
+    configs = list(getattr(trainer, "lr_scheduler_configs", None) or ())
+    if not configs:
+        return {}
+    batches = getattr(trainer, "num_training_batches", None)
+    accumulate = max(1, int(getattr(trainer, "accumulate_grad_batches", 1) or 1))
+    per_epoch = int(batches) // accumulate if isinstance(batches, (int, float)) \
+        and math.isfinite(batches) and batches > 0 else None
+    schedulers = []
+    for config in configs:
+        every = int(getattr(config, "frequency", 1) or 1)
+        if getattr(config, "interval", "epoch") == "epoch":
+            if not per_epoch:
+                schedulers.append(config)  # left to the advice layer, which says so
+                continue
+            every *= per_epoch
+        schedulers.append({"scheduler": config.scheduler, "interval": "step",
+                           "frequency": every})
+    out: dict = {"scheduler": schedulers}
+    steps = getattr(trainer, "estimated_stepping_batches", None)
+    if isinstance(steps, (int, float)) and math.isfinite(steps) and steps > 0:
+        out["total_steps"] = int(steps)
+    return out
 
 
 class WDAuditCallback(Callback):
@@ -42,5 +71,6 @@ class WDAuditCallback(Callback):
         # every optimizer, each tensor's settings from the one holding it (a GAN's two, Muon
         # beside AdamW); audit() unwraps LightningOptimizer
         optimizers = tuple(getattr(trainer, "optimizers", None) or ()) or None
-        self.report = run_audit(pl_module, batch, optimizers, self.audit_options)
+        self.report = run_audit(pl_module, batch, optimizers,
+                                {**schedule_of(trainer), **self.audit_options})
         enforce(self.report, self.fail_on)

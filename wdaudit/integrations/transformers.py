@@ -27,10 +27,17 @@ class WDAuditCallback(TrainerCallback):
         self.report = None
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None,
-                       train_dataloader=None, **kwargs):
+                       train_dataloader=None, lr_scheduler=None, **kwargs):
         if model is None or train_dataloader is None:
             return control
+        # the Trainer's own schedule over its own length (its schedules are LambdaLRs, stepped
+        # once per optimizer step); audit() steps a copy
+        options = dict(self.audit_options)
+        if lr_scheduler is not None:
+            options.setdefault("scheduler", lr_scheduler)
+        if getattr(state, "max_steps", 0):
+            options.setdefault("total_steps", int(state.max_steps))
         self.report = run_audit(model, lambda: first_batch(train_dataloader), optimizer,
-                                self.audit_options)
+                                options)
         enforce(self.report, self.fail_on)
         return control

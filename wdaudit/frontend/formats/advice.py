@@ -13,9 +13,13 @@ def sections(report, context) -> list:
     out = []
     lines = equilibrium_lines(report)
     if lines:
-        out.append(Text("\n").join([Text("Equilibrium of the decayed scale-free groups (at the "
-                                          "optimizer's current lr; schedules not modelled):",
-                                          style="bold")] + [Text("  " + x) for x in lines]))
+        followed = sorted({g.equilibrium.schedule for g in report.groups
+                           if g.equilibrium is not None and g.equilibrium.trajectory})
+        where = (f"at the schedule's peak lr, then along it ({', '.join(followed)})" if followed
+                 else "at the optimizer's current lr; no schedule given")
+        out.append(Text("\n").join([Text(f"Equilibrium of the decayed scale-free groups "
+                                          f"({where}):", style="bold")]
+                                    + [Text("  " + x) for x in lines]))
     if context.compare and report.folklore:
         out.append(folklore_table(report))
     return out
@@ -23,7 +27,7 @@ def sections(report, context) -> list:
 
 def _key(eq):
     return (eq.optimizer, eq.model, eq.lr, eq.weight_decay, eq.angular_update,
-            eq.timescale_steps, eq.note if eq.angular_update is None else "")
+            eq.timescale_steps, eq.note if eq.angular_update is None else "", eq.schedule)
 
 
 def equilibrium_lines(report) -> list[str]:
@@ -47,6 +51,10 @@ def equilibrium_lines(report) -> list[str]:
         waits = [e.steps_to_equilibrium for e in same if e.steps_to_equilibrium is not None]
         if waits:
             text += f", {_span(waits)} steps to reach it"
+        along = [e for e in same if e.trajectory]
+        if along:
+            lines.append(head + text + "; " + _along(along))
+            continue
         reached = [e.reaches_equilibrium for e in same if e.reaches_equilibrium is not None]
         if reached:
             missing = reached.count(False)
@@ -54,6 +62,21 @@ def equilibrium_lines(report) -> list[str]:
                      + (f"{missing} of {len(reached)} not reached" if missing else "reached"))
         lines.append(head + text)
     return lines
+
+
+def _along(eqs) -> str:
+    """The schedule's effect: rotation at the end against the peak, the end-of-training rise of
+    ‖g‖/‖w‖ (Defazio 2025), and when equilibrium is reached."""
+    first = [e.first_at_equilibrium for e in eqs]
+    never = first.count(None)
+    text = (f"along the schedule: rotation {_span([e.rotation('peak') for e in eqs])} rad/step "
+            f"at the peak lr, {_span([e.rotation('end') for e in eqs])} at the end; "
+            f"‖g‖/‖w‖ ends {_span([e.grad_ratio_rise for e in eqs])}× its value at the peak lr; ")
+    if never == len(eqs):
+        return text + "never at equilibrium"
+    reached = [f for f in first if f is not None]
+    text += f"at equilibrium from step {_span(reached)}"
+    return text + (f" ({never} of {len(eqs)} never)" if never else "")
 
 
 def _span(values) -> str:
