@@ -87,7 +87,7 @@ def find_optimizer(extra: dict, module: ModuleType, model: nn.Module, name: str,
     return (found[0] if len(found) == 1 else found), origin, value
 
 
-def find_scheduler(extra: dict, module: ModuleType, optimizer: Any, returned: Any,
+def find_scheduler(extra: dict, module: ModuleType, optimizer: Any, *, returned: Any,
                    origin: str | None, name: str, where: str) -> tuple[Any, str | None]:
     """The LR scheduler the file trains with, and where it came from: the model factory's
     ``'scheduler'``, ``build_scheduler(optimizer)`` (called with what the optimizer factory

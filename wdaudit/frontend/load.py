@@ -167,7 +167,8 @@ def load(target: Target, inputs: InputSpec | None = None) -> Loaded:
         else:
             missing = ""
         scheduler, scheduler_from = (None, None) if missing else _scheduler(
-            extra, module, optimizer, returned, optimizer_from, name, where)
+            extra, module, optimizer, returned=returned, origin=optimizer_from, name=name,
+            where=where)
     origin = {"model": name, "inputs": inputs_from}
     if optimizer_from:
         origin["optimizer"] = optimizer_from

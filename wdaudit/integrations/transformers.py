@@ -26,8 +26,9 @@ class WDAuditCallback(TrainerCallback):
         self.audit_options = audit_options
         self.report = None
 
-    def on_train_begin(self, args, state, control, model=None, optimizer=None,
+    def on_train_begin(self, args, state, control, *, model=None, optimizer=None,
                        train_dataloader=None, lr_scheduler=None, **kwargs):
+        # the Trainer passes everything after control by keyword
         if model is None or train_dataloader is None:
             return control
         # the Trainer's own schedule over its own length (its schedules are LambdaLRs, stepped
