@@ -32,7 +32,7 @@ SOURCES = ("van Laarhoven 2017; Wan et al. 2021 (Spherical Motion Dynamics); "
 SCHEDULE_SOURCE = "Defazio 2025 (Why Gradients Rapidly Increase Near the End of Training)"
 TOLERANCE = 0.1  # "at equilibrium": the angular update within 10 % of its equilibrium value
 TIMESCALES = 3  # without a known distance to equilibrium, three timescales count as reaching it
-_COUPLED_ADAPTIVE = ("Adam", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
+COUPLED_ADAPTIVE = ("Adam", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,7 @@ class Equilibrium:
     def to_dict(self) -> dict:
         out = asdict(self)
         out.pop("balance")
-        for key, value in out.items():
-            if isinstance(value, float):
-                out[key] = float(f"{value:.4g}") if math.isfinite(value) else None
+        out = {key: _rounded(value) for key, value in out.items()}
         if self.trajectory is not None:
             out["trajectory"] = [{k: _rounded(v) for k, v in asdict(p).items()}
                                  for p in self.trajectory]
@@ -138,7 +136,7 @@ def predict(settings: Settings, numel: int, norm: float,
         eq = _lion(settings, numel, norm, base)
     elif settings.is_a("Muon") and _is_torch_muon(settings):
         eq = _muon(settings, shapes, norm, base)
-    elif settings.is_a(*_COUPLED_ADAPTIVE):
+    elif settings.is_a(*COUPLED_ADAPTIVE):
         eq = Equilibrium(
             model="none", angular_update=None, timescale_steps=None, note=(
                 f"no closed form: {settings.optimizer} applies the decay as coupled L2 (WD002), "

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import torch
 
-from .equilibrium import Balance, Equilibrium, reach, relax_steps
+from .equilibrium import COUPLED_ADAPTIVE, Balance, Equilibrium, reach, relax_steps
 from .muon import one_thread
 from .settings import Settings
 
@@ -40,7 +40,6 @@ MAX_STEPS = 3000
 MAX_SECONDS = 15.0
 NORMS = (1.0, 1.0, 2.0, 2.0)  # the replicas' fixed norms
 _MEMORY_KEYS = ("momentum", "beta", "beta1", "beta2", "beta3", "betas", "b1", "b2")
-_COUPLED = ("Adam", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta")
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class NotMeasurable(Exception):
 def measurable(settings: Settings) -> bool:
     """Worth measuring: a class to build and a decay that is not coupled L2 in an adaptive
     optimizer (that equilibrium depends on the real gradients' size, not the settings)."""
-    coupled = settings.is_a(*_COUPLED) and not (
+    coupled = settings.is_a(*COUPLED_ADAPTIVE) and not (
         settings.is_a("AdamW") or settings.get("decoupled_weight_decay", False))
     return settings.cls is not None and settings.lr > 0 and not coupled
 
