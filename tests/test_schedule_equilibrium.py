@@ -82,7 +82,9 @@ def _rise(run, path):
 
 
 @pytest.mark.parametrize("schedule", [cosine, wsd], ids=["warmup-cosine", "wsd"])
-@pytest.mark.parametrize("optimizer", [ADAMW, SGDM], ids=["AdamW", "SGD-momentum"])
+@pytest.mark.parametrize("optimizer", [
+    pytest.param(ADAMW, id="AdamW"),
+    pytest.param(SGDM, id="SGD-momentum", marks=pytest.mark.slow)])  # the slow tier, in CI
 def test_trajectory_follows_torchs_optimizer_and_scheduler(optimizer, schedule):
     cls, kwargs = optimizer
     norm = _start(cls, kwargs)
