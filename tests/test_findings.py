@@ -29,16 +29,38 @@ def _findings(net, policy):
 
 
 def _expected(verdicts, decayed, skip=lambda n: False):
-    """WD001/WD003/WD004 as the verdicts and decay settings imply them: (code, members)."""
+    """WD001/WD003/WD004 as the verdicts and decay settings imply them: (code, members).
+    Scaling claims that share a member are one set of tensors that scale together, so they
+    are merged (repeatedly, until no two sets overlap) into one WD001 and at most one WD004."""
     out = set()
+    sets = []  # (members of the claims, named members, members of partly decayed claims)
     for g in verdicts.groups:
         holding = [n for n in g.names if verdicts.parameters[n].verdict == R.INEFFECTIVE]
         named = frozenset(n for n in holding if n in decayed and not skip(n))
         if not named:
             continue
-        out.add(("WD003" if g.kind == "no-effect" else "WD001", named))
-        if g.kind != "no-effect" and len(g.names) > 1 and set(g.names) - decayed:
-            out.add(("WD004", frozenset(g.names)))
+        if g.kind == "no-effect":
+            out.add(("WD003", named))
+            continue
+        partial = len(g.names) > 1 and set(g.names) - decayed - {n for n in g.names if skip(n)}
+        sets.append((set(g.names), set(named),
+                     {n for n in g.names if not skip(n)} if partial else set()))
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(sets)):
+            for j in range(i + 1, len(sets)):
+                if sets[i][0] & sets[j][0]:
+                    a, b = sets[i], sets.pop(j)
+                    sets[i] = (a[0] | b[0], a[1] | b[1], a[2] | b[2])
+                    merged = True
+                    break
+            if merged:
+                break
+    for _, named, partial in sets:
+        out.add(("WD001", frozenset(named)))
+        if partial:
+            out.add(("WD004", frozenset(partial)))
     return out
 
 
@@ -58,7 +80,8 @@ def test_assumed_decay_on_everything_gives_wd001_and_wd003(net):
     # every no-effect claim is a WD003, every scaling group a WD001
     assert {p for c, ps in expected if c == "WD003" for p in ps} == \
         {n for g in verdicts.groups if g.kind == "no-effect" for n in g.names}
-    assert len(found.findings) == len(verdicts.groups)
+    assert len(found.findings) == len(expected)  # one finding per set that scales together
+    assert any(len(f.groups) > 1 for f in found.findings if f.code == "WD001")  # a merged set
 
 
 def test_assumed_no_decay_gives_no_findings_and_matrices_only_matrices(net):

@@ -16,7 +16,7 @@ from .audit import Options, audit as drive
 from .advice.annotate import annotate
 from .advice.param_groups import groups_for
 from .engine.analysis.training import optimizers_of
-from .frontend.locations import locator
+from .frontend.locations import Locator
 from .frontend.overview import overview_of
 from .report import Report
 
@@ -61,7 +61,7 @@ def audit_with(model: nn.Module, example_inputs: Any, options: Options) -> Repor
     """:func:`audit` from an options record (the command line builds one)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"audit() needs an nn.Module, got {type(model).__name__}")
-    options = replace(options, locate=options.locate or locator(model), overview=overview_of)
+    options = replace(options, locate=options.locate or Locator(model), overview=overview_of)
     report = drive(model, example_inputs, options)
     start = time.perf_counter()
     report = annotate(report, model, optimizers_of(options.optimizer), options.total_steps,

@@ -18,6 +18,7 @@ from .engine.analysis import degrees as degrees_stage
 from .engine.analysis import findings as findings_stage
 from .engine.analysis import graph as graph_stage
 from .engine.analysis import influence as influence_stage
+from .engine.analysis.names import ranking
 from .engine.analysis import symmetries as symmetries_stage
 from . import parts as opaque_parts
 from .engine.analysis.training import Training, training as read_training
@@ -165,7 +166,8 @@ def audit(model: nn.Module, example_inputs: Any, options: Options = Options()) -
     run_setup = read_training(params, options.optimizer)
     policy = findings_stage.Policy(
         findings_stage.decay_settings(params, run_setup, options.assume_decay),
-        options.locate or (lambda names: Location()), _matcher(options.ignore_parameters))
+        options.locate or (lambda names: Location()), _matcher(options.ignore_parameters),
+        ranking(model), getattr(options.locate, "related", lambda names: ()))
     setup = _Setup(confirm_stage.Setup(params, inputs, where, options.seed, options.confirm,
                                        options.memory_budget),
                    policy.locate if options.overview else None, run_setup, options.overview)

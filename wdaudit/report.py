@@ -74,6 +74,8 @@ class Finding:
     message: str
     parameters: tuple[str, ...]
     location: Location = field(default_factory=Location)
+    groups: tuple[int, ...] = ()  # the claims behind it (ids into Report.groups): its basis
+    related: tuple[Location, ...] = ()  # inside a library: where what it names was built
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class Confirmation:
     reason: str = ""
     defects: tuple[str, ...] = ()
     checks: tuple[Check, ...] = ()
-    # what the checks adapted to this model (README, Guarantees): the precision, the examples
+    # what the checks adapted to this model (docs/guarantees.md): the precision, the examples
     # per input, the saturating point's spread, and the memory bill estimated beforehand
     precision: str = "float64"
     batch: int | None = None
@@ -302,4 +304,6 @@ def _group(g: Group) -> dict[str, Any]:
 def _finding(f: Finding) -> dict[str, Any]:
     return {"code": f.code, "severity": f.severity, "message": f.message,
             "parameters": list(f.parameters),
-            "location": {"path": f.location.path, "line": f.location.line}}
+            "location": {"path": f.location.path, "line": f.location.line},
+            "groups": list(f.groups),
+            "related_locations": [{"path": r.path, "line": r.line} for r in f.related]}

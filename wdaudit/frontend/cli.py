@@ -292,12 +292,12 @@ def _audit(loaded, settings: Config, request: Request, stage=None) -> Report:
     from ..engine.analysis.training import SetupError
     from ..engine.analysis.walk import AnalysisError, UnsupportedOpError
     from ..engine.tracing.trace import InputError, TraceError
-    from .locations import locator
+    from .locations import Locator
     from .user_errors import one_line, user_site
 
     model, name = loaded.model, type(loaded.model).__name__
     device = _device(settings.device)
-    locate = _locate_or_target(locator(model), loaded.path)
+    locate = _locate_or_target(Locator(model), loaded.path)
     assume = settings.assume_decay or "all"
     try:
         options = Options(optimizer=loaded.optimizer, device=device,
@@ -356,6 +356,7 @@ def _locate_or_target(locate, path: str | None):
     def wrapped(names) -> Location:
         where = locate(names)
         return where if where.path is not None or path is None else Location(path, None)
+    wrapped.related = locate.related
     return wrapped
 
 

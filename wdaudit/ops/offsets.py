@@ -45,6 +45,16 @@ def deps(info: Any) -> frozenset[str]:
     return info.deps if isinstance(info, Info) else frozenset()
 
 
+# what can remove an additive offset, so that a finding names the mechanism, not a guess
+MECHANISMS = ("mean subtraction", "normalisation", "softmax", "attention keys", "attention mask")
+
+
+@dataclass(frozen=True)
+class Absorption:
+    node: str  # the node that removes the offset
+    by: str  # how: one of MECHANISMS
+
+
 @dataclass
 class OffsetCall:
     """One op application as an offset rule sees it: arguments bound by name (``fx.Node``
@@ -57,7 +67,7 @@ class OffsetCall:
     shape_of: Callable[[str], tuple[int, ...] | None]  # node -> shape the trace recorded
     params: Mapping[str, str]  # parameter nodes -> canonical name
     everything: frozenset[str]  # every parameter any operand depends on
-    absorbed: dict[str, str] = field(default_factory=dict)  # parameter -> node removing it
+    absorbed: dict[str, "Absorption"] = field(default_factory=dict)  # parameter -> what removes it
     summands: dict[str, tuple[str, str]] = field(default_factory=dict)  # pseudo -> (node, role)
     # node -> whether the trace saw it hold a Python number (a size, a scale made from one)
     number_of: Callable[[str], bool] = lambda name: False
@@ -84,11 +94,13 @@ class OffsetCall:
     def mixed(self, offsets: Mapping[str, frozenset[int]] | None = None) -> Info:
         return Info(self.everything, dict(offsets or {}))
 
-    def absorb(self, info: Info, reduced: frozenset[int]) -> frozenset[str]:
-        """The offsets of ``info`` constant along every axis in ``reduced``: removed here."""
+    def absorb(self, info: Info, reduced: frozenset[int], by: str) -> frozenset[str]:
+        """The offsets of ``info`` constant along every axis in ``reduced``: removed here, by
+        the mechanism ``by`` names (one of :data:`MECHANISMS`)."""
+        assert by in MECHANISMS, by
         gone = frozenset(p for p, a in info.offsets.items() if reduced and reduced <= a)
         for p in gone:
-            self.absorbed.setdefault(p, self.node)
+            self.absorbed.setdefault(p, Absorption(self.node, by))
         return gone
 
     def is_number(self, value: Any) -> bool:
@@ -217,7 +229,7 @@ def subtract(c: OffsetCall) -> Info:
     if isinstance(x, fx.Node) and mean is not None and mean[0] == x.name:
         rank = len(c.shape(x) or ())
         reduced = frozenset(d % rank for d in mean[1]) if rank else frozenset()
-        return Info(c.everything - c.absorb(c.info(x), reduced))
+        return Info(c.everything - c.absorb(c.info(x), reduced, "mean subtraction"))
     return add(c)
 
 

@@ -108,7 +108,7 @@ def softmax(c: OffsetCall) -> Info:
     shape, dim = c.shape(x), c.args.get("dim")
     if shape is None or not isinstance(dim, int):
         return c.mixed()
-    removed = c.absorb(c.info(x), frozenset({dim % len(shape)}))
+    removed = c.absorb(c.info(x), frozenset({dim % len(shape)}), "softmax")
     return Info(c.everything - removed)
 
 
@@ -120,12 +120,12 @@ def attention(c: OffsetCall, *, extras: bool = False) -> Any:
     removed: set[str] = set()
     kshape = c.shape(c.args.get("key"))
     if kshape is not None:
-        for p in c.absorb(k, frozenset({len(kshape) - 2})):
+        for p in c.absorb(k, frozenset({len(kshape) - 2}), "attention keys"):
             if not any(p in o.deps for o in (q, v, mask)):
                 removed.add(p)
     mshape = c.shape(c.args.get("attn_mask")) if c.args.get("attn_mask") is not None else None
     if mshape:
-        for p in c.absorb(mask, frozenset({len(mshape) - 1})):
+        for p in c.absorb(mask, frozenset({len(mshape) - 1}), "attention mask"):
             if not any(p in o.deps for o in (q, k, v)):
                 removed.add(p)
     for p in [p for p in c.absorbed if p not in removed]:
@@ -153,7 +153,7 @@ def _norm(c: OffsetCall, reduced_of: Callable[[int], frozenset[int] | None],
         (b,) = bias.deps  # γ·x̂ + β: β is a term constant along all but its own axes
         if b not in c.info(x).deps and b not in weight.deps:
             offsets[b] = frozenset(range(rank)) - set(own(rank))
-    out = Info(c.everything - c.absorb(c.info(x), reduced), offsets)
+    out = Info(c.everything - c.absorb(c.info(x), reduced, "normalisation"), offsets)
     return TupleInfo(out, Info(c.everything)) if stats else out
 
 

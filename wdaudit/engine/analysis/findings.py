@@ -10,8 +10,9 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from ...report import INEFFECTIVE, UNKNOWN, Finding, Location, ParameterReport
+from ...report import INEFFECTIVE, UNKNOWN, Finding, Group, Location, ParameterReport
 from ...rules import ASSUME_CHOICES, RULES
+from .names import Rank, components, default_rank, ordered, short
 from .training import Training, training
 from .verdicts import Verdicts
 
@@ -76,16 +77,20 @@ def _is_coupled_adaptive(optimizer, group) -> bool:
 
 
 Locate = Callable[[Sequence[str]], Location]
+Relate = Callable[[Sequence[str]], tuple[Location, ...]]
 
 
 @dataclass(frozen=True)
 class Policy:
     """What the findings depend on beyond the verdicts: the decay settings, where a finding
-    points, and the parameters never to name (``ignore-parameters``)."""
+    points (and the related places, inside a library, that built what it names), the
+    parameters never to name (``ignore-parameters``) and the order names are shown in."""
 
     decay: DecaySettings
     locate: Locate = field(default=lambda names: Location())
     skip: Callable[[str], bool] = field(default=lambda name: False)
+    rank: Rank = default_rank
+    relate: Relate = field(default=lambda names: ())
 
 
 @dataclass(frozen=True)
@@ -94,51 +99,48 @@ class Findings:
     findings: tuple[Finding, ...]
 
 
+@dataclass(frozen=True)
+class _Ray:
+    """One confirmed scaling claim as the findings see it."""
+
+    group: Group
+    decayed: tuple[str, ...]  # decayed, ineffective through this claim, not skipped
+    shown: tuple[str, ...]  # every member that may be named
+    undecayed: tuple[str, ...]  # members training does not decay (WD004)
+
+
 def find(verdicts: Verdicts, policy: Policy) -> Findings:
     """The findings for these verdicts and decay settings; skipped parameters are never
-    reported, though they still count as decayed."""
-    decay, locate, skip = policy.decay, policy.locate, policy.skip
+    reported, though they still count as decayed.  Claims that share a member are one set of
+    tensors that scale together: one WD001 (and at most one WD004) names them all, its
+    ``groups`` the claims (the basis of that set) behind it."""
+    decay, skip = policy.decay, policy.skip
     parameters = verdicts.parameters
     if decay.assumed is None:
         parameters = {n: replace(p, weight_decay=decay.weight_decay.get(n))
                       for n, p in parameters.items()}
     groups = verdicts.groups
     out: list[Finding] = []
+    rays: dict[int, _Ray] = {}
     for g in groups:
         holding = [n for n in g.names
                    if parameters[n].verdict == INEFFECTIVE and g.id in parameters[n].groups]
-        if not holding:
-            continue
-        decayed = [n for n in holding if n in decay.decayed and not skip(n)]
+        decayed = tuple(n for n in holding if n in decay.decayed and not skip(n))
         if not decayed:
             continue
-        assumed = f" (decay assumed: --assume-decay {decay.assumed})" if decay.assumed else ""
         if g.kind == "no-effect":
-            (name,) = decayed
-            reason = parameters[name].reason
-            out.append(Finding("WD003", RULES["WD003"].severity,
-                               f"weight decay on '{name}', which has {reason}; the decay only "
-                               f"shrinks it towards zero{assumed}", (name,), locate((name,))))
+            out.append(_no_effect(decayed[0], parameters[decayed[0]].reason, g.id, policy))
             continue
-        shown = [n for n in g.names if not skip(n)]  # ignored parameters are never named
-        rest = sorted(n for n in shown if n not in decayed)
-        together = f" together with {_short(rest)}" if rest else (" together" if len(decayed) > 1 else "")
-        via = f"; normalised by {_short(g.normalising_nodes)}" if g.normalising_nodes else ""
-        eps = " — invariance is eps-limited" if g.eps_limited else ""
-        out.append(Finding(
-            "WD001", RULES["WD001"].severity,
-            f"weight decay on {_short(decayed)} cannot regularise: the output does not change "
-            f"when {'it is' if len(decayed) == 1 else 'they are'} rescaled{together}{via}{eps}. "
-            f"Decay here only sets the effective learning rate (angular step size){assumed}",
-            tuple(decayed), locate(tuple(decayed))))
-        undecayed = [n for n in shown if n not in decay.decayed]
-        if undecayed and len(g.names) > 1:
-            out.append(Finding(
-                "WD004", RULES["WD004"].severity,
-                f"scale-free group {g.id} is only partly decayed: {_short(decayed)} decayed, "
-                f"{_short(undecayed)} not; the undecayed members can grow to compensate",
-                tuple(shown), locate(tuple(decayed))))
-    out += _unconfirmed(groups, parameters, decay, locate, skip)
+        shown = tuple(n for n in g.names if not skip(n))  # ignored parameters are never named
+        undecayed = tuple(n for n in shown if n not in decay.decayed) if len(g.names) > 1 else ()
+        rays[g.id] = _Ray(g, decayed, shown, undecayed)
+    for ids in components({i: r.group.names for i, r in rays.items()}):
+        together = [rays[i] for i in ids]
+        out.append(_scale_free(together, policy))
+        partial = [r for r in together if r.undecayed]
+        if partial:
+            out.append(_partly_decayed(partial, policy))
+    out += _unconfirmed(groups, parameters, decay, policy)
     for c in decay.coupled:
         members = tuple(n for n in c.parameters if not skip(n))
         if not members:
@@ -148,38 +150,86 @@ def find(verdicts: Verdicts, policy: Policy) -> Findings:
             f"{c.optimizer} applies weight_decay={c.weight_decay:g} as coupled L2 to "
             f"{len(members)} parameter(s): the adaptive step divides it by each weight's "
             f"gradient scale. Use AdamW (decoupled decay) unless this is intended",
-            members, locate(members[:1])))
+            members, policy.locate(members[:1]), related=policy.relate(members[:1])))
     return Findings(parameters, tuple(out))
 
 
-def _unconfirmed(groups, parameters, decay, locate, skip) -> list[Finding]:
+def _assumed(decay: DecaySettings) -> str:
+    return f" (decay assumed: --assume-decay {decay.assumed})" if decay.assumed else ""
+
+
+def _no_effect(name: str, reason: str, group: int, policy: Policy) -> Finding:
+    return Finding("WD003", RULES["WD003"].severity,
+                   f"weight decay on '{name}', which has {reason}; the decay only shrinks it "
+                   f"towards zero{_assumed(policy.decay)}", (name,), policy.locate((name,)),
+                   groups=(group,), related=policy.relate((name,)))
+
+
+def _scale_free(rays: Sequence[_Ray], policy: Policy) -> Finding:
+    rank = policy.rank
+    decayed = ordered((n for r in rays for n in r.decayed), rank)
+    rest = ordered((n for r in rays for n in r.shown if n not in decayed), rank)
+    nodes = list(dict.fromkeys(n for r in rays for n in r.group.normalising_nodes))
+    one = len(decayed) == 1
+    if len(rays) == 1:
+        together = f" together with {short(rest, rank)}" if rest else (" together" if not one
+                                                                      else "")
+        claim = (f"the output does not change when {'it is' if one else 'they are'} "
+                 f"rescaled{together}")
+    else:
+        members = f" with {short(rest, rank)}" if rest else ""
+        claim = (f"they form one set of tensors that scale together{members}: the output does "
+                 f"not change along any of its {len(rays)} rescalings (their basis: the "
+                 f"finding's groups in --format json)")
+    via = f"; normalised by {short(nodes, unit='')}" if nodes else ""
+    eps = " — invariance is eps-limited" if any(r.group.eps_limited for r in rays) else ""
+    return Finding(
+        "WD001", RULES["WD001"].severity,
+        f"weight decay on {short(decayed, rank)} cannot regularise: {claim}{via}{eps}. Decay "
+        f"here only sets the effective learning rate (angular step size)"
+        f"{_assumed(policy.decay)}", decayed, policy.locate(decayed),
+        groups=tuple(r.group.id for r in rays), related=policy.relate(decayed))
+
+
+def _partly_decayed(rays: Sequence[_Ray], policy: Policy) -> Finding:
+    rank = policy.rank
+    decayed = ordered((n for r in rays for n in r.decayed), rank)
+    undecayed = ordered((n for r in rays for n in r.undecayed), rank)
+    shown = ordered((n for r in rays for n in r.shown), rank)
+    ids = ", ".join(str(r.group.id) for r in rays)
+    what = f"group {ids} is" if len(rays) == 1 else f"groups {ids} are"
+    return Finding(
+        "WD004", RULES["WD004"].severity,
+        f"scale-free {what} only partly decayed: {short(decayed, rank)} decayed, "
+        f"{short(undecayed, rank)} not; the undecayed members can grow to compensate",
+        shown, policy.locate(decayed), groups=tuple(r.group.id for r in rays),
+        related=policy.relate(decayed))
+
+
+def _unconfirmed(groups, parameters, decay, policy: Policy) -> list[Finding]:
     """WD005: decayed parameters left unknown by claims that confirmation could not confirm,
     one finding per reason (a confirmation that could not run is never a pass)."""
-    by_note: dict[str, list[str]] = {}
+    by_note: dict[str, tuple[list[str], list[int]]] = {}
     for g in groups:
         if g.confirmed:
             continue
-        names = by_note.setdefault(g.note or "not confirmed numerically", [])
+        names, ids = by_note.setdefault(g.note or "not confirmed numerically", ([], []))
         for n in g.names:
             p = parameters.get(n)
             if p is not None and p.verdict == UNKNOWN and g.id in p.groups \
-                    and n in decay.decayed and not skip(n) and n not in names:
+                    and n in decay.decayed and not policy.skip(n) and n not in names:
                 names.append(n)
-    assumed = f" (decay assumed: --assume-decay {decay.assumed})" if decay.assumed else ""
+                if g.id not in ids:
+                    ids.append(g.id)
     out = []
-    for note, names in by_note.items():
+    for note, (names, ids) in by_note.items():
         if not names:
             continue
+        names = list(ordered(names, policy.rank))
         out.append(Finding(
             "WD005", RULES["WD005"].severity,
-            f"weight decay on {_short(names)}: statically scale-free or without effect, but "
-            f"not confirmed ({note.removeprefix('cannot confirm: ')}); reported unknown, "
-            f"decay judged nothing{assumed}", tuple(names), locate(tuple(names))))
+            f"weight decay on {short(names, policy.rank)}: statically scale-free or without "
+            f"effect, but not confirmed ({note.removeprefix('cannot confirm: ')}); reported "
+            f"unknown, decay judged nothing{_assumed(decay)}", tuple(names),
+            policy.locate(tuple(names)), groups=tuple(ids), related=policy.relate(names)))
     return out
-
-
-def _short(names, limit: int = 3) -> str:
-    names = sorted(names)
-    quoted = [f"'{n}'" for n in names[:limit]]
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(quoted) + more

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from torch import fx
 
 from ...ops.leaf_modules import OwnTensor
-from ...ops.offsets import Info, OffsetCall, TupleInfo, deps
+from ...ops.offsets import Absorption, Info, OffsetCall, TupleInfo, deps
 from ...ops.table import Op
 from .graph import ModelGraph
 from .walk import GraphWalk
@@ -24,7 +24,7 @@ from .walk import GraphWalk
 class Influence:
     graph: ModelGraph
     no_effect: frozenset[str]
-    absorbed_at: Mapping[str, str]  # parameter -> node that removes it
+    absorbed_at: Mapping[str, Absorption]  # parameter -> the node and mechanism removing it
     # (add/sub node, operand) whose parameter-free summand is removed before every output:
     # the model computes the same function with it at 0, so it pins no degree
     dead_summands: frozenset[tuple[str, str]] = frozenset()
@@ -48,7 +48,7 @@ class _InfluenceWalk(GraphWalk):
 
     def __init__(self, graph: ModelGraph, strict: bool):
         super().__init__(graph, strict)
-        self.absorbed: dict[str, str] = {}
+        self.absorbed: dict[str, Absorption] = {}
         self.summands: dict[str, tuple[str, str]] = {}  # pseudo-parameter -> (node, operand)
 
     def leaf(self, node: fx.Node) -> Info:

@@ -122,12 +122,25 @@ def _no_effect_reason(name: str, influence: Influence) -> str:
     graph, program = influence.graph, influence.graph.program
     if name not in graph.used_params:
         return "no effect on the output: forward() never uses it on the way to an output"
-    node = influence.absorbed_at.get(name)
-    if node is not None:
-        where = program.module_paths.get(node) or node
-        return (f"no effect on the output: an additive offset that the mean subtraction of "
-                f"'{where}' removes")
+    absorbed = influence.absorbed_at.get(name)
+    if absorbed is not None:
+        where = program.module_paths.get(absorbed.node) or absorbed.node
+        return "no effect on the output: " + _REMOVED_BY[absorbed.by].format(where=where)
     return "no effect on the output"
+
+
+# how each mechanism of ops.offsets.MECHANISMS removes an additive offset, said plainly
+_REMOVED_BY = {
+    "mean subtraction": "an additive offset that the mean subtraction in '{where}' removes",
+    "normalisation": "an additive offset, constant along the axes that '{where}' normalises, "
+                     "which the normalisation removes",
+    "softmax": "an additive offset, the same along the softmax's axis in '{where}', which the "
+               "softmax cancels (it is shift-invariant)",
+    "attention keys": "a term of the keys that is the same at every key position, which the "
+                      "attention softmax in '{where}' cancels (each query's logits shift alike)",
+    "attention mask": "a term of the attention mask that is the same along its key axis, which "
+                      "the attention softmax in '{where}' cancels",
+}
 
 
 def _effective_reason(name: str, degrees: Degrees) -> str:

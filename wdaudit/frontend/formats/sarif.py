@@ -69,6 +69,13 @@ def _result(finding, index: int, context) -> dict:
             "artifactLocation": _artifact(path),
             "region": {"startLine": line or 1},
         }}]
+    related = [r for r in finding.related if r.path is not None]
+    if related:  # where the library built what it names: the user's line stays the location
+        result["relatedLocations"] = [
+            {"id": i, "physicalLocation": {"artifactLocation": _artifact(r.path),
+                                           "region": {"startLine": r.line or 1}},
+             "message": {"text": "built here, inside the library"}}
+            for i, r in enumerate(related)]
     return result
 
 

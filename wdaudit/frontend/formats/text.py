@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ...report import UNKNOWN
 from ...rules import RULES, SEVERITIES
-from ..locations import display_path
+from ..locations import display_path, library_path
 from . import advice
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "blue"}
@@ -48,14 +48,25 @@ def render(report, context, *, color: bool = False, width: int | None = None) ->
 def _findings(group, wrapped: bool):
     """One line per finding; on a terminal, long messages wrap under themselves."""
     if not wrapped:
-        return Text("\n").join(Text.assemble("  ", (_where(f), "cyan"), "  ", f.message)
-                               for f in group)
+        return Text("\n").join(
+            Text.assemble("  ", (_where(f), "cyan"), "  ", f.message,
+                          *((("\n    " + _built(f)), "dim"),) if f.related else ())
+            for f in group)
     grid = Table.grid(padding=(0, 2), pad_edge=True)
     grid.add_column(no_wrap=True)
     grid.add_column()
     for f in group:
         grid.add_row(Text(_where(f), style="cyan"), f.message)
+        if f.related:
+            grid.add_row("", Text(_built(f), style="dim"))
     return grid
+
+
+def _built(finding, limit: int = 3) -> str:
+    """Where the library built what the finding names (its related locations)."""
+    sites = [f"{library_path(r.path)}:{r.line}" for r in finding.related]
+    more = f" and {len(sites) - limit} more" if len(sites) > limit else ""
+    return "built in the library at " + ", ".join(sites[:limit]) + more
 
 
 def _header(report, context) -> Text:
