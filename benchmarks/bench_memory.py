@@ -9,7 +9,7 @@ float64 check).  Peaks come from the kernel's high-water mark (VmHWM), reset at 
 where Linux allows it (/proc/self/clear_refs); elsewhere from getrusage's lifetime maximum,
 which can only be reported for the audit as a whole.
 
-The promise being measured (README, Guarantees, Memory): confirmation holds one float64 copy
+The promise being measured (docs/guarantees.md, Memory): confirmation holds one float64 copy
 of the parameters (2x the float32 size) plus activations and one parameter's gradient.  The
 last column is the bill confirmation estimated before running (``Report.confirmation.estimate``,
 with its 1.25x headroom), which decides whether it runs at all.

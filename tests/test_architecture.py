@@ -151,7 +151,7 @@ def test_architecture_map_names_every_module():
 
 
 def test_the_driver_the_engine_and_the_readme_tell_one_pipeline():
-    """engine.PIPELINE, the order audit() calls the stages in, and README's "How it works"."""
+    """engine.PIPELINE, the order audit() calls the stages in, and docs/how-it-works.md."""
     from wdaudit.engine import PIPELINE
 
     for stage in PIPELINE:  # "layer.module"
@@ -160,6 +160,5 @@ def test_the_driver_the_engine_and_the_readme_tell_one_pipeline():
     driver = (PACKAGE / "audit.py").read_text()
     called = re.findall(r"= (?:(\w+)_stage\.[a-z_]+|(trace))\(", driver)
     assert [a or b for a, b in called] == stages
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## How it works", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "how-it-works.md").read_text()
     assert re.findall(r"→ (\w+)", section) == stages + ["report"]

@@ -30,7 +30,7 @@ CASES = [  # (optimizer class, kwargs, weight decay)
     (torch.optim.AdamW, dict(lr=1e-2, betas=(0.9, 0.99)), 0.5),
     (torch.optim.AdamW, dict(lr=1e-2, betas=(0.5, 0.99)), 0.5),
     (torch.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), decoupled_weight_decay=True), 0.5),
-    ("Lion", dict(lr=1e-3, betas=(0.9, 0.99)), 0.5),  # ηλ·1/(1−β2) ≪ 1: see README
+    ("Lion", dict(lr=1e-3, betas=(0.9, 0.99)), 0.5),  # ηλ·1/(1−β2) ≪ 1: see docs/advice.md
     ("Lion", dict(lr=1e-3, betas=(0.5, 0.9)), 2.0),
 ]
 

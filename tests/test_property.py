@@ -42,7 +42,7 @@ EXAMPLES = int(os.environ.get("WDAUDIT_PROPERTY_EXAMPLES", "400"))
 QUICK = 60  # the fast tier's seeded examples (the full tier runs EXAMPLES)
 # the fast tier's 60 seeded examples: every oracle-ineffective parameter is reported; the full
 # tier's 400 met 2 misses of 1,116 on a fresh-clone run (2026-12-07, not yet explained), and
-# longer runs meet identities the algebra does not see (README, Limitations).  Misses only: no
+# longer runs meet identities the algebra does not see (docs/limitations.md).  Misses only: no
 # reported parameter may ever be refuted, at any size.
 RECALL_FLOOR = float(os.environ.get("WDAUDIT_RECALL_FLOOR", "0.995"))
 QUICK_RECALL_FLOOR = 1.0

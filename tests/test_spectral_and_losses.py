@@ -59,7 +59,7 @@ class AutoCorrelation(nn.Module):
         super().__init__()
         self.branch = branch
         # (without biases: a bias shifts every lag's correlation alike, which the softmax then
-        # ignores; the analysis does not see that, a miss named in the README)
+        # ignores; the analysis does not see that, a miss named in docs/limitations.md)
         self.q, self.k = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
         self.v, self.norm, self.out = nn.Linear(d, d), nn.LayerNorm(d), nn.Linear(d, 3)
 

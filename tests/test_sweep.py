@@ -1,6 +1,6 @@
 """The breadth sweep (tools/sweep/sweep.py) on a seeded sample of quick models: each model runs
 in its own subprocess under a time limit, and the sample audits clean.  The full registries run
-from the command line (README, "Tested on real architectures")."""
+from the command line (docs/architectures.md)."""
 
 import io
 import json

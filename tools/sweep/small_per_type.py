@@ -261,7 +261,7 @@ PER_TYPE = {
     # the layer norms after it take) at the sweep's side; its task prompts' width is the class
     # embedding's, which must differ from the decoder's (the projection between them exists only
     # then): text 64 wide, the decoder at the encoder's 32.  (It caches its text embeddings
-    # per prompt, in objects the audit empties before every run: README, Limitations.)
+    # per prompt, in objects the audit empties before every run: docs/limitations.md.)
     "omdet-turbo": {"backbone_config": {"img_size": PIXELS}, "encoder_in_channels": [192, 384, 768],
                     "text_config": {"hidden_size": 2 * WIDTH}, "class_embed_dim": 2 * WIDTH,
                     "text_projection_in_dim": 2 * WIDTH, "text_projection_out_dim": 2 * WIDTH,

@@ -10,7 +10,7 @@ independent across steps, ``ηλ ≪ 1``.  Per step, decay takes ``2κ‖w‖²`
 the decay per step) and the updates add ``η²·L``, with ``L`` the *long-run* variance of the
 update (the sum of its autocovariances over all lags: momentum correlates successive updates,
 and correlated steps add up).  So at equilibrium ``‖w‖² = η²L/(2κ)`` and the angular update
-``η·√E‖u‖² / ‖w‖``.  README ("The numbers") lists every formula with its assumptions; the
+``η·√E‖u‖² / ‖w‖``.  docs/advice.md ("The numbers") lists every formula with its assumptions; the
 simulation tests (tests/test_equilibrium.py) check each against real torch optimizers.
 
 Numbers are for one ``lr``: the optimizer's current one, or a schedule's peak.  Each closed form
