@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import fx
 
+from ...ops.lookup import function_op
 from ..rng import seeded
 from .outplace import outplaced
 from .program import Program
@@ -69,9 +70,6 @@ def _fake_meta(value: Any) -> Any:
     return None
 
 
-_HARMLESS = {"detach_"}  # in-place ops that change no values (autograd metadata only)
-
-
 def _mutates(gm: fx.GraphModule) -> bool:
     """Whether an exported graph needs decomposing (which costs about as much as the export
     itself): it writes to a tensor, or hides ops in nested graphs (``no_grad`` regions become
@@ -81,8 +79,10 @@ def _mutates(gm: fx.GraphModule) -> bool:
         if node.op == "get_attr" or isinstance(target, torch._ops.HigherOrderOperator):
             return True
         if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
-            if target._schema.is_mutable and target.overloadpacket.__name__ not in _HARMLESS:
-                return True
+            if target._schema.is_mutable:
+                op = function_op(target)  # the table knows writes that change no values
+                if op is None or not op.metadata_only:
+                    return True
     return False
 
 
