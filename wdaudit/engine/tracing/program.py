@@ -56,17 +56,43 @@ class Program:
     leaves: Mapping[str, LeafModule]  # call_module node -> its tensors
     module_paths: Mapping[str, str]  # node -> owning module path (for readable reports)
     notes: tuple[str, ...] = ()
-    shapes: Mapping[str, Any] = field(default_factory=dict)  # node -> (shape, dtype), if run
+    shapes: Mapping[str, Any] = field(default_factory=dict)  # node -> recorded(value), if run
     parameters: tuple[str, ...] = ()  # every canonical parameter name of the model, in order
     recorded_batch: int | None = None  # examples per input where shapes were recorded (None: all)
 
     def shape(self, node: str) -> tuple[int, ...] | None:
         """The shape a run recorded for a single-tensor node; None for anything else."""
         meta = self.shapes.get(node)
-        if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[0], tuple) \
-                and isinstance(meta[1], torch.dtype):
-            return meta[0]
-        return None
+        return meta.shape if isinstance(meta, TensorMeta) else None
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What a run (or export's fake tensors) recorded of one tensor value."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @classmethod
+    def of(cls, t: torch.Tensor) -> "TensorMeta":
+        return cls(tuple(int(s) for s in t.shape), t.dtype)  # int(): export's sizes are SymInts
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def recorded(value: Any) -> Any:
+    """A node's value as ``Program.shapes`` holds it: a TensorMeta for a tensor, a tuple of
+    these for a tuple or list (a torch.Size: one None per number), None for anything else."""
+    if isinstance(value, torch.Tensor):
+        return TensorMeta.of(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(recorded(v) for v in value)
+    return None
 
 
 @dataclass(frozen=True)
@@ -147,7 +173,7 @@ class Runner(fx.Interpreter):
         else:
             result = super().run_node(n)
         if self.record is not None:
-            self.record[n.name] = _meta(result)
+            self.record[n.name] = recorded(result)
         return result
 
     def call_function(self, target, args, kwargs):
@@ -209,14 +235,6 @@ def _promote(value: Any, dtype: torch.dtype) -> Any:
     if isinstance(value, dict):
         return {k: _promote(v, dtype) for k, v in value.items()}
     return value
-
-
-def _meta(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return (tuple(value.shape), value.dtype)
-    if isinstance(value, (tuple, list)):
-        return tuple(_meta(v) for v in value)
-    return None
 
 
 def _flat_tensors(values) -> list[torch.Tensor]:
