@@ -12,6 +12,7 @@ import torch
 
 from . import generic_point as generic
 from ...messages import first_line
+from ...report import Check
 
 
 class CannotConfirm(RuntimeError):
@@ -35,6 +36,12 @@ class Strayed(Exception):
         self.why = (f"the model branches otherwise here than in the run its specialised "
                     f"program froze ({detail or f'apart by {gap:.2e}'})")
         self.reason = f"cannot confirm: {self.why}"
+
+
+def unmeasured(why: str) -> Check:
+    """A check that could not measure: not confirmed, every number NaN, the reason."""
+    nan = float("nan")
+    return Check(False, nan, nan, nan, False, why)
 
 
 def version(point: generic.Point) -> tuple[int, int]:
