@@ -81,6 +81,6 @@ def copy_values(target, args, kwargs) -> Any:
     return src.to(dtype=dst.dtype, device=dst.device).expand_as(dst).clone()
 
 
-EMBEDDING_ATTRS = {"padding_idx": None, "scale_grad_by_freq": False}
+EMBEDDING_ATTRS = (("padding_idx", None), ("scale_grad_by_freq", False))
 """``nn.Embedding``'s attributes that change only its gradient (see ``honest_embedding``),
 set so while confirmation's runner calls the module."""

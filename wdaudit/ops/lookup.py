@@ -67,7 +67,8 @@ def _resolves(ns: str, name: str, namespaces) -> bool:
     return getattr(namespaces[ns], name, None) is not None
 
 
-_NORMS = (L.layer_norm, L.batch_norm)  # the degree rules of norms that subtract a mean
+# the degree rules of norms that subtract a mean (leaf modules compute through F, listed here)
+_NORMS = (L.layer_norm, L.batch_norm)
 
 
 def _check(row: Row, spellings: list[tuple[str, str]], views: dict[str, bool]) -> None:

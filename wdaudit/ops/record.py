@@ -37,10 +37,10 @@ class Op:
     view: bool = False
     keeps_split: bool = False
     # leaf modules only: module(args, kwargs) -> named arguments; the attribute holding eps;
-    # attributes set while confirmation's runner calls the module (their values as set)
+    # (attribute, value) pairs set while confirmation's runner calls the module
     adapter: Callable[[nn.Module, tuple, dict], dict[str, Any]] | None = None
     eps_attr: str | None = None
-    run_attrs: Mapping[str, Any] = field(default_factory=dict)
+    run_attrs: tuple[tuple[str, Any], ...] = ()  # pairs, not a dict: an Op stays hashable
     # confirmation's runner: see the module docstring
     shifted: Callable[..., Any] | None = None
     stand_in: Callable[..., Any] | None = None
