@@ -2,7 +2,8 @@
 
 import torch
 
-from wdaudit.engine.tracing.float64_kernels import grouped_mm, stand_in
+from wdaudit.ops.kernels import grouped_mm
+from wdaudit.ops.lookup import stand_in
 
 
 def test_grouped_mm_matches_the_float32_kernel():

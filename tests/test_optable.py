@@ -55,6 +55,87 @@ def test_a_misspelt_or_doubled_spelling_is_caught(monkeypatch):
         lookup._build()
 
 
+def _rebuilt_with(monkeypatch, module, rows):
+    monkeypatch.setattr(module, "ROWS", rows)
+    monkeypatch.setattr(lookup, "UNRESOLVED", [])
+    return lookup._build()
+
+
+def test_a_norm_without_its_shifted_form_is_refused(monkeypatch):
+    """A new mean-subtracting normaliser without a shifted form would get round-off instead
+    of zeros in eps -> 0 runs: the table refuses it unless it says why it needs none."""
+    from dataclasses import replace
+
+    from wdaudit.ops import table_layers
+
+    rows = list(table_layers.ROWS)
+    at = next(i for i, r in enumerate(rows) if "F: layer_norm" in r.names)
+    assert rows[at].shifted is not None
+    rows[at] = replace(rows[at], shifted=None)
+    with pytest.raises(lookup.TableError, match="shifted form"):
+        _rebuilt_with(monkeypatch, table_layers, rows)
+    rows[at] = replace(rows[at], unshifted="a reason")
+    _rebuilt_with(monkeypatch, table_layers, rows)  # stated: accepted
+    rows[at] = replace(rows[at], shifted=table_layers.S.layer_norm)  # both: a contradiction
+    with pytest.raises(lookup.TableError, match="shifted form"):
+        _rebuilt_with(monkeypatch, table_layers, rows)
+
+
+def test_a_signature_for_a_name_the_row_lacks_is_refused(monkeypatch):
+    from dataclasses import replace
+
+    from wdaudit.ops import table
+
+    rows = list(table.ROWS)
+    at = next(i for i, r in enumerate(rows) if "pow" in r.signatures)
+    rows[at] = replace(rows[at], signatures={"powr": ("input", "exponent")})
+    with pytest.raises(lookup.TableError, match="'powr'"):
+        _rebuilt_with(monkeypatch, table, rows)
+
+
+def test_one_name_has_one_view_flag(monkeypatch):
+    """conj was once a view as ``torch.conj`` and not as ``x.conj()``."""
+    from wdaudit.ops import table
+
+    views = {lookup.LOOKUP.functions[torch.conj].view, lookup.LOOKUP.methods["conj"].view,
+             lookup.LOOKUP.packets[aten.conj].view}
+    assert views == {True}
+    rows = list(table.ROWS) + [table.Row(T.preserve, table.O.mixes, "aten: conj_copy")]
+    _rebuilt_with(monkeypatch, table, rows)  # a name of its own: fine
+    rows[-1] = table.Row(T.preserve, table.O.mixes, "method: as_strided")  # aten: a view
+    with pytest.raises(lookup.TableError, match="two view flags"):
+        _rebuilt_with(monkeypatch, table, rows)
+
+
+def test_what_the_runner_reads_comes_from_the_table():
+    """Replays, stand-ins, shifted forms, dtype checks and metadata-only writes are fields of
+    the ops they belong to, found by every spelling and never inherited by a derived in-place
+    variant (aten.copy_ writes; the functional copy's replay would not)."""
+    from wdaudit.ops import kernels, shifted
+
+    fop = lookup.function_op
+    assert fop(aten.view.default).replay is kernels.view_by_reshape
+    assert fop(aten.copy.default).replay is kernels.copy_values
+    assert fop(aten.copy_.default).replay is None and fop(aten.copy_.default).inplace
+    assert fop(F.embedding).replay is fop(aten.embedding.default).replay \
+        is kernels.honest_embedding
+    assert fop(aten._grouped_mm.default).stand_in is kernels.grouped_mm
+    assert lookup.stand_in(aten._grouped_mm.default) is kernels.grouped_mm
+    assert fop(aten._assert_tensor_metadata.default).dtype_check
+    assert fop(aten.detach_.default).metadata_only and not fop(aten.add_.Tensor).metadata_only
+    for spelling in (F.batch_norm, torch.batch_norm, aten.batch_norm.default):
+        assert fop(spelling).shifted is shifted.batch_norm
+    assert fop(aten._native_batch_norm_legit.no_stats).shifted is shifted.batch_norm_saved
+    assert module_op(nn.Embedding(3, 2)).run_attrs == kernels.EMBEDDING_ATTRS
+
+
+def test_only_the_augmented_operators_write_in_place():
+    """``operator.invert`` (``~mask``) was once taken for an in-place op by its first letter."""
+    writes = {fn.__name__ for fn, op in lookup.LOOKUP.functions.items()
+              if getattr(fn, "__module__", None) == "_operator" and op.inplace}
+    assert writes == {"iadd", "isub", "imul", "itruediv", "setitem"}
+
+
 def test_every_entry_binds_its_first_operand_by_name():
     entries = list(lookup.LOOKUP.functions.values()) + list(lookup.LOOKUP.methods.values()) \
         + list(lookup.LOOKUP.packets.values())

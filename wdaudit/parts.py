@@ -30,7 +30,7 @@ from torch.utils import _pytree as pytree
 
 from .ops.lookup import lookup
 from .report import INEFFECTIVE, UNKNOWN, Confirmation, Group, Member
-from .engine.tracing.program import Program, run_model
+from .engine.tracing.program import Program, TensorMeta, run_model
 from .engine.rng import seeded
 
 MAX_DEPTH = 4  # parts inside opaque parts inside opaque parts ...
@@ -184,7 +184,7 @@ def _merged(previous: Any, args: tuple, kwargs: dict) -> Any:
     if any(not isinstance(v, (torch.Tensor, *_PLAIN)) for v in leaves):
         return _UNBINDABLE  # an object (a cache, a config) cannot be fixed as a constant
     frozen = tuple(_SLOT if isinstance(v, torch.Tensor) else v for v in leaves)
-    shapes = tuple((tuple(v.shape), v.dtype) for v in leaves if isinstance(v, torch.Tensor))
+    shapes = tuple(TensorMeta.of(v) for v in leaves if isinstance(v, torch.Tensor))
     if previous is None:
         tensors = tuple(v.detach().clone() for v in leaves if isinstance(v, torch.Tensor))
         return (tensors, spec, frozen, shapes)

@@ -215,3 +215,36 @@ def softmax_like(c: Call) -> Deg:
     c.read_rest()
     c.require_zero(x, f"{c.op} is not positively homogeneous")
     return Deg(nonneg=True)
+
+
+# -- leaf modules kept whole (ops/leaf_modules.py binds their arguments) -----------------
+
+def recurrent(c: Call) -> Any:
+    """LSTM/GRU/RNN: gated by sigmoid/tanh, so nothing inside scales."""
+    for name in list(c.args):
+        c.require_zero(c.raw(name), "recurrent cell with saturating gates")
+    return Multi(CONST, Multi(CONST, CONST))
+
+
+def multihead_attention(c: Call) -> Any:
+    """nn.MultiheadAttention: q/k/v projections (one packed tensor or three), a softmax over
+    q·kᵀ, the output projection."""
+    packed = c.deg("in_proj_weight")
+    proj = {k: packed or c.deg(f"{k[0]}_proj_weight") for k in ("query", "key", "value")}
+    bias = c.deg("in_proj_bias")
+    heads = {}
+    for k in ("query", "key", "value"):
+        x, w = c.deg(k), proj[k]
+        prod = ZERO if (x is None or w is None or x.zero or w.zero) else Deg(x.form + w.form)
+        heads[k] = c.same([prod, bias], "attention projection bias")
+    heads["key"] = c.same([heads["key"], c.deg("bias_k")], "bias_k joins the keys")
+    heads["value"] = c.same([heads["value"], c.deg("bias_v")], "bias_v joins the values")
+    q, k = heads["query"], heads["key"]
+    if not q.zero and not k.zero:
+        c.require_zero(Deg(q.form + k.form), "attention logits feed a softmax")
+    c.require_zero(c.deg("attn_mask"), "an additive attention mask")
+    c.raw("key_padding_mask", "need_weights", "average_attn_weights", "is_causal")
+    v, wo = heads["value"], c.deg("out_weight")
+    prod = ZERO if (v.zero or wo is None or wo.zero) else Deg(v.form + wo.form)
+    out = c.same([prod, c.deg("out_bias")], "output projection bias")
+    return (out, Deg(nonneg=True))

@@ -15,11 +15,10 @@ from torch import nn
 
 from . import degrees_elementwise as E
 from . import degrees_layers as L
+from . import kernels
 from . import offsets as O
 from . import offsets_layers as OL
-from .degree import CONST, Deg, Multi
-from .op_call import Call
-from .table import Op
+from .record import Op
 
 
 @dataclass(frozen=True)
@@ -114,26 +113,12 @@ def _max_pool(m, args, kwargs):
     return {**_input(m, args, kwargs), "return_indices": getattr(m, "return_indices", False)}
 
 
-def _pool_rule(c: Call) -> Any:
-    d = c.deg("input")
-    if c.raw("return_indices"):
-        return (d, Deg(nonneg=True))
-    return d
-
-
 def _all_inputs(m, args, kwargs):
     out = {f"_arg{i}": a for i, a in enumerate(args)}
     out.update(kwargs)
     for name, _ in m.named_parameters(recurse=True):
         out[f"param:{name}"] = OwnTensor(name)
     return out
-
-
-def _rnn_rule(c: Call) -> Any:
-    """LSTM/GRU/RNN: gated by sigmoid/tanh, so nothing inside scales."""
-    for name in list(c.args):
-        c.require_zero(c.raw(name), "recurrent cell with saturating gates")
-    return Multi(CONST, Multi(CONST, CONST))
 
 
 def _mha(m: nn.MultiheadAttention, args, kwargs):
@@ -147,30 +132,6 @@ def _mha(m: nn.MultiheadAttention, args, kwargs):
     out["out_weight"] = OwnTensor("out_proj.weight")
     out["out_bias"] = OwnTensor("out_proj.bias") if m.out_proj.bias is not None else None
     return out
-
-
-def _mha_rule(c: Call) -> Any:
-    """nn.MultiheadAttention: q/k/v projections (one packed tensor or three), a softmax over
-    q·kᵀ, the output projection."""
-    packed = c.deg("in_proj_weight")
-    proj = {k: packed or c.deg(f"{k[0]}_proj_weight") for k in ("query", "key", "value")}
-    bias = c.deg("in_proj_bias")
-    heads = {}
-    for k in ("query", "key", "value"):
-        x, w = c.deg(k), proj[k]
-        prod = E.ZERO if (x is None or w is None or x.zero or w.zero) else Deg(x.form + w.form)
-        heads[k] = c.same([prod, bias], "attention projection bias")
-    heads["key"] = c.same([heads["key"], c.deg("bias_k")], "bias_k joins the keys")
-    heads["value"] = c.same([heads["value"], c.deg("bias_v")], "bias_v joins the values")
-    q, k = heads["query"], heads["key"]
-    if not q.zero and not k.zero:
-        c.require_zero(Deg(q.form + k.form), "attention logits feed a softmax")
-    c.require_zero(c.deg("attn_mask"), "an additive attention mask")
-    c.raw("key_padding_mask", "need_weights", "average_attn_weights", "is_causal")
-    v, wo = heads["value"], c.deg("out_weight")
-    prod = E.ZERO if (v.zero or wo is None or wo.zero) else Deg(v.form + wo.form)
-    out = c.same([prod, c.deg("out_bias")], "output projection bias")
-    return (out, Deg(nonneg=True))
 
 
 _ACT = {
@@ -234,18 +195,19 @@ MODULE_OPS.update({
         keeps_split=True),
     nn.SyncBatchNorm: Op("SyncBatchNorm", L.batch_norm, OL.batch_norm, adapter=_batch_norm,
                          eps_attr="eps", keeps_split=True),
-    nn.Embedding: _op(nn.Embedding, L.embedding, _embedding),
+    nn.Embedding: Op("Embedding", L.embedding, O.mixes, adapter=_embedding,
+                     run_attrs=kernels.EMBEDDING_ATTRS),
     nn.EmbeddingBag: _op(nn.EmbeddingBag, L.embedding, _embedding),
-    nn.MaxPool1d: _op(nn.MaxPool1d, _pool_rule, _max_pool),
-    nn.MaxPool2d: _op(nn.MaxPool2d, _pool_rule, _max_pool),
-    nn.MaxPool3d: _op(nn.MaxPool3d, _pool_rule, _max_pool),
-    nn.AdaptiveMaxPool1d: _op(nn.AdaptiveMaxPool1d, _pool_rule, _max_pool),
-    nn.AdaptiveMaxPool2d: _op(nn.AdaptiveMaxPool2d, _pool_rule, _max_pool),
-    nn.AdaptiveMaxPool3d: _op(nn.AdaptiveMaxPool3d, _pool_rule, _max_pool),
-    nn.MultiheadAttention: _op(nn.MultiheadAttention, _mha_rule, _mha),
-    nn.LSTM: _op(nn.LSTM, _rnn_rule, _all_inputs),
-    nn.GRU: _op(nn.GRU, _rnn_rule, _all_inputs),
-    nn.RNN: _op(nn.RNN, _rnn_rule, _all_inputs),
+    nn.MaxPool1d: _op(nn.MaxPool1d, E.pool, _max_pool),
+    nn.MaxPool2d: _op(nn.MaxPool2d, E.pool, _max_pool),
+    nn.MaxPool3d: _op(nn.MaxPool3d, E.pool, _max_pool),
+    nn.AdaptiveMaxPool1d: _op(nn.AdaptiveMaxPool1d, E.pool, _max_pool),
+    nn.AdaptiveMaxPool2d: _op(nn.AdaptiveMaxPool2d, E.pool, _max_pool),
+    nn.AdaptiveMaxPool3d: _op(nn.AdaptiveMaxPool3d, E.pool, _max_pool),
+    nn.MultiheadAttention: _op(nn.MultiheadAttention, L.multihead_attention, _mha),
+    nn.LSTM: _op(nn.LSTM, L.recurrent, _all_inputs),
+    nn.GRU: _op(nn.GRU, L.recurrent, _all_inputs),
+    nn.RNN: _op(nn.RNN, L.recurrent, _all_inputs),
     nn.CosineSimilarity: _op(nn.CosineSimilarity, L.normalize, lambda m, a, k: {
         "input": a[0], "x2": a[1], "eps": m.eps}, eps_attr="eps"),
 })

@@ -1,8 +1,8 @@
 """Argument binding: every spelling of an op (``F.layer_norm``, ``aten.layer_norm.default``,
 ``x.view(...)``, ``operator.add``) binds its arguments to the same names (``input``, ``weight``,
 ``other`` …), so that a rule never cares which spelling the tracer produced.  Signatures come
-from ATen schemas where there is one, from Python signatures otherwise, and from
-:data:`EXPLICIT` where neither can be introspected."""
+from ATen schemas where there is one, from Python signatures otherwise, and from the
+op table's rows (their ``signatures``) where neither can be introspected."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ from typing import Any
 import torch
 
 aten = torch.ops.aten
-
-UNARY = {"neg", "pos", "invert", "not_", "abs", "index"}
-
 
 def method_signature(name: str) -> tuple[str, ...]:
     """``x.name(*args)`` binds like ``aten.name(self, *args)``; ``x.__op__(y)`` like a binary op."""
@@ -37,44 +34,6 @@ def rename(name: str) -> str:
     # torch.split(tensor, ...) names its operand ``tensor``: unbound as ``input``, the rule saw
     # no operand and the split pieces lost their degree (timm's ParallelScalingBlock)
     return "input" if name in ("self", "a", "tensor") else name
-
-
-# explicit signatures for spellings whose Python signature is not introspectable
-EXPLICIT: dict[str, tuple[str, ...]] = {
-    "getitem": ("input", "index"),
-    "setitem": ("input", "index", "value"),
-    "getattr": ("input", "name"),
-    "einsum": ("equation", "*operands"),
-    "cat": ("tensors", "dim"),
-    "stack": ("tensors", "dim"),
-    "where": ("condition", "input", "other"),
-    "linear": ("input", "weight", "bias"),
-    "bilinear": ("input", "input2", "weight", "bias"),
-    "scaled_dot_product_attention": (
-        "query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"),
-    "embedding": ("input", "weight", "padding_idx", "max_norm"),
-    "to": ("input", "dtype"),
-    "type": ("input", "dtype"),
-    "type_as": ("input", "other"),
-    # its first ATen overload takes ``repeats`` alone; the Python and method spellings take the
-    # tensor first (timm's gcvit)
-    "repeat_interleave": ("input", "repeats", "dim", "output_size"),
-    "max": ("input", "other"),
-    "min": ("input", "other"),
-    "masked_fill": ("input", "mask", "value"),
-    "new_full": ("input", "size", "fill_value"),
-    "full": ("size", "fill_value"),
-    "clamp": ("input", "min", "max"),
-    "clip": ("input", "min", "max"),
-    "clamp_min": ("input", "min"),
-    "clamp_max": ("input", "max"),
-    "addmm": ("input", "mat1", "mat2", "beta", "alpha"),
-    "baddbmm": ("input", "batch1", "batch2", "beta", "alpha"),
-    "addcmul": ("input", "tensor1", "tensor2", "value"),
-    "pow": ("input", "exponent"),
-}
-
-
 
 
 def bind(signature: tuple[str, ...] | None, args: tuple, kwargs: dict

@@ -2,13 +2,9 @@
 
 A traced node is ``call_function`` (a torch function, an ``operator`` function or an ATen
 overload from ``torch.export``), ``call_method`` (``x.view(...)``) or ``call_module`` (a leaf
-``nn.Module``).  All spellings of one op resolve to one :class:`Op`, which carries everything
-the analyses need to know about it:
-
-* ``degrees``: how the op maps the scaling degrees of its operands (DESIGN.md §3);
-* ``offsets``: how additive terms travel through it (:mod:`wdaudit.ops.offsets`);
-* ``view``: whether its result may share its input's storage (in-place ops reach it);
-* ``keeps_split``: whether it accepts a concatenation whose parts scale apart.
+``nn.Module``).  All spellings of one op resolve to one :class:`~wdaudit.ops.record.Op`, which
+carries everything the analyses and confirmation need to know about it (its fields:
+:mod:`wdaudit.ops.record`).
 
 Anything not listed is an *unknown op*, the same for every analysis: its inputs are forced to
 degree 0, it mixes every term it reads, and it is counted once in the report (strict mode:
@@ -22,42 +18,16 @@ The table has three parts: these rows (shape, elementwise, arithmetic, selection
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
-
-from torch import nn
+from typing import Any
 
 from . import degrees_arithmetic as A
 from . import degrees_elementwise as E
+from . import kernels
 from . import offsets as O
 from .degree import Deg, element
 from .op_call import Call
-from .signatures import EXPLICIT
-
-
-@dataclass(frozen=True)
-class Op:
-    name: str
-    degrees: Callable[[Call], Any]
-    offsets: Callable[[O.OffsetCall], Any] = O.mixes
-    signature: tuple[str, ...] | None = None
-    inplace: bool = False
-    view: bool = False
-    keeps_split: bool = False
-    # leaf modules only: module(args, kwargs) -> named arguments; the attribute holding eps
-    adapter: Callable[[nn.Module, tuple, dict], dict[str, Any]] | None = None
-    eps_attr: str | None = None
-
-
-@dataclass(frozen=True)
-class Row:
-    degrees: Callable[[Call], Any]
-    offsets: Callable[[O.OffsetCall], Any]
-    names: str  # "namespace: names" lines
-    view: bool = False
-    keeps_split: bool = False
-
+from .record import Op, Row
 
 # Namespaces: torch (torch.X), F (torch.nn.functional.X), method (Tensor.X), aten (every
 # overload of aten.X), op (operator.X), builtin (builtins.X), fft (torch.fft.X), library (every overload of a
@@ -65,10 +35,11 @@ class Row:
 ROWS: list[Row] = [
     # -- degree-preserving shape ops: where each additive term's constant axes go ----------
     Row(E.preserve, O.reshape, """
-        aten: view reshape flatten unflatten squeeze unsqueeze
+        aten: reshape flatten unflatten squeeze unsqueeze
         torch: flatten unflatten reshape squeeze unsqueeze
         method: view reshape unsqueeze squeeze flatten unflatten
     """, view=True),
+    Row(E.preserve, O.reshape, "aten: view", view=True, replay=kernels.view_by_reshape),
     Row(E.preserve, O.reshape, "aten: _unsafe_view _reshape_alias view_copy squeeze_copy "
                                "unsqueeze_copy"),
     Row(E.like, O.reshape, "aten: view_as reshape_as\n method: view_as reshape_as", view=True),
@@ -91,11 +62,10 @@ ROWS: list[Row] = [
     Row(E.preserve, O.expand, "aten: expand_copy"),
     Row(E.like, O.expand, "aten: expand_as\n method: expand_as", view=True),
     Row(E.preserve, O.select, "aten: select\n torch: select\n method: select", view=True),
-    Row(E.preserve, O.pass_through, """
-        aten: detach slice narrow
-        torch: narrow detach
-        method: detach narrow
-    """, view=True),
+    Row(E.preserve, O.pass_through, "aten: slice narrow\n torch: narrow\n method: narrow",
+        view=True),
+    Row(E.preserve, O.pass_through, "aten: detach\n torch: detach\n method: detach", view=True,
+        metadata_only=True),
     Row(E.same_layout, O.pass_through, "aten: contiguous alias\n method: contiguous", view=True,
         keeps_split=True),
     Row(E.same_layout, O.pass_through, """
@@ -110,22 +80,27 @@ ROWS: list[Row] = [
         F: alpha_dropout
         method: float double half bfloat16
     """),
-    Row(E.like, O.pass_through, "aten: type_as\n method: type_as"),
-    Row(E.convert, O.pass_through, "aten: _to_copy to\n method: to"),
+    Row(E.like, O.pass_through, "aten: type_as\n method: type_as",
+        signatures={"type_as": ("input", "other")}),
+    Row(E.convert, O.pass_through, "aten: _to_copy to\n method: to",
+        signatures={"to": ("input", "dtype")}),
     Row(E.convert, O.mixes, """
         aten: _autocast_to_reduced_precision
         method: type long int short bool byte char
-    """),
+    """, signatures={"type": ("input", "dtype")}),
     Row(E.preserve, O.mean, "aten: mean\n torch: mean\n method: mean"),
     Row(E.preserve, O.mixes, """
         aten: as_strided diagonal movedim unfold mT numpy_T matrix_H
         torch: movedim diagonal
         method: movedim diagonal unfold mT data __getitem__
         op: getitem
-    """, view=True),
+    """, view=True, signatures={"getitem": ("input", "index")}),
     # -- linear maps of complex and spectral values: degree-preserving, terms mixed ----------
-    Row(E.preserve, O.mixes, "aten: view_as_complex view_as_real real imag _conj\n"
-        " torch: view_as_complex view_as_real real imag conj", view=True),
+    Row(E.preserve, O.mixes, """
+        aten: view_as_complex view_as_real real imag _conj conj
+        torch: view_as_complex view_as_real real imag conj
+        method: conj
+    """, view=True),
     Row(E.polar, O.mixes, "aten: polar\n torch: polar"),
     Row(E.preserve, O.mixes, """
         aten: fft_fft fft_ifft fft_fft2 fft_ifft2 fft_fftn fft_ifftn fft_rfft fft_irfft fft_rfft2
@@ -158,7 +133,7 @@ ROWS: list[Row] = [
               _upsample_nearest_exact2d feature_alpha_dropout reflection_pad1d reflection_pad2d
               reflection_pad3d replication_pad1d replication_pad2d replication_pad3d
               _unsafe_index slice_copy select_copy unbind_copy t_copy alias_copy detach_copy mH
-              adjoint conj resolve_conj resolve_neg trace
+              adjoint resolve_conj resolve_neg trace
               diag diag_embed take take_along_dim index_fill masked_select
               repeat_interleave
         torch: index_select gather flip roll tile tril triu pixel_shuffle pixel_unshuffle
@@ -171,10 +146,13 @@ ROWS: list[Row] = [
            lp_pool1d lp_pool2d lp_pool3d channel_shuffle
         method: index_select gather flip roll repeat tile tril triu sum nansum amax amin cumsum
                 repeat_interleave
-                to_dense cpu cuda requires_grad_ mH conj masked_select take
+                to_dense cpu cuda requires_grad_ mH masked_select take
                 diag take_along_dim
         builtin: id
-    """),
+    """, signatures={
+        # its first ATen overload takes ``repeats`` alone; the Python and method spellings
+        # take the tensor first (timm's gcvit)
+        "repeat_interleave": ("input", "repeats", "dim", "output_size")}),
     Row(E.preserve_list, O.mixes, """
         aten: split split_with_sizes chunk unbind
         torch: split chunk unbind
@@ -204,7 +182,7 @@ ROWS: list[Row] = [
         torch: neg negative
         method: neg negative
         op: neg
-    """),
+    """, signatures={"neg": ("input",)}),
     # -- piecewise-linear ops with thresholds, comparisons ----------------------------------
     Row(E.leaky_relu, O.mixes, "aten: leaky_relu rrelu\n F: leaky_relu rrelu"),
     Row(E.prelu, O.mixes, "aten: prelu _prelu_kernel\n torch: prelu\n F: prelu\n method: prelu"),
@@ -213,7 +191,8 @@ ROWS: list[Row] = [
         torch: clamp clip clamp_min clamp_max
         F: hardtanh
         method: clamp clip clamp_min clamp_max
-    """),
+    """, signatures={"clamp": ("input", "min", "max"), "clip": ("input", "min", "max"),
+                     "clamp_min": ("input", "min"), "clamp_max": ("input", "max")}),
     Row(E.threshold, O.mixes, "aten: threshold\n torch: threshold\n F: threshold"),
     Row(E.scale_invariant, O.mixes, """
         aten: sign sgn argmax argmin isnan isinf isfinite signbit heaviside logical_not
@@ -225,7 +204,7 @@ ROWS: list[Row] = [
                 logical_and logical_or logical_xor bitwise_not __invert__ __and__ __or__
                 __xor__ bitwise_and bitwise_or bitwise_xor
         op: invert and_ or_ xor not_
-    """),
+    """, signatures={"invert": ("input",), "not_": ("input",)}),
     Row(E.compare, O.mixes, """
         aten: eq ne lt gt le ge greater less greater_equal less_equal not_equal
         torch: eq ne lt gt le ge greater less greater_equal less_equal not_equal
@@ -234,26 +213,30 @@ ROWS: list[Row] = [
         op: eq ne lt gt le ge
     """),
     # -- arithmetic ---------------------------------------------------------------------------
-    Row(A.add, O.add, "aten: add\n torch: add\n method: add __add__ __radd__\n op: add iadd"),
+    Row(A.add, O.add, "aten: add\n torch: add\n method: add __add__ __radd__\n op: add"),
+    Row(A.add, O.add, "op: iadd", inplace=True),
     Row(A.sub, O.subtract, """
         aten: sub subtract
         torch: sub subtract
         method: sub subtract __sub__
-        op: sub isub
+        op: sub
     """),
+    Row(A.sub, O.subtract, "op: isub", inplace=True),
     Row(A.sub, O.add, "aten: rsub\n torch: rsub"),  # other - input: a sum all the same
     Row(A.mul, O.product, """
         aten: mul multiply
         torch: mul multiply
         method: mul multiply __mul__ __rmul__
-        op: mul imul
+        op: mul
     """),
+    Row(A.mul, O.product, "op: imul", inplace=True),
     Row(A.div, O.scaled, """
         aten: div divide true_divide
         torch: div divide true_divide
         method: div divide true_divide
-        op: truediv itruediv
+        op: truediv
     """),
+    Row(A.div, O.scaled, "op: itruediv", inplace=True),
     Row(A.floordiv, O.mixes, """
         aten: floor_divide remainder fmod
         torch: floor_divide remainder fmod
@@ -266,7 +249,7 @@ ROWS: list[Row] = [
         torch: pow float_power
         method: pow float_power __pow__
         op: pow
-    """),
+    """, signatures={"pow": ("input", "exponent")}),
     Row(A.square, O.mixes, "aten: square\n torch: square\n method: square"),
     Row(A.sqrt, O.mixes, "aten: sqrt\n torch: sqrt\n method: sqrt"),
     Row(A.rsqrt, O.mixes, "aten: rsqrt\n torch: rsqrt\n method: rsqrt"),
@@ -276,7 +259,8 @@ ROWS: list[Row] = [
         torch: maximum minimum fmax fmin
         method: maximum minimum fmax fmin
     """),
-    Row(E.max_min, O.mixes, "aten: max min\n torch: max min\n method: max min"),
+    Row(E.max_min, O.mixes, "aten: max min\n torch: max min\n method: max min",
+        signatures={"max": ("input", "other"), "min": ("input", "other")}),
     Row(E.reduce_with_indices, O.mixes, """
         aten: sort topk kthvalue median nanmedian mode cummax cummin max_pool2d_with_indices
               max_pool3d_with_indices adaptive_max_pool2d adaptive_max_pool1d adaptive_max_pool3d
@@ -284,8 +268,10 @@ ROWS: list[Row] = [
         torch: sort topk kthvalue median nanmedian mode cummax cummin
         method: sort topk kthvalue median nanmedian mode cummax cummin
     """),
-    Row(E.where, O.mixes, "aten: where\n torch: where\n method: where"),
-    Row(E.masked_fill, O.masked_fill, "aten: masked_fill\n torch: masked_fill\n method: masked_fill"),
+    Row(E.where, O.mixes, "aten: where\n torch: where\n method: where",
+        signatures={"where": ("condition", "input", "other")}),
+    Row(E.masked_fill, O.masked_fill, "aten: masked_fill\n torch: masked_fill\n method: masked_fill",
+        signatures={"masked_fill": ("input", "mask", "value")}),
     Row(E.scatter, O.mixes, """
         aten: index_put slice_scatter select_scatter scatter scatter_add index_add index_copy
               masked_scatter diagonal_scatter as_strided_scatter index_reduce scatter_reduce
@@ -294,13 +280,14 @@ ROWS: list[Row] = [
         method: index_put slice_scatter scatter scatter_add index_add index_copy masked_scatter
                 scatter_reduce select_scatter diagonal_scatter
     """),
-    Row(E.copy, O.mixes, "aten: copy"),
+    Row(E.copy, O.mixes, "aten: copy", replay=kernels.copy_values),
     Row(E.pad, O.mixes, "aten: pad constant_pad_nd pad_sequence\n torch: constant_pad_nd\n F: pad"),
-    Row(partial(E.cat, split=True), O.mixes, "aten: cat\n torch: cat"),
+    Row(partial(E.cat, split=True), O.mixes, "aten: cat\n torch: cat",
+        signatures={"cat": ("tensors", "dim")}),
     Row(E.cat, O.mixes, """
         aten: stack hstack vstack dstack concat concatenate column_stack
         torch: stack hstack vstack dstack concat concatenate column_stack
-    """),
+    """, signatures={"stack": ("tensors", "dim")}),
     Row(E.first_value, O.mixes, """
         aten: scalar_tensor _local_scalar_dense
         torch: tensor as_tensor scalar_tensor
@@ -344,16 +331,18 @@ ROWS: list[Row] = [
     """),
     Row(E.constant, O.mixes, "aten: one_hot meshgrid\n torch: meshgrid\n F: one_hot"),
     Row(E.full, O.value_free,
-        "aten: full new_full full_like fill\n torch: full full_like fill\n method: new_full fill"),
+        "aten: full new_full full_like fill\n torch: full full_like fill\n method: new_full fill",
+        signatures={"full": ("size", "fill_value"), "new_full": ("input", "size", "fill_value")}),
     Row(E.zeros, O.value_free, """
         aten: zeros zeros_like new_zeros
         torch: zeros zeros_like
         method: new_zeros zero_
     """),
     Row(E.no_value, O.mixes, """
-        aten: _assert_tensor_metadata _assert_async _assert_scalar sym_constrain_range
+        aten: _assert_async _assert_scalar sym_constrain_range
               sym_constrain_range_for_size _functional_assert_async _print
         torch: _assert _assert_async"""),
+    Row(E.no_value, O.mixes, "aten: _assert_tensor_metadata", dtype_check=True),
     Row(E.shape_query, O.value_free, """
         aten: sym_size sym_numel sym_stride sym_storage_offset size stride numel dim
               _has_compatible_shallow_copy_type is_same_size
@@ -391,8 +380,13 @@ def _getattr_offsets(c: O.OffsetCall) -> Any:
     return O.mixes(c)
 
 
+HOMONYMS = {"F: unfold"}
+"""Spellings that share a name with a different op (``F.unfold`` is im2col, ``Tensor.unfold``
+a sliding view): exempt from the rule that one name's spellings share one view flag."""
+
 # spellings that are not an op of any namespace above
 SPECIAL: dict[Any, Op] = {
-    operator.setitem: Op("setitem", E.scatter, O.mixes, EXPLICIT["setitem"], inplace=True),
-    getattr: Op("getattr", _getattr_rule, _getattr_offsets, EXPLICIT["getattr"]),
+    operator.setitem: Op("setitem", E.scatter, O.mixes, ("input", "index", "value"),
+                         inplace=True),
+    getattr: Op("getattr", _getattr_rule, _getattr_offsets, ("input", "name")),
 }

@@ -17,9 +17,8 @@ from torch import fx
 from ...ops.degree import CONST, ZERO, Deg, Form, Requires, Split, element
 from ...ops.degrees_elementwise import no_value
 from ...ops.leaf_modules import OwnTensor
-from ...ops import offsets as O
 from ...ops.op_call import Call, Constraint, iter_degs
-from ...ops.table import Op
+from ...ops.record import Op
 from ...report import UnknownOp
 from .graph import describe
 from .influence import Influence
@@ -116,7 +115,7 @@ class _DegreeWalk(GraphWalk):
             if name not in call.used:
                 call.require_zero(value, f"operand '{name}' of {call.op} is not modelled")
         if op.inplace or "_inplace" in where:
-            out = self._inplace(node, call, out, overwrites=op.offsets is O.value_free)
+            out = self._inplace(node, call, out, overwrites=op.overwrites)
         self.constraints.extend(call.constraints)
         for arg in call.eps_args:
             self.eps.append(_eps_site(node, op, where, arg))

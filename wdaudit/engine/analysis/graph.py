@@ -16,8 +16,8 @@ import networkx as nx
 import torch
 from torch import fx
 
-from ...ops.lookup import lookup
-from ...ops.table import Op
+from ...ops.lookup import lookup, writes_in_place
+from ...ops.record import Op
 from ..tracing.program import Program
 
 
@@ -108,10 +108,8 @@ def _mutations(program: Program, ops: Mapping[str, Op | None]) -> dict[str, froz
             continue
         module = program.gm.get_submodule(node.target) if node.op == "call_module" else None
         op = ops[node.name]
-        inplace = bool(op is not None and op.inplace) or node.kwargs.get("inplace") is True \
-            or bool(getattr(module, "inplace", False))
         target = node.args[0]
-        if inplace and isinstance(target, fx.Node):
+        if writes_in_place(op, node, module) and isinstance(target, fx.Node):
             out[node.name] = frozenset(n.name for n in _alias_set(target, ops))
     return out
 

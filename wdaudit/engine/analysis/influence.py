@@ -15,7 +15,7 @@ from torch import fx
 
 from ...ops.leaf_modules import OwnTensor
 from ...ops.offsets import Absorption, Info, OffsetCall, TupleInfo, deps
-from ...ops.table import Op
+from ...ops.record import Op
 from .graph import ModelGraph
 from .walk import GraphWalk
 

@@ -18,7 +18,7 @@ from torch import fx, nn
 
 from ...ops.lookup import bound_arguments
 from ...messages import one_line
-from ...ops.table import Op
+from ...ops.record import Op
 from .graph import ModelGraph, describe
 
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 
 from ..tracing.batch import CAP_BATCH, batch_size, first
-from ..tracing.program import Program
+from ..tracing.program import Program, TensorMeta
 
 MIN_BATCH = 4
 """The smallest batch a reduced confirmation runs on.  Not 2: BatchNorm over two samples maps
@@ -117,14 +117,9 @@ def _cgroup_free() -> int | None:
 
 
 def _numel(meta: Any) -> int:
-    if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[0], tuple) \
-            and isinstance(meta[1], torch.dtype):
-        if not meta[1].is_floating_point:
-            return 0
-        n = 1
-        for s in meta[0]:
-            n *= int(s)
-        return n
+    """Floating-point values a recorded node holds (integer tensors are indices: negligible)."""
+    if isinstance(meta, TensorMeta):
+        return meta.numel if meta.dtype.is_floating_point else 0
     if isinstance(meta, tuple):
         return sum(_numel(m) for m in meta)
     return 0

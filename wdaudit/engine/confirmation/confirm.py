@@ -21,6 +21,7 @@ adapts is never a check (point, precision, batch), and the Confirmation says whi
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from dataclasses import dataclass, replace
@@ -122,9 +123,8 @@ def _fallbacks(claims: Claims, program, setup: Setup, plan: Plan, timings,
 
 
 def _failed(todo, device: str, passes: int, reason: str, timings, extra=None) -> Confirmation:
-    nan = float("nan")
     return Confirmation(FAILED, device, passes, reason, (),
-                        tuple(Check(False, nan, nan, nan, False, reason) for _ in todo),
+                        tuple(runs.unmeasured(reason) for _ in todo),
                         timings=dict(timings), **(extra or {}))
 
 
@@ -154,7 +154,7 @@ def _attempt(claims: Claims, program, setup: Setup, plan: Plan, timings) -> Conf
                 ctx.bisect(list(range(len(todo))), todo, factors, results)
                 timings["checks"] = time.perf_counter() - start
                 start = time.perf_counter()
-                euler = ctx.euler(todo)
+                euler = ctx.saturating.euler(todo)
                 timings["euler"] = time.perf_counter() - start
     except runs.CannotConfirm as exc:
         exc.passes, exc.trail = ctx.passes, tuple(ctx.trail)
@@ -176,12 +176,13 @@ def _attempt(claims: Claims, program, setup: Setup, plan: Plan, timings) -> Conf
     return Confirmation(CHECKED, str(setup.device), ctx.passes, "", tuple(defects),
                         tuple(checks), precision=str(dtype).removeprefix("torch."),
                         tolerances=dict(exact=tol.exact, euler=tol.euler, faithful=TOL_FAITHFUL),
-                        spread=ctx.spread, timings=dict(timings), trail=tuple(ctx.trail),
+                        spread=ctx.saturating.spread, timings=dict(timings), trail=tuple(ctx.trail),
                         recorded_again=tuple(ctx.recorded), **plan.extra)
 
 
-class _Context(SaturatingPoint):
-    """One confirmation run: the float64 point, the casted buffers, constants and inputs."""
+class _Context:
+    """One confirmation run: the float64 point, the casted buffers, constants and inputs, and
+    the saturating point it holds (drawn from the generic one when the checks are done)."""
 
     def __init__(self, program, eps_sites, setup: Setup, inputs: tuple, dtype: torch.dtype):
         params, device, seed = setup.params, setup.device, setup.seed
@@ -193,8 +194,7 @@ class _Context(SaturatingPoint):
         self.tol = runs.tolerances(dtype, TOL_EXACT, TOL_EULER)
         self.source = params  # the user's tensors: only read, for shapes and centres
         self.params = generic.draw(params, device=device, dtype=dtype, seed=seed)
-        self.large: generic.Point | None = None  # drawn when the generic point is done with
-        self.spread: float | None = None  # the saturating point's spread, once used
+        self.saturating = SaturatingPoint(self)
         self.buffers = {k: runs.cast(v, device, dtype) for k, v in buffers.items()}
         self.constants = {k: runs.cast(v, device, dtype) for k, v in program.constants.items()}
         self.inputs = tuple(runs.cast(x, device, dtype) for x in inputs)
@@ -208,9 +208,14 @@ class _Context(SaturatingPoint):
         self.recorded: list[str] = []  # the points its ops were recorded again at
 
     def release(self) -> None:
-        """Drop the point and the outputs now, not when the caller's frame goes."""
-        self.params = self.large = self.real0 = self.exact0 = None
-        self._last_real = ((), None)
+        """Drop the points and the outputs now, not when the caller's frame goes."""
+        self.handover()
+        self.saturating.large, self._last_real = None, ((), None)
+
+    def handover(self) -> generic.Point:
+        """The generic point, given up: the saturating point is drawn from it, in place."""
+        point, self.params, self.real0, self.exact0 = self.params, None, None, None
+        return point
 
     # -- runs -------------------------------------------------------------------------
     def _program(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
@@ -222,13 +227,21 @@ class _Context(SaturatingPoint):
         self.passes += passes
         self.trail.append(f"{at or self.at}: {what}")
 
-    def _run(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
-        self.count("program, eps " + (f"-> 0 ({eps_value:g})" if eps_zero else "as is"))
-        with torch.no_grad(), seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
+    def _run(self, params, eps_zero: bool, eps_value: float = EPS_TINY, graded: str = ""
+             ) -> list[torch.Tensor]:  # graded: the saturating point's run, for Euler's gradient
+        self.count("program, eps " + (f"-> 0 ({eps_value:g})" if eps_zero else "as is")
+                   + (f", {graded}" if graded else ""), at="saturating point" if graded else None)
+        with contextlib.nullcontext() if graded else torch.no_grad(), \
+                seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
                 runs.running("the traced program"):
             return runs.floats(run(self.program, params, self.buffers, self.inputs,
                                constants=self.constants, eps_zero=self.eps if eps_zero else (),
                                promote=self.dtype, eps_value=eps_value))
+
+    def graded_run(self, leaves, eps_value: float, what: str) -> list[torch.Tensor]:
+        if self.followed is not None:
+            self.anchor(leaves, "saturating point")
+        return self._run(leaves, True, eps_value, graded=what)
 
     def _real(self, params) -> list[torch.Tensor]:
         key = runs.version(params)
@@ -309,11 +322,9 @@ class _Context(SaturatingPoint):
         return gap
 
     def unfaithful(self) -> Check:
-        nan = float("nan")
         if is_specialised(self.program):  # its branches are another run's: nothing is known
-            return Check(False, nan, nan, nan, False, runs.Strayed(self.fidelity0).reason)
-        return Check(False, nan, nan, nan, False,
-                     f"{_DISAGREE} by {self.fidelity0:.2e} at the check point")
+            return runs.unmeasured(runs.Strayed(self.fidelity0).reason)
+        return runs.unmeasured(f"{_DISAGREE} by {self.fidelity0:.2e} at the check point")
 
     # -- the joint test and bisection -----------------------------------------------------
     def bisect(self, idx: list[int], claims, factors, results: dict[int, Check]) -> None:
@@ -330,8 +341,7 @@ class _Context(SaturatingPoint):
         try:
             return self._scaled(claims, factors)
         except runs.Strayed as exc:  # the scaling changed the model's branches
-            nan = float("nan")
-            return Check(False, nan, nan, nan, False, exc.reason)
+            return runs.unmeasured(exc.reason)
 
     def _scaled(self, claims, factors) -> Check:
         self.at = f"scaled ({len(claims)} claim{'s' if len(claims) > 1 else ''})"
@@ -348,7 +358,7 @@ class _Context(SaturatingPoint):
             exact = self._finer_limit(claims, factors, exact)
         note = ""
         if exact > self.tol.exact and not any(c.exponents for c in claims):
-            exact = min(exact, self._redrawn(self.params, claims, eps_zero=False))
+            exact = min(exact, self.redrawn(self.params, claims, eps_zero=False))
             note = AT_MODEL_EPS if exact <= self.tol.exact else ""
         faithful = self.fidelity0
         ok = exact <= self.tol.exact and faithful <= TOL_FAITHFUL and gap <= TOL_FAITHFUL
@@ -374,7 +384,7 @@ class _Context(SaturatingPoint):
             worst = max(worst, runs.relative(out, base))
         return 0.0 if worst <= max(self.tol.exact, coarse * EPS_FINER * 1e3) else worst
 
-    def _redrawn(self, point, claims, eps_zero: bool) -> float:
+    def redrawn(self, point, claims, eps_zero: bool) -> float:
         """The output's relative change when no-effect claims' members are redrawn (twice),
         with eps -> 0 or the model's own: an offset that a mean subtraction removes has no
         effect at any eps, and a channel constant here (a ReLU dead across the batch) makes

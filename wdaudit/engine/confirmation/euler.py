@@ -1,9 +1,12 @@
 """Confirmation's third check: the Euler identity ``Σ_p s_p ⟨∇_p L, θ_p⟩ = 0`` at a second,
-saturating point (DESIGN.md §4), as the part of confirmation's context that draws that point
-and measures there.
+saturating point (DESIGN.md §4).
 
-A mixin of ``confirm._Context``: it uses the context's point (``params``, turned into
-``large``), ``tol``, ``eps``, ``seed``, ``passes`` and its runs (``anchor``, ``_redrawn``).
+:class:`SaturatingPoint` is a record the confirmation context holds: it owns the point (drawn
+from the generic one, which the context hands over when its checks are done) and its spread,
+and measures there through the context's runs, which it is given: ``tol`` and ``infs`` (the
+base point's tolerances and structural infinities), ``handover`` (the generic point, given up),
+``graded_run`` (the program with gradients), ``anchor`` (a specialised program following the
+model) and ``redrawn`` (the output change when claims' members are redrawn).
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import torch
 
 from . import runs
 from . import generic_point as generic
-from ..tracing.program import EPS_TINY, run
-from ..rng import seeded
+from ..tracing.program import EPS_TINY
 
 EULER_FLOOR = 1e-4  # |E| is judged when the group's gradient scale is above this fraction of
 # the loss's size (TOL_EULER in confirm.py is the bound on |E| relative to that scale)
@@ -24,6 +26,11 @@ SPREADS = (3.0, 1.5)  # the saturating point's vector spread; the milder one aft
 
 
 class SaturatingPoint:
+    def __init__(self, ctx):
+        self.ctx = ctx  # confirmation's context: its runs, tolerances and seed (see above)
+        self.large: generic.Point | None = None  # drawn when the generic point is done with
+        self.spread: float | None = None  # the spread it was drawn at, once used
+
     def euler(self, claims) -> list[float]:
         try:
             return self._euler_tiers(claims)
@@ -33,7 +40,7 @@ class SaturatingPoint:
     def _euler_tiers(self, claims) -> list[float]:
         residuals = self._euler(claims, EPS_TINY)
         for factor in EPS_TIERS:
-            shaky = [i for i, r in enumerate(residuals) if r > self.tol.euler]
+            shaky = [i for i, r in enumerate(residuals) if r > self.ctx.tol.euler]
             if not shaky:
                 break
             # a group whose influence at this point is itself an eps effect (a channel of near
@@ -45,14 +52,14 @@ class SaturatingPoint:
                 residuals[i] = r
         # what is then reported as the residual is that output change, at most TOL_EXACT
         for i, claim in enumerate(claims):
-            if residuals[i] > self.tol.euler and claim.redraw and not claim.exponents:
+            if residuals[i] > self.ctx.tol.euler and claim.redraw and not claim.exponents:
                 # its gradient must cancel, and at a channel nearly constant beside its offset
                 # its round-off grows like (|offset|/spread)^2, the forward change's like the
                 # first power; a real violation changes the output at first order
-                change = self._redrawn(self.large, [claim], eps_zero=True)
-                if change > self.tol.exact:  # a constant channel's 0/0 (see _redrawn)
-                    change = min(change, self._redrawn(self.large, [claim], eps_zero=False))
-                if change <= self.tol.exact:
+                change = self.ctx.redrawn(self.large, [claim], eps_zero=True)
+                if change > self.ctx.tol.exact:  # a constant channel's 0/0 (see redrawn)
+                    change = min(change, self.ctx.redrawn(self.large, [claim], eps_zero=False))
+                if change <= self.ctx.tol.exact:
                     residuals[i] = change
         return residuals
 
@@ -60,8 +67,7 @@ class SaturatingPoint:
         if self.large is None:
             # the generic point is done with: it becomes the saturating one, in place.  Only
             # claimed parameters need a gradient: the backward pass skips every other weight's
-            self.large = generic.saturate(self.params, spread=spread)
-            self.params = self.real0 = self.exact0 = None
+            self.large = generic.saturate(self.ctx.handover(), spread=spread)
             claimed = {k for c in claims for k in list(c.exponents) + list(c.redraw)}
             for k, v in self.large.items():
                 v.requires_grad_(v.is_floating_point() and k in claimed)
@@ -75,16 +81,9 @@ class SaturatingPoint:
         spreads = SPREADS if self.spread is None else (self.spread,)
         for spread in spreads:
             leaves = self._saturating_point(claims, spread)
-            if self.followed is not None:
-                self.anchor(leaves, "saturating point")
-            self.count(f"program, eps -> 0 ({eps_value:g}), spread {spread:g}", at="saturating point")
-            with seeded(self.seed, self.device), runs.default_dtype(self.dtype), \
-                    runs.running("the traced program"):
-                outs = runs.floats(run(self.program, leaves, self.buffers, self.inputs,
-                                   constants=self.constants, eps_zero=self.eps,
-                                   promote=self.dtype, eps_value=eps_value))
-            if runs.same_infinities(outs, self.infs):  # none, or the same structural ones
-                outs = runs.finite_part(outs, self.infs)
+            outs = self.ctx.graded_run(leaves, eps_value, f"spread {spread:g}")
+            if runs.same_infinities(outs, self.ctx.infs):  # none, or the same structural ones
+                outs = runs.finite_part(outs, self.ctx.infs)
                 break
             # overflow at this spread (exp, a deep stack of gains): a milder one still saturates
             # clamps; give up only when the mildest overflows too
@@ -92,7 +91,7 @@ class SaturatingPoint:
         else:
             raise runs.CannotConfirm(f"the model's output is NaN or Inf at the saturating point "
                                  f"(spread {spreads[-1]:g} too)")
-        self.count("backward", at="saturating point", passes=2)  # counted as two forwards
-        return runs.euler_residuals(outs, leaves, claims, self.seed + 3, EULER_FLOOR)
+        self.ctx.count("backward", at="saturating point", passes=2)  # counted as two forwards
+        return runs.euler_residuals(outs, leaves, claims, self.ctx.seed + 3, EULER_FLOOR)
 
 

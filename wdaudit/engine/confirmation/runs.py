@@ -12,6 +12,7 @@ import torch
 
 from . import generic_point as generic
 from ...messages import first_line
+from ...report import Check
 
 
 class CannotConfirm(RuntimeError):
@@ -35,6 +36,12 @@ class Strayed(Exception):
         self.why = (f"the model branches otherwise here than in the run its specialised "
                     f"program froze ({detail or f'apart by {gap:.2e}'})")
         self.reason = f"cannot confirm: {self.why}"
+
+
+def unmeasured(why: str) -> Check:
+    """A check that could not measure: not confirmed, every number NaN, the reason."""
+    nan = float("nan")
+    return Check(False, nan, nan, nan, False, why)
 
 
 def version(point: generic.Point) -> tuple[int, int]:
@@ -182,16 +189,30 @@ def running(what: str):
                              f"{first}", kernel=_missing_kernel(exc), raised=True) from exc
 
 
-# the last: a model filling a float32 tensor with float64's finfo.min (fsmt's causal mask)
-_NO_KERNEL = ("not implemented for 'double'", "expected scalar type", "float64", "double",
-              "dtype", "cannot be converted to type float without overflow")
+# Whether a failure is the precision's (the op has no float64 kernel, or float64 values do not
+# fit the model's own float32 tensors) rather than the model's.  torch says so only in words:
+# its dtype checks raise the generic RuntimeError of TORCH_CHECK (a dispatch switch without
+# Double may raise NotImplementedError, a Python-level check TypeError), with no type, code or
+# attribute of their own, and the same types are what a model raises for its own reasons.  So
+# the types narrow it and the message decides, by these phrases, kept here and nowhere else.
+_PRECISION_TYPES = (RuntimeError, TypeError, NotImplementedError)
+_PRECISION_PHRASES = (
+    "not implemented for 'double'",  # a dispatch switch without Double
+    "expected scalar type",  # an op given float64 beside float32
+    # every other kernel's dtype check in its own words ("expected m1 and m2 to have the same
+    # dtype", "Expected mat_a to be Float32, BFloat16 or Float16 matrix, got Double")
+    "float64", "double", "dtype",
+    # a model filling a float32 tensor with float64's finfo.min (fsmt's causal mask)
+    "cannot be converted to type float without overflow",
+)
 
 
 def _missing_kernel(exc: Exception) -> bool:
     """Whether an error is about the precision (no float64 kernel), not about the model."""
+    if not isinstance(exc, _PRECISION_TYPES):
+        return False
     text = str(exc).lower()
-    return isinstance(exc, (RuntimeError, TypeError, NotImplementedError)) \
-        and any(k in text for k in _NO_KERNEL)
+    return any(phrase in text for phrase in _PRECISION_PHRASES)
 
 
 def cast(x, device, dtype: torch.dtype = torch.float64):

@@ -4,14 +4,13 @@ place (``outplace``) or, where they are observed, decomposed; the exported graph
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import fx
 
+from ...ops.lookup import function_op
 from ..rng import seeded
 from .outplace import outplaced
-from .program import Program
+from .program import Program, recorded
 from .quiet import torch_silenced
 from .working_copy import Flattened, forget_caches
 
@@ -50,7 +49,7 @@ def export_program(root: Flattened, canon: dict[int, str], inputs: tuple) -> Pro
                     if s.kind == OutputKind.USER_OUTPUT)
     paths, shapes = {}, {}
     for node in gm.graph.nodes:
-        shapes[node.name] = _fake_meta(node.meta.get("val"))
+        shapes[node.name] = recorded(node.meta.get("val"))  # export's fake tensors
         stack = node.meta.get("nn_module_stack")
         if stack:
             paths[node.name] = module_path(list(stack.values())[-1][0])
@@ -58,18 +57,6 @@ def export_program(root: Flattened, canon: dict[int, str], inputs: tuple) -> Pro
             paths[node.name] = params[node.name].rpartition(".")[0]
     return Program(root, gm, "export", params, buffers, constants, tuple(user_inputs), outputs,
                    output_paths, {}, paths, shapes=shapes)
-
-
-def _fake_meta(value: Any) -> Any:
-    """(shape, dtype) from the fake tensors export leaves in node.meta, as a run records."""
-    if isinstance(value, torch.Tensor):
-        return (tuple(int(s) for s in value.shape), value.dtype)
-    if isinstance(value, (tuple, list)):
-        return tuple(_fake_meta(v) for v in value)
-    return None
-
-
-_HARMLESS = {"detach_"}  # in-place ops that change no values (autograd metadata only)
 
 
 def _mutates(gm: fx.GraphModule) -> bool:
@@ -81,8 +68,10 @@ def _mutates(gm: fx.GraphModule) -> bool:
         if node.op == "get_attr" or isinstance(target, torch._ops.HigherOrderOperator):
             return True
         if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
-            if target._schema.is_mutable and target.overloadpacket.__name__ not in _HARMLESS:
-                return True
+            if target._schema.is_mutable:
+                op = function_op(target)  # the table knows writes that change no values
+                if op is None or not op.metadata_only:
+                    return True
     return False
 
 

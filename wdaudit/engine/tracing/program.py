@@ -16,14 +16,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 from torch.func import functional_call
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ...ops.leaf_modules import module_op
+from ...ops.lookup import function_op, stand_in
 from .. import ceiling
-from .float64_kernels import stand_in
 from .shifted_norms import ShiftedNorms
 from .working_copy import forget_caches, structural_copy, tensor_slots
 
@@ -56,17 +56,43 @@ class Program:
     leaves: Mapping[str, LeafModule]  # call_module node -> its tensors
     module_paths: Mapping[str, str]  # node -> owning module path (for readable reports)
     notes: tuple[str, ...] = ()
-    shapes: Mapping[str, Any] = field(default_factory=dict)  # node -> (shape, dtype), if run
+    shapes: Mapping[str, Any] = field(default_factory=dict)  # node -> recorded(value), if run
     parameters: tuple[str, ...] = ()  # every canonical parameter name of the model, in order
     recorded_batch: int | None = None  # examples per input where shapes were recorded (None: all)
 
     def shape(self, node: str) -> tuple[int, ...] | None:
         """The shape a run recorded for a single-tensor node; None for anything else."""
         meta = self.shapes.get(node)
-        if isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[0], tuple) \
-                and isinstance(meta[1], torch.dtype):
-            return meta[0]
-        return None
+        return meta.shape if isinstance(meta, TensorMeta) else None
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What a run (or export's fake tensors) recorded of one tensor value."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @classmethod
+    def of(cls, t: torch.Tensor) -> "TensorMeta":
+        return cls(tuple(int(s) for s in t.shape), t.dtype)  # int(): export's sizes are SymInts
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def recorded(value: Any) -> Any:
+    """A node's value as ``Program.shapes`` holds it: a TensorMeta for a tensor, a tuple of
+    these for a tuple or list (a torch.Size: one None per number), None for anything else."""
+    if isinstance(value, torch.Tensor):
+        return TensorMeta.of(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(recorded(v) for v in value)
+    return None
 
 
 @dataclass(frozen=True)
@@ -133,8 +159,9 @@ class Runner(fx.Interpreter):
         elif n.op == "call_module":
             result = self._call_leaf(n)
         elif n.op in ("call_function", "call_method") and (n.name in self._eps or self.promote):
-            if self.promote and n.target in _DTYPE_ASSERTS:
-                return None
+            op = function_op(n.target) if n.op == "call_function" else None
+            if self.promote and op is not None and op.dtype_check:
+                return None  # an assertion of the traced dtype, which a promoted run changes
             args, kwargs = self.fetch_args_kwargs_from_env(n)
             args, kwargs = _with_tiny_eps(list(args), dict(kwargs), self._eps.get(n.name, ()),
                                           self.eps_value)
@@ -146,25 +173,19 @@ class Runner(fx.Interpreter):
         else:
             result = super().run_node(n)
         if self.record is not None:
-            self.record[n.name] = _meta(result)
+            self.record[n.name] = recorded(result)
         return result
 
     def call_function(self, target, args, kwargs):
-        if target is _VIEW:
-            # decomposed graphs may view a tensor whose strides differ from what export saw
-            # (T5's transposed attention output); reshape computes the same values
-            target = _RESHAPE
-        elif target is _EMBEDDING or target is F.embedding:
-            args, kwargs = _honest_embedding(target, list(args), dict(kwargs))
-        elif target is _COPY:
-            # functional copy (what export makes of ``x[i] = v``) has no derivative formula;
-            # these are its values, differentiably
-            dst, src = args[0], args[1]
-            return src.to(dtype=dst.dtype, device=dst.device).expand_as(dst).clone()
-        elif self.promote == torch.float64 and (alt := stand_in(target)) is not None:
-            # a fused kernel with no float64 implementation (MoE's grouped matmul): the same
-            # function from float64-capable ops, so the claim is still checked in float64
-            return alt(*args, **kwargs)
+        # the op table says where the kernel is not what a check may run (ops/kernels.py): a
+        # replay computes the same values honestly (view of odd strides, embedding's
+        # gradient-only arguments, functional copy); a stand-in computes a fused kernel with
+        # no float64 implementation (MoE's grouped matmul) from float64-capable ops
+        op = function_op(target)
+        if op is not None and op.replay is not None:
+            return op.replay(target, args, kwargs)
+        if op is not None and op.stand_in is not None and self.promote == torch.float64:
+            return op.stand_in(*args, **kwargs)
         return super().call_function(target, args, kwargs)
 
     def _call_leaf(self, n: fx.Node) -> Any:
@@ -175,8 +196,9 @@ class Runner(fx.Interpreter):
         tensors.update({local: self.buffers[b] for local, b in leaf.buffers.items()})
         sites = self._eps.get(n.name, ())
         overrides = {s.key: self.eps_value for s in sites}
-        if isinstance(module, nn.Embedding):
-            overrides.update(padding_idx=None, scale_grad_by_freq=False)
+        op = module_op(module)
+        if op is not None:
+            overrides.update(op.run_attrs)  # attributes that change only the gradient
         saved = {k: getattr(module, k) for k in overrides}
         try:
             for k, v in overrides.items():
@@ -205,32 +227,6 @@ def _with_tiny_eps(args: list, kwargs: dict, sites, value: float) -> tuple[list,
     return args, kwargs
 
 
-_DTYPE_ASSERTS = {torch.ops.aten._assert_tensor_metadata.default}
-_VIEW, _RESHAPE = torch.ops.aten.view.default, torch.ops.aten.reshape.default
-_EMBEDDING = torch.ops.aten.embedding.default
-_COPY = torch.ops.aten.copy.default
-
-
-def _honest_embedding(target, args: list, kwargs: dict) -> tuple[list, dict]:
-    """padding_idx and scale_grad_by_freq only change the *gradient* of an embedding; the
-    Euler check needs the true derivative of the forward function, so drop them (the forward
-    value is identical)."""
-    if target is _EMBEDDING:  # (weight, indices, padding_idx, scale_grad_by_freq, sparse)
-        if len(args) > 2:
-            args[2] = -1
-        if len(args) > 3:
-            args[3] = False
-        kwargs.pop("padding_idx", None)
-        kwargs.pop("scale_grad_by_freq", None)
-    else:  # F.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
-        if len(args) > 2:
-            args[2] = None
-        if len(args) > 5:
-            args[5] = False
-        kwargs.update(padding_idx=None, scale_grad_by_freq=False)
-    return args, kwargs
-
-
 def _promote(value: Any, dtype: torch.dtype) -> Any:
     if isinstance(value, torch.dtype):
         return dtype if value.is_floating_point else value
@@ -239,14 +235,6 @@ def _promote(value: Any, dtype: torch.dtype) -> Any:
     if isinstance(value, dict):
         return {k: _promote(v, dtype) for k, v in value.items()}
     return value
-
-
-def _meta(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return (tuple(value.shape), value.dtype)
-    if isinstance(value, (tuple, list)):
-        return tuple(_meta(v) for v in value)
-    return None
 
 
 def _flat_tensors(values) -> list[torch.Tensor]:
