@@ -212,11 +212,15 @@ def _on_twin(claims, twin: twins.Twin, options: Options) -> Confirmation:
     sub = _Setup(confirm_stage.Setup(params, twin.inputs, resolve_device(options.device,
                                                                          twin.model),
                                      options.seed, True, options.memory_budget), None)
+    clock = _Clock()
     try:
-        run = _run(twin.model, twin.inputs, sub, False, lambda stage: None, _Clock())
+        run = _run(twin.model, twin.inputs, sub, False, lambda stage: None, clock)
     except Exception as exc:  # noqa: BLE001 - a twin that cannot be audited confirms nothing
         return twins.failed(twin, f"the twin could not be audited: {one_line(exc)}"[:400])
-    return twins.confirmed(claims, run.claims, run.confirmation, twin)
+    done = twins.confirmed(claims, run.claims, run.confirmation, twin)
+    # where the twin's time went (the driver's own laps count it all as "confirm")
+    return replace(done, timings={**done.timings,
+                                  **{f"twin {k}": v for k, v in clock.laps.items()}})
 
 
 def resolve_device(device: str | torch.device | None, model: nn.Module | None = None
