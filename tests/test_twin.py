@@ -216,3 +216,19 @@ def test_command_line_confirm_on_twin(tmp_path):
     bad = runner.invoke(main, [str(fixture), "--confirm-on", "twin", "-q"])
     assert bad.exit_code == 2
     assert "a twin cannot be built" in bad.stderr and "--confirm-on model" in bad.stderr
+
+
+def test_a_mixture_of_experts_twin_has_fewer_experts_and_the_same_claims():
+    config = tf.MixtralConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=96,
+                              num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
+                              num_local_experts=8, num_experts_per_tok=2)
+    with torch.device("meta"):
+        model = tf.MixtralForCausalLM(config).train()
+    ids = _ids(vocab=256)
+    twin = twins.build(model, (ids,))
+    assert twin.widths["num_local_experts"] == (8, 4)  # the experts are one tensor: same names
+    static = wdaudit.audit(model, ids)
+    assert _claimed(wdaudit.audit(twin.model, twin.inputs, confirm=False)) == _claimed(static)
+    report = wdaudit.audit(model, ids, confirm_on="twin")
+    assert report.confirmation.performed and all(g.confirmed for g in report.groups)
+    assert report.ineffective == static.ineffective
