@@ -27,11 +27,11 @@ _PUBLIC = {
     "AnalysisError": "engine.analysis.walk", "UnsupportedOpError": "engine.analysis.walk",
     "recording": "frontend.locations",
     "Report": "report", "ParameterReport": "report", "Group": "report", "Finding": "report",
-    "Location": "report",
+    "Location": "report", "NoTwin": "twin",
 }
 __all__ = ["audit", "param_groups", "corrected_decay", "Schedule", "Options", "Report", "ParameterReport", "Group", "Finding",
            "Location", "TraceError", "InputError", "UnsupportedOpError", "AnalysisError",
-           "AnalysisDefect", "DeviceError", "SetupError", "recording"]
+           "AnalysisDefect", "DeviceError", "SetupError", "NoTwin", "recording"]
 
 
 def __getattr__(name: str):

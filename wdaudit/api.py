@@ -27,7 +27,7 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: Any = None,
           locate: Callable | None = None, ignore_parameters: Sequence[str] = (),
           progress: Callable[[str], None] | None = None,
           total_steps: int | None = None, memory_budget: int | None = None,
-          scheduler: Any = None) -> Report:
+          scheduler: Any = None, confirm_on: str = "model") -> Report:
     """Audit ``model``: which weight-decay terms cannot regularise anything.
 
     ``example_inputs`` is a tensor or a tuple of positional arguments.  ``optimizer`` is one
@@ -49,11 +49,20 @@ def audit(model: nn.Module, example_inputs: Any, *, optimizer: Any = None,
     ``memory_budget`` (bytes; default: what the device has free, or
     ``WDAUDIT_MEMORY_BUDGET``) bounds what confirmation may allocate.  ``Report.timings``
     accounts for every second of the call, stage by stage.
+    ``confirm_on="twin"`` checks the claims on a *twin* instead of the model itself: for a
+    Hugging Face model (a transformers ``PretrainedConfig`` at ``model.config``; the model may
+    live on the meta device), the same class built from a copy of its configuration with every
+    width reduced and the same depth and topology, audited in float64 on the CPU.  The model's
+    claims are confirmed only where the twin makes the same claims one to one (by parameter
+    name); otherwise they stay unknown, the first difference named.  ``Report.confirmation``
+    says ``on="twin"`` and which widths the twin had.  A model without such a configuration
+    raises ``wdaudit.twin.NoTwin``.
     """
     options = Options(optimizer=optimizer, device=device, confirm=confirm,
                       assume_decay=assume_decay, strict=strict, seed=seed, locate=locate,
                       ignore_parameters=tuple(ignore_parameters), progress=progress,
-                      total_steps=total_steps, memory_budget=memory_budget, scheduler=scheduler)
+                      total_steps=total_steps, memory_budget=memory_budget, scheduler=scheduler,
+                      confirm_on=confirm_on)
     return audit_with(model, example_inputs, options)
 
 

@@ -21,12 +21,13 @@ from .engine.analysis import influence as influence_stage
 from .engine.analysis.names import ranking
 from .engine.analysis import symmetries as symmetries_stage
 from . import parts as opaque_parts
+from . import twin as twins
 from .engine.analysis.training import Training, training as read_training
 from .engine.analysis import verdicts as verdicts_stage
 from .engine.rng import untouched
 from .engine.tracing.trace import TraceError, trace
 from .messages import one_line
-from .report import SKIPPED, Coverage, Location, Report
+from .report import CHECKED, SKIPPED, Confirmation, Coverage, Location, Report
 
 
 class AnalysisDefect(RuntimeError):
@@ -47,6 +48,7 @@ class _Setup:
     locate: Callable | None  # None: no overview (a part audited on its own needs none)
     training: Training = Training()  # what the run updates
     overview: Callable | None = None  # the front end's overview_of
+    twin: Callable | None = None  # claims -> Confirmation: confirmed on a twin instead
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class _Run:
     """The stages' outputs for one model (or one part of it), trace to verdicts."""
 
     program: Any
+    claims: Any
     graph: Any
     influence: Any
     degrees: Any
@@ -79,14 +82,15 @@ def _run(model: nn.Module, inputs: tuple, setup, strict: bool, step, clock) -> _
     clock.lap("analysis")
     if claims.claims and setup.confirm.enabled:
         step("confirm")
-    confirmation = confirm_stage.confirm(claims, setup.confirm)
+    confirmation = confirm_stage.confirm(claims, setup.confirm) if setup.twin is None \
+        else setup.twin(claims)
     if claims.claims and confirmation.outcome != SKIPPED:
         # the generic point (drawing it, moving the program and inputs) is its own entry
         point = confirmation.timings.get("generic point", 0.0)
         clock.laps["generic point"] = clock.laps.get("generic point", 0.0) + point
         clock.lap("confirm", minus=point)
     verdicts = verdicts_stage.decide(claims, confirmation)
-    return _Run(program, graph, influence, degrees, symmetries, confirmation, verdicts,
+    return _Run(program, claims, graph, influence, degrees, symmetries, confirmation, verdicts,
                 overview)
 
 
@@ -147,6 +151,7 @@ class Options:
     memory_budget: int | None = None
     overview: Callable | None = None  # (graph, model, locate) -> Overview
     scheduler: Any = None  # for the advice layer's trajectories; the driver never reads it
+    confirm_on: str = "model"  # "twin": the claims are checked on a reduced-width twin
 
 
 def audit(model: nn.Module, example_inputs: Any, options: Options = Options()) -> Report:
@@ -157,6 +162,8 @@ def audit(model: nn.Module, example_inputs: Any, options: Options = Options()) -
         raise TypeError(f"audit() needs an nn.Module, got {type(model).__name__}")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) \
         else (example_inputs,)
+    if options.confirm_on not in CONFIRM_ON:
+        raise ValueError(f"confirm_on={options.confirm_on!r}: use one of {', '.join(CONFIRM_ON)}")
     strict = options.strict
     if strict is None:
         strict = os.environ.get("WDAUDIT_STRICT", "") not in ("", "0")
@@ -172,6 +179,9 @@ def audit(model: nn.Module, example_inputs: Any, options: Options = Options()) -
                                        options.memory_budget),
                    policy.locate if options.overview else None, run_setup, options.overview)
     with untouched(where):
+        if options.confirm_on == "twin" and options.confirm:
+            twin = twins.build(model, inputs, options.seed, frozenset(run_setup.fixed(model)))
+            setup = replace(setup, twin=lambda claims: _on_twin(claims, twin, options))
         clock.lap("setup")
         run = _run(model, inputs, setup, strict, step, clock)
         verdicts, confirmation, notes = run.verdicts, run.confirmation, ()
@@ -190,6 +200,29 @@ def audit(model: nn.Module, example_inputs: Any, options: Options = Options()) -
                     policy.decay.assumed, {}, overview=run.overview)
     clock.lap("report")
     return replace(report, timings=dict(clock.laps))
+
+
+CONFIRM_ON = ("model", "twin")
+
+
+def _on_twin(claims, twin: twins.Twin, options: Options) -> Confirmation:
+    """The model's claims confirmed by the twin's (``wdaudit.twin``): the whole pipeline on the
+    twin, its claims compared with the model's, its checks mapped onto them by name."""
+    if not claims.claims:  # nothing to confirm: no twin needs to run
+        return Confirmation(CHECKED, "cpu", 0, on="twin", twin=dict(twin.widths))
+    params = dict(twin.model.named_parameters())
+    sub = _Setup(confirm_stage.Setup(params, twin.inputs, resolve_device(options.device,
+                                                                         twin.model),
+                                     options.seed, True, options.memory_budget), None)
+    clock = _Clock()
+    try:
+        run = _run(twin.model, twin.inputs, sub, False, lambda stage: None, clock)
+    except Exception as exc:  # noqa: BLE001 - a twin that cannot be audited confirms nothing
+        return twins.failed(twin, f"the twin could not be audited: {one_line(exc)}"[:400])
+    done = twins.confirmed(claims, run.claims, run.confirmation, twin)
+    # where the twin's time went (the driver's own laps count it all as "confirm")
+    return replace(done, timings={**done.timings,
+                                  **{f"twin {k}": v for k, v in clock.laps.items()}})
 
 
 def resolve_device(device: str | torch.device | None, model: nn.Module | None = None

@@ -137,6 +137,11 @@ class Confirmation:
     tolerances: Mapping[str, float] = field(default_factory=dict)
     fallback: str = ""
     trail: tuple[str, ...] = ()  # every pass, named ("check point: model", ...), in order
+    # where the checks ran: on the model itself, or on a twin with reduced widths whose claims
+    # are the model's one to one (wdaudit.twin); then each reduced config field's
+    # (model's value, twin's value)
+    on: str = "model"
+    twin: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def performed(self) -> bool:
@@ -254,6 +259,8 @@ class Report:
                 "tolerances": dict(self.confirmation.tolerances),
                 "fallback": self.confirmation.fallback,
                 "trail": list(self.confirmation.trail),
+                "on": self.confirmation.on,
+                "twin": _twin(self.confirmation.twin) if self.confirmation.on == "twin" else None,
             },
             "summary": self.summary(),
             "folklore": {rule: f.to_dict() for rule, f in self.folklore.items()},
@@ -299,6 +306,11 @@ def _group(g: Group) -> dict[str, Any]:
             "euler_residual": _num(g.euler_residual), "eps_limited": g.eps_limited,
             "normalising_nodes": list(g.normalising_nodes), "note": g.note,
             "equilibrium": g.equilibrium.to_dict() if g.equilibrium is not None else None}
+
+
+def _twin(widths: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
+    return {"widths": {k: small for k, (_, small) in widths.items()},
+            "model_widths": {k: full for k, (full, _) in widths.items()}}
 
 
 def _finding(f: Finding) -> dict[str, Any]:

@@ -12,7 +12,9 @@ transformers builds from a config object (``AutoConfig.for_model``) with the hub
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
+import functools
 import inspect
 import json
 import os
@@ -49,10 +51,14 @@ def parse_set(text: str) -> tuple[str, Any]:
 
 
 def load_named(text: str, sets: tuple[tuple[str, Any], ...] = (),
-               spec: InputSpec | None = None) -> Loaded:
-    """Build the named architecture with random weights and example inputs for it."""
+               spec: InputSpec | None = None, meta: bool = False) -> Loaded:
+    """Build the named architecture with random weights and example inputs for it; with
+    ``meta``, a transformers model is built on the meta device (no memory for its weights:
+    only its static analysis is needed when a twin confirms its claims)."""
     prefix, _, name = text.partition(":")
     builder: Callable = {"timm": _timm, "torchvision": _torchvision, "hf": _hf}[prefix]
+    if prefix == "hf":
+        builder = functools.partial(_hf, meta=meta)
     model, inputs, inputs_from, call = builder(name.strip(), dict(sets))
     model.train()
     if spec is not None:
@@ -144,7 +150,7 @@ def _torchvision_crop(models, name: str) -> int:
 # --- transformers --------------------------------------------------------------------------
 
 
-def _hf(name: str, sets: dict) -> tuple:
+def _hf(name: str, sets: dict, meta: bool = False) -> tuple:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     transformers = _library("transformers", "transformers")
@@ -165,7 +171,8 @@ def _hf(name: str, sets: dict) -> tuple:
                        "e.g. hf:gpt2:CausalLM or hf:bert:SequenceClassification.")
     call = f"transformers.{auto_name}.from_config({described}" + \
         "".join(f", {k}={v!r}" for k, v in sets.items()) + ")"
-    model = _build(call, lambda: auto.from_config(config))
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        model = _build(call, lambda: auto.from_config(config))
     inputs, origin = _hf_inputs(config, model)
     return model, inputs, origin, call
 

@@ -110,6 +110,10 @@ def _converted(module: str, name: str):
                    "field, e.g. --set num_hidden_layers=2 (repeatable).")
 @click.option("--no-confirm", is_flag=True,
               help="Skip the numerical confirmation of each claim (faster, static only).")
+@click.option("--confirm-on", type=click.Choice(("model", "twin")), default="model",
+              help="Confirm the claims on the model itself (default), or on a twin: the same "
+                   "Hugging Face model with every width reduced (hf: targets are then built on "
+                   "the meta device: any size audits).")
 @click.option("--steps", type=click.IntRange(min=1), metavar="N",
               help="Planned training steps: says whether each decayed scale-free group reaches "
                    "its equilibrium in that time (and, with a schedule, how long training is).")
@@ -129,7 +133,8 @@ def _converted(module: str, name: str):
 @click.pass_context
 def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero, select,
          ignore, ignore_parameters, assume_decay, device, input_shape, input_dtype, input_range,
-         sets, no_confirm, steps, schedule, warmup, compare, quiet, debug, list_rules) -> None:
+         sets, no_confirm, confirm_on, steps, schedule, warmup, compare, quiet, debug,
+         list_rules) -> None:
     """Find the weight-decay terms of a PyTorch model that cannot regularise anything.
 
     TARGET is path/to/file.py, path/to/file.py:factory or package.module:factory, or an
@@ -159,7 +164,8 @@ def main(ctx: click.Context, target: str | None, fmt, output, fail_on, exit_zero
     flags = Config(select=select, ignore=ignore, ignore_parameters=ignore_parameters,
                    format=fmt, fail_on=fail_on, device=device, assume_decay=assume_decay)
     request = Request(target, spec, flags, output, no_confirm, sets=sets or (), steps=steps,
-                      compare=compare, schedule=(schedule, warmup) if schedule else None)
+                      compare=compare, schedule=(schedule, warmup) if schedule else None,
+                      confirm_on=confirm_on)
     progress = _Progress(enabled=not quiet and _is_terminal(sys.stderr))
     engine_noise = io.StringIO()
     try:
@@ -203,6 +209,7 @@ class Request:
     steps: int | None = None  # --steps N
     compare: bool = False  # --compare
     schedule: tuple[str, int] | None = None  # --schedule KIND --warmup N
+    confirm_on: str = "model"  # --confirm-on
 
 
 def _run(request: Request, progress: _Progress, engine_noise: io.StringIO) -> int:
@@ -258,7 +265,9 @@ def _load(target, request: Request):
 
     try:
         if is_named(request.target):
-            return load_named(request.target, request.sets, request.inputs)
+            # on a twin, the model's own weights are never read: a meta model of any size
+            return load_named(request.target, request.sets, request.inputs,
+                              meta=request.confirm_on == "twin")
         if request.sets:
             raise LoadError("--set configures an architecture given by name (timm:NAME, "
                             "torchvision:NAME, hf:TYPE); for a file, change the file.")
@@ -292,6 +301,7 @@ def _audit(loaded, settings: Config, request: Request, stage=None) -> Report:
     from ..engine.analysis.training import SetupError
     from ..engine.analysis.walk import AnalysisError, UnsupportedOpError
     from ..engine.tracing.trace import InputError, TraceError
+    from ..twin import NoTwin
     from .locations import Locator
     from .user_errors import one_line, user_site
 
@@ -304,7 +314,7 @@ def _audit(loaded, settings: Config, request: Request, stage=None) -> Report:
                           confirm=not request.no_confirm, assume_decay=assume, locate=locate,
                           ignore_parameters=tuple(settings.ignore_parameters or ()),
                           progress=stage, total_steps=request.steps,
-                          scheduler=_scheduler(request, loaded))
+                          scheduler=_scheduler(request, loaded), confirm_on=request.confirm_on)
         return audit_with(model, loaded.example_inputs, options)
     except InputError as exc:
         own = exc.__cause__
@@ -315,6 +325,13 @@ def _audit(loaded, settings: Config, request: Request, stage=None) -> Report:
                       "--input-range 0,VOCAB for token ids).") from exc
     except TraceError as exc:
         raise Failure(f"{name} cannot be audited: {exc}") from exc
+    except NoTwin as exc:
+        said = str(exc)
+        for api, flag in (("confirm_on='twin'", "--confirm-on twin"),
+                          ("confirm_on='model'", "--confirm-on model"),
+                          ("confirm=False", "--no-confirm")):
+            said = said.replace(api, flag)
+        raise Failure(said) from exc
     except SetupError as exc:
         raise Failure(f"{name}'s training setup cannot be audited: {exc}") from exc
     except UnsupportedOpError as exc:

@@ -157,7 +157,12 @@ def plan(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,
         f"({'float64' if itemsize == 8 else 'float32'} parameters {gib(full.parameters)}, "
         f"activations {gib(full.activations)}, one "
         f"gradient {gib(full.gradient)}) and {gib(free)} is free on {device}; the claims are "
-        "static only [not confirmed numerically]")
+        f"static only [not confirmed numerically]{TWIN_OFFER}")
+
+
+# a model too large to check in float64 can still be checked on its reduced-width twin
+TWIN_OFFER = ("; a Hugging Face model can have them confirmed on a twin with reduced widths "
+              "instead: --confirm-on twin (audit(..., confirm_on=\"twin\"))")
 
 
 def precise_plan(program: Program, params: Mapping[str, torch.Tensor], inputs: tuple,

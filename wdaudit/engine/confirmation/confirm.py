@@ -72,7 +72,7 @@ def _confirm(claims: Claims, setup: Setup) -> Confirmation:
         return Confirmation(SKIPPED, str(device), 0, "confirmation switched off")
     if device.type == "meta" or any(p.is_meta for p in setup.params.values()):
         return Confirmation(SKIPPED, "meta", 0, "parameters are on the meta device: static "
-                            "analysis only, claims are not confirmed")
+                            "analysis only, claims are not confirmed" + budget.TWIN_OFFER)
     plan = plan_for(program, setup)
     if plan.short:
         return _failed(claims.claims, str(device), 0, plan.short, {}, plan.extra)

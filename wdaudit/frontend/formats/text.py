@@ -110,6 +110,11 @@ def _notes(report, context) -> list[str]:
     if not report.confirmation.performed and report.confirmation.reason:
         notes.append(f"not confirmed numerically: {report.confirmation.reason}")
     conf = report.confirmation
+    if conf.performed and conf.on == "twin":
+        widths = ", ".join(f"{k} {full}→{small}" for k, (full, small) in conf.twin.items())
+        notes.append(f"claims confirmed on a twin: the same depth and topology with reduced "
+                     f"widths ({widths}), in {conf.precision}; its claims are the model's one to "
+                     "one by parameter name (JSON: confirmation.twin)")
     if conf.performed and conf.precision != "float64" and conf.tolerances:
         why = f" ({conf.fallback})" if conf.fallback else ""
         notes.append(f"confirmed in {conf.precision}{why}, with {conf.precision} tolerances: "
