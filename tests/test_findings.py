@@ -13,6 +13,7 @@ import torch
 
 from tests.support.probes import build_net
 from wdaudit import report as R
+from wdaudit.rules import RULES as R_RULES
 from wdaudit.engine.analysis import findings as findings_stage
 from wdaudit.engine.analysis import verdicts as verdicts_stage
 
@@ -177,3 +178,28 @@ def test_skipped_group_mates_are_not_named_in_any_finding(net, decay_bn):
     for f in found.findings:
         assert not hidden & set(f.parameters), (f.code, f.parameters)
         assert not any(f"'{n}'" in f.message for n in hidden), (f.code, f.message)
+
+
+def test_every_message_is_its_rules_template_filled_in(net):
+    """Messages are data (rules.py): each finding's text is one of its rule's templates with
+    the fields filled, so a rule's wording lives in one place."""
+    import re
+    import string
+
+    params = dict(net[0].named_parameters())
+    joint = next(g for g in verdicts_stage.decide(net[2], net[3]).groups if g.kind == "joint")
+    spared = set(joint.names[:-1])
+    optimizer = torch.optim.Adam([
+        {"params": [p for n, p in params.items() if n not in spared], "weight_decay": 0.1},
+        {"params": [p for n, p in params.items() if n in spared], "weight_decay": 0.0}])
+    _, found = _findings(net, findings_stage.Policy(findings_stage.decay_settings(params,
+                                                                                  optimizer)))
+    seen = {f.code for f in found.findings}
+    assert {"WD001", "WD002", "WD003", "WD004"} <= seen
+    for f in found.findings:
+        patterns = []
+        for template in R_RULES[f.code].messages.values():
+            parts = string.Formatter().parse(template)
+            patterns.append("".join(re.escape(text) + (".*?" if name is not None else "")
+                                    for text, name, _, _ in parts))
+        assert any(re.fullmatch(p, f.message, re.S) for p in patterns), (f.code, f.message)

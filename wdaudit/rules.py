@@ -6,8 +6,8 @@ prints them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,15 @@ class Rule:
     summary: str
     why: str
     example: str
+    # the finding's message: a template per variant ("" the default) that the findings stage
+    # fills with its arguments, as pyflakes' message classes are a template and its arguments
+    messages: Mapping[str, str] = field(default_factory=dict)
+
+    def text(self, variant: str = "", **args) -> str:
+        return self.messages[variant].format(**args)
+
+
+_LEARNING_RATE = ". Decay here only sets the effective learning rate (angular step size){assumed}"
 
 
 # Without an optimizer, which parameters count as decayed (the findings stage applies it).  It
@@ -35,7 +44,15 @@ RULES: dict[str, Rule] = {r.code: r for r in (
          "learning rate (the angular step size) of these weights. Keep it if you tune it as "
          "such; otherwise, tune it knowingly, or exclude these parameters from decay.",
          "nn.Linear(64, 64) followed by nn.LayerNorm(64): the Linear's weight and bias are "
-         "scale-free; decaying them only changes their effective learning rate."),
+         "scale-free; decaying them only changes their effective learning rate.",
+         messages={
+             "": "weight decay on {names} cannot regularise: the output does not change when "
+                 "{subject} rescaled{together}{normalised}{eps}" + _LEARNING_RATE,
+             # claims sharing members: one set of tensors that scale together, several rays
+             "set": "weight decay on {names} cannot regularise: {subject} one set of "
+                    "tensors that scale together{others}: the output does not change along "
+                    "any of its {rays} rescalings (their basis: the finding's groups in "
+                    "--format json){normalised}{eps}" + _LEARNING_RATE}),
     Rule("WD002", "coupled-l2-with-adaptive-optimizer", "warning",
          "Coupled L2 weight decay in an adaptive optimizer.",
          "Adam, RMSprop, Adagrad and friends add weight_decay * θ to the gradient before the "
@@ -43,21 +60,30 @@ RULES: dict[str, Rule] = {r.code: r for r in (
          "scale: large-gradient weights are barely decayed. Decoupled decay (AdamW, or "
          "decoupled_weight_decay=True) is what is almost always meant.",
          "torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.01) → use "
-         "torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)."),
+         "torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01).",
+         messages={"": "{optimizer} applies weight_decay={weight_decay:g} as coupled L2 to "
+                       "{count} parameter(s): the adaptive step divides it by each weight's "
+                       "gradient scale. Use AdamW (decoupled decay) unless this is intended"}),
     Rule("WD003", "decay-on-no-effect", "warning",
          "Weight decay on a parameter that has no effect on the output.",
          "The parameter is unused on the way to every output, or it is an additive offset that "
-         "a mean-subtracting normaliser removes (a conv bias right before BatchNorm). Its "
-         "gradient is zero; decay only shrinks it towards 0, to no purpose.",
+         "something downstream removes: a mean-subtracting normaliser (a conv bias right before "
+         "BatchNorm), a mean subtraction, a softmax, or attention (a key bias shifts every "
+         "logit of a query alike). The message names which. Its gradient is zero; decay only "
+         "shrinks it towards 0, to no purpose.",
          "nn.Conv2d(3, 16, 3) (bias=True) followed by nn.BatchNorm2d(16): the conv bias has no "
-         "effect; build the conv with bias=False."),
+         "effect; build the conv with bias=False.",
+         messages={"": "weight decay on '{name}', which has {reason}; the decay only shrinks "
+                       "it towards zero{assumed}"}),
     Rule("WD004", "partly-decayed-group", "info",
          "A scale-free group is only partly decayed.",
          "The group rescales jointly. The decayed members shrink while the undecayed ones are "
          "free to grow to compensate, so the decay balances norms inside the group rather than "
          "regularising the function.",
          "Decaying a pre-LN transformer's c_proj weights but not its embeddings (untied head): "
-         "the residual stream is one scale-free group."),
+         "the residual stream is one scale-free group.",
+         messages={"": "scale-free {which} only partly decayed: {decayed} decayed, {undecayed} "
+                       "not; the undecayed members can grow to compensate"}),
     Rule("WD005", "unconfirmed-claim", "warning",
          "The static analysis claims decayed parameters are scale-free, but the claim could "
          "not be confirmed.",
@@ -67,7 +93,9 @@ RULES: dict[str, Rule] = {r.code: r for r in (
          "or did not pass, the parameters are reported unknown. This says so, so that a lint "
          "step cannot pass silently on an audit that proved nothing.",
          "A model that asserts `self.cos.dtype == torch.bfloat16` raises in both check "
-         "precisions: its claims stay unknown, and WD005 names them with the reason."),
+         "precisions: its claims stay unknown, and WD005 names them with the reason.",
+         messages={"": "weight decay on {names}: statically scale-free or without effect, but "
+                       "not confirmed ({note}); reported unknown, decay judged nothing{assumed}"}),
 )}
 
 SEVERITIES = ("info", "warning", "error")

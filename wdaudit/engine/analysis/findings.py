@@ -143,14 +143,9 @@ def find(verdicts: Verdicts, policy: Policy) -> Findings:
     out += _unconfirmed(groups, parameters, decay, policy)
     for c in decay.coupled:
         members = tuple(n for n in c.parameters if not skip(n))
-        if not members:
-            continue
-        out.append(Finding(
-            "WD002", RULES["WD002"].severity,
-            f"{c.optimizer} applies weight_decay={c.weight_decay:g} as coupled L2 to "
-            f"{len(members)} parameter(s): the adaptive step divides it by each weight's "
-            f"gradient scale. Use AdamW (decoupled decay) unless this is intended",
-            members, policy.locate(members[:1]), related=policy.relate(members[:1])))
+        if members:
+            out.append(_finding("WD002", policy, members, members[:1], optimizer=c.optimizer,
+                                weight_decay=c.weight_decay, count=len(members)))
     return Findings(parameters, tuple(out))
 
 
@@ -158,11 +153,19 @@ def _assumed(decay: DecaySettings) -> str:
     return f" (decay assumed: --assume-decay {decay.assumed})" if decay.assumed else ""
 
 
+def _finding(code: str, policy: Policy, members: Sequence[str], where: Sequence[str],
+             variant: str = "", groups: tuple[int, ...] = (), **args) -> Finding:
+    """Rule ``code``'s finding about ``members``: its message template (rules.py) filled with
+    ``args``, located at ``where``'s first tensor, related to where a library built each."""
+    rule = RULES[code]
+    return Finding(code, rule.severity, rule.text(variant, **args), tuple(members),
+                   policy.locate(tuple(where)), groups=groups,
+                   related=policy.relate(tuple(where)))
+
+
 def _no_effect(name: str, reason: str, group: int, policy: Policy) -> Finding:
-    return Finding("WD003", RULES["WD003"].severity,
-                   f"weight decay on '{name}', which has {reason}; the decay only shrinks it "
-                   f"towards zero{_assumed(policy.decay)}", (name,), policy.locate((name,)),
-                   groups=(group,), related=policy.relate((name,)))
+    return _finding("WD003", policy, (name,), (name,), groups=(group,), name=name,
+                    reason=reason, assumed=_assumed(policy.decay))
 
 
 def _scale_free(rays: Sequence[_Ray], policy: Policy) -> Finding:
@@ -170,40 +173,30 @@ def _scale_free(rays: Sequence[_Ray], policy: Policy) -> Finding:
     decayed = ordered((n for r in rays for n in r.decayed), rank)
     rest = ordered((n for r in rays for n in r.shown if n not in decayed), rank)
     nodes = list(dict.fromkeys(n for r in rays for n in r.group.normalising_nodes))
+    common = dict(names=short(decayed, rank),
+                  normalised=f"; normalised by {short(nodes, unit='')}" if nodes else "",
+                  eps=" — invariance is eps-limited" if any(r.group.eps_limited for r in rays)
+                  else "", assumed=_assumed(policy.decay))
+    ids = tuple(r.group.id for r in rays)
     one = len(decayed) == 1
-    if len(rays) == 1:
-        together = f" together with {short(rest, rank)}" if rest else (" together" if not one
-                                                                      else "")
-        claim = (f"the output does not change when {'it is' if one else 'they are'} "
-                 f"rescaled{together}")
-    else:
-        members = f" with {short(rest, rank)}" if rest else ""
-        claim = (f"they form one set of tensors that scale together{members}: the output does "
-                 f"not change along any of its {len(rays)} rescalings (their basis: the "
-                 f"finding's groups in --format json)")
-    via = f"; normalised by {short(nodes, unit='')}" if nodes else ""
-    eps = " — invariance is eps-limited" if any(r.group.eps_limited for r in rays) else ""
-    return Finding(
-        "WD001", RULES["WD001"].severity,
-        f"weight decay on {short(decayed, rank)} cannot regularise: {claim}{via}{eps}. Decay "
-        f"here only sets the effective learning rate (angular step size)"
-        f"{_assumed(policy.decay)}", decayed, policy.locate(decayed),
-        groups=tuple(r.group.id for r in rays), related=policy.relate(decayed))
+    if len(rays) > 1:
+        return _finding("WD001", policy, decayed, decayed, "set", ids, rays=len(rays),
+                        subject="it belongs to" if one else "they form",
+                        others=f" with {short(rest, rank)}" if rest else "", **common)
+    together = f" together with {short(rest, rank)}" if rest else "" if one else " together"
+    return _finding("WD001", policy, decayed, decayed, "", ids, together=together,
+                    subject="it is" if one else "they are", **common)
 
 
 def _partly_decayed(rays: Sequence[_Ray], policy: Policy) -> Finding:
     rank = policy.rank
     decayed = ordered((n for r in rays for n in r.decayed), rank)
-    undecayed = ordered((n for r in rays for n in r.undecayed), rank)
-    shown = ordered((n for r in rays for n in r.shown), rank)
     ids = ", ".join(str(r.group.id) for r in rays)
-    what = f"group {ids} is" if len(rays) == 1 else f"groups {ids} are"
-    return Finding(
-        "WD004", RULES["WD004"].severity,
-        f"scale-free {what} only partly decayed: {short(decayed, rank)} decayed, "
-        f"{short(undecayed, rank)} not; the undecayed members can grow to compensate",
-        shown, policy.locate(decayed), groups=tuple(r.group.id for r in rays),
-        related=policy.relate(decayed))
+    return _finding("WD004", policy, ordered((n for r in rays for n in r.shown), rank), decayed,
+                    groups=tuple(r.group.id for r in rays),
+                    which=f"group {ids} is" if len(rays) == 1 else f"groups {ids} are",
+                    decayed=short(decayed, rank),
+                    undecayed=short(ordered((n for r in rays for n in r.undecayed), rank), rank))
 
 
 def _unconfirmed(groups, parameters, decay, policy: Policy) -> list[Finding]:
@@ -226,10 +219,7 @@ def _unconfirmed(groups, parameters, decay, policy: Policy) -> list[Finding]:
         if not names:
             continue
         names = list(ordered(names, policy.rank))
-        out.append(Finding(
-            "WD005", RULES["WD005"].severity,
-            f"weight decay on {short(names, policy.rank)}: statically scale-free or without "
-            f"effect, but not confirmed ({note.removeprefix('cannot confirm: ')}); reported "
-            f"unknown, decay judged nothing{_assumed(decay)}", tuple(names),
-            policy.locate(tuple(names)), groups=tuple(ids), related=policy.relate(names)))
+        out.append(_finding("WD005", policy, names, names, groups=tuple(ids),
+                            names=short(names, policy.rank), assumed=_assumed(decay),
+                            note=note.removeprefix("cannot confirm: ")))
     return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ...report import Report
+from ...report import FROZEN, INEFFECTIVE, Report
 from .context import Context
 from .picture import NO_GROUP, box_title, group_colours, parameter_info, row_label, tooltip
 
@@ -40,9 +40,9 @@ def _label(box, colours: dict[int, str], info: dict) -> str:
         fill = next((colours[g] for g in item["groups"] if g in colours), NO_GROUP)
         groups = " ".join(f"#{g}" for g in item["groups"])
         text = escape(f"{row_label(box, name)}  {item['shape']}")
-        if item["verdict"] == "ineffective":
+        if item["verdict"] == INEFFECTIVE:
             text = f"<B>{text}</B>"
-        elif item["verdict"] == "frozen":  # a constant of the run: shown, struck through
+        elif item["verdict"] == FROZEN:  # a constant of the run: shown, struck through
             text = f"<S>{text}</S>"
         rows.append(f'<TR><TD BGCOLOR="{fill}" TOOLTIP="{escape(tooltip(item))}">'
                     f'{escape(groups) or " "}</TD><TD ALIGN="LEFT">{text}</TD></TR>')
