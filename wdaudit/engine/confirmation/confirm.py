@@ -351,7 +351,9 @@ class _Context:
             moved = self._real(self.params)
             real = runs.relative(moved, self.real0)
             exact = runs.relative(self._program(self.params, eps_zero=True), self.exact0)
-            gap = 0.0 if self.followed is not None else \
+            # only a model that moved beyond fidelity's tolerance needs its program at the
+            # model's eps to explain the move; one that did not is invariant as it stands
+            gap = 0.0 if self.followed is not None or real <= TOL_FAITHFUL else \
                 runs.apart(self._program(self.params, eps_zero=False), moved)
             del moved
         if self.tol.exact < exact <= PLAUSIBLY_EPS:
