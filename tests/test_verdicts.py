@@ -72,7 +72,9 @@ def test_failed_confirmation_makes_claims_unknown_with_the_reason(net):
     reason = "cannot confirm: the model raised RuntimeError at the check point"
     nan = float("nan")
     failed = R.Confirmation(R.FAILED, "cpu", 1, reason, (),
-                            tuple(R.Check(False, nan, nan, nan, False, reason)
+                            tuple(R.Check(confirmed=False, max_relative_change=nan,
+                                          exact_relative_change=nan, euler_residual=nan,
+                                          eps_limited=False, note=reason)
                                   for _ in claims.claims))
     v = verdicts_stage.decide(claims, failed)
     claimed = _claimed(claims)

@@ -96,7 +96,7 @@ class Coverage:
     notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Check:
     """The numerical check of one static claim (DESIGN.md §4)."""
 

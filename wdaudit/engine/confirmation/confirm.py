@@ -168,8 +168,7 @@ def _attempt(claims: Claims, program, setup: Setup, plan: Plan, timings) -> Conf
         ok = check.confirmed and euler[i] <= tol.euler
         note = check.note if not check.confirmed or euler[i] <= tol.euler else \
             f"Euler residual {euler[i]:.2e}" if euler[i] == euler[i] else _NO_GRADIENT
-        checks.append(Check(ok, check.max_relative_change, check.exact_relative_change,
-                            euler[i], check.eps_limited, note))
+        checks.append(replace(check, confirmed=ok, euler_residual=euler[i], note=note))
         if not ok and not note.startswith("cannot confirm"):  # a failed check, not a gap
             members = ", ".join(list(claim.exponents) + list(claim.redraw))
             defects.append(f"claim over [{members}] failed confirmation: {note}")
@@ -371,7 +370,8 @@ class _Context:
                     f"program with the model's own eps explains (apart by {gap:.2e})")
         elif exact > self.tol.exact:
             note = f"output changed by {exact:.2e} (relative) with eps -> 0"
-        return Check(ok, real, exact, 0.0, real > EPS_MATTERS, note)
+        return Check(confirmed=ok, max_relative_change=real, exact_relative_change=exact,
+                     euler_residual=0.0, eps_limited=real > EPS_MATTERS, note=note)
 
     def _finer_limit(self, claims, factors, coarse: float) -> float:
         """A channel with variance near EPS_TINY (constant across the batch but for one

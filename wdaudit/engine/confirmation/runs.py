@@ -41,7 +41,8 @@ class Strayed(Exception):
 def unmeasured(why: str) -> Check:
     """A check that could not measure: not confirmed, every number NaN, the reason."""
     nan = float("nan")
-    return Check(False, nan, nan, nan, False, why)
+    return Check(confirmed=False, max_relative_change=nan, exact_relative_change=nan,
+                 euler_residual=nan, eps_limited=False, note=why)
 
 
 def version(point: generic.Point) -> tuple[int, int]:

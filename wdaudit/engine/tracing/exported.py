@@ -55,8 +55,9 @@ def export_program(root: Flattened, canon: dict[int, str], inputs: tuple) -> Pro
             paths[node.name] = module_path(list(stack.values())[-1][0])
         elif node.name in params:
             paths[node.name] = params[node.name].rpartition(".")[0]
-    return Program(root, gm, "export", params, buffers, constants, tuple(user_inputs), outputs,
-                   output_paths, {}, paths, shapes=shapes)
+    return Program(root=root, gm=gm, method="export", params=params, buffers=buffers,
+                   constants=constants, inputs=tuple(user_inputs), output_index=outputs,
+                   output_paths=output_paths, leaves={}, module_paths=paths, shapes=shapes)
 
 
 def _mutates(gm: fx.GraphModule) -> bool:

@@ -42,7 +42,7 @@ class LeafModule:
     other: tuple[str, ...] = ()  # local tensor attributes that are neither (plain attributes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Program:
     root: nn.Module  # the working copy, wrapped so that it returns a flat tuple of tensors
     gm: fx.GraphModule

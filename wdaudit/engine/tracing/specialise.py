@@ -121,9 +121,10 @@ def _record(root: Flattened, params: dict, buffers: dict, inputs: tuple) -> Prog
         stack = node.meta.get("nn_module_stack")
         if stack:
             paths[node.name] = list(stack)[-1]
-    return Program(root, gm, METHOD, param_nodes, buffer_nodes, constants,
-                   tuple(placeholders[len(pnames) + len(bnames):]), None,
-                   tuple(root.output_paths), {}, paths)
+    return Program(root=root, gm=gm, method=METHOD, params=param_nodes, buffers=buffer_nodes,
+                   constants=constants, inputs=tuple(placeholders[len(pnames) + len(bnames):]),
+                   output_index=None, output_paths=tuple(root.output_paths), leaves={},
+                   module_paths=paths)
 
 
 @contextlib.contextmanager

@@ -140,9 +140,11 @@ def _opaque_whole(root, canon, reference, inputs, attempts) -> Program:
     holder.whole = root
     gm = fx.GraphModule(holder, graph)
     buffer_names = {id(b): n for n, b in root.named_buffers()}
-    prog = Program(root, gm, "opaque", {}, {}, {}, tuple(a.name for a in args), None,
-                   tuple(root.output_paths), {whole.name: _leaf(root, canon, buffer_names)},
-                   {whole.name: ""})
+    prog = Program(root=root, gm=gm, method="opaque", params={}, buffers={}, constants={},
+                   inputs=tuple(a.name for a in args), output_index=None,
+                   output_paths=tuple(root.output_paths),
+                   leaves={whole.name: _leaf(root, canon, buffer_names)},
+                   module_paths={whole.name: ""})
     prog = _check(prog, reference, inputs)
     return _replace_notes(prog, (_explain(attempts, root) + " The model is audited as one "
                                  "opaque op, and the submodules it calls each on their own.",))
@@ -271,8 +273,9 @@ def _symbolic(root: Flattened, canon: dict[int, str], opaque: frozenset[str] = f
         elif "nn_module_stack" in node.meta and node.meta["nn_module_stack"]:
             paths[node.name] = module_path(list(node.meta["nn_module_stack"].values())[-1][0])
     inputs = tuple(n.name for n in graph.nodes if n.op == "placeholder")
-    return Program(root, gm, "symbolic_trace", params, buffers, constants, inputs, None,
-                   tuple(root.output_paths), leaves, paths)
+    return Program(root=root, gm=gm, method="symbolic_trace", params=params, buffers=buffers,
+                   constants=constants, inputs=inputs, output_index=None,
+                   output_paths=tuple(root.output_paths), leaves=leaves, module_paths=paths)
 
 
 def _resolve(root: nn.Module, target: str) -> Any:
