@@ -24,6 +24,7 @@ from . import parts as opaque_parts
 from . import twin as twins
 from .engine.analysis.training import Training, training as read_training
 from .engine.analysis import verdicts as verdicts_stage
+from .engine.diagnostics import DEFECT, NOTE, Diagnostics
 from .engine.rng import untouched
 from .engine.tracing.trace import TraceError, trace
 from .messages import one_line
@@ -96,9 +97,10 @@ def _run(model: nn.Module, inputs: tuple, setup, strict: bool, step, clock) -> _
 
 def _with_parts(run: _Run, setup, depth: int):
     """Verdicts with what the submodules inside opaque ops show when audited on their own
-    (``engine.parts``), the confirmation with their passes and defects, and notes."""
+    (``engine.parts``), the confirmation with their passes, and what they had to say (their
+    notes and defects, under their paths)."""
     found, notes = opaque_parts.find(run.program, setup.confirm.inputs)
-    notes = list(notes)
+    said = Diagnostics.of(NOTE, notes)
     parameters, groups = dict(run.verdicts.parameters), run.verdicts.groups
     confirmation = run.confirmation
     for part in found:
@@ -110,25 +112,27 @@ def _with_parts(run: _Run, setup, depth: int):
             if depth < opaque_parts.MAX_DEPTH and (inner.program.method == "opaque"
                                                    or inner.degrees.unknown_ops):
                 verdicts, conf, nested = _with_parts(inner, sub, depth + 1)
-                notes += [opaque_parts.renamed(n, part.path) for n in nested]
+                said += Diagnostics.of(NOTE, [opaque_parts.renamed(n, part.path)
+                                              for n in nested.coverage])
+                said += Diagnostics.of(DEFECT, [f"in '{part.path}' (audited on its own): {d}"
+                                                for d in nested.defects])
             else:
                 verdicts, conf = inner.verdicts, inner.confirmation
         except Exception as exc:  # noqa: BLE001 - a part that fails leaves its verdicts unknown
-            notes.append(f"submodule '{part.path}' could not be audited on its own: "
-                         f"{one_line(exc)}"[:300])
+            said += Diagnostics.of(NOTE, [f"submodule '{part.path}' could not be audited on its "
+                                          f"own: {one_line(exc)}"[:300]])
             continue
         done = opaque_parts.Audited(part, verdicts.parameters, verdicts.groups, conf,
                                     inner.program.method)
         parameters, groups, changed = opaque_parts.merge(parameters, groups, done)
-        confirmation = replace(confirmation, passes=confirmation.passes + conf.passes,
-                               defects=confirmation.defects + tuple(
-                                   f"in '{part.path}' (audited on its own): {d}"
-                                   for d in conf.defects))
-        notes.append(f"submodule '{part.path}' audited on its own ({done.method}): {changed} "
-                     f"of its {len(part.eligible)} parameters that act only through it found "
-                     "ineffective")
+        confirmation = replace(confirmation, passes=confirmation.passes + conf.passes)
+        said += Diagnostics.of(DEFECT, [f"in '{part.path}' (audited on its own): {d}"
+                                        for d in conf.defects])
+        said += Diagnostics.of(NOTE, [
+            f"submodule '{part.path}' audited on its own ({done.method}): {changed} of its "
+            f"{len(part.eligible)} parameters that act only through it found ineffective"])
     verdicts = replace(run.verdicts, parameters=parameters, groups=groups)
-    return verdicts, confirmation, tuple(notes)
+    return verdicts, confirmation, said
 
 
 @dataclass(frozen=True)
@@ -184,17 +188,18 @@ def audit(model: nn.Module, example_inputs: Any, options: Options = Options()) -
             setup = replace(setup, twin=lambda claims: _on_twin(claims, twin, options))
         clock.lap("setup")
         run = _run(model, inputs, setup, strict, step, clock)
-        verdicts, confirmation, notes = run.verdicts, run.confirmation, ()
+        verdicts, confirmation, parts = run.verdicts, run.confirmation, Diagnostics()
         if run.program.method == "opaque" or run.degrees.unknown_ops:
-            verdicts, confirmation, notes = _with_parts(run, setup, depth=0)
+            verdicts, confirmation, parts = _with_parts(run, setup, depth=0)
             clock.lap("parts")
-    if strict and confirmation.defects:
-        raise AnalysisDefect("; ".join(confirmation.defects))
+    said = Diagnostics.of_run(run.program, run.influence, run.degrees, run.confirmation) + parts
+    confirmation = replace(confirmation, defects=said.defects)
+    if strict and said.defects:
+        raise AnalysisDefect("; ".join(said.defects))
     found = findings_stage.find(verdicts, policy)
     program, degrees = run.program, run.degrees
     coverage = Coverage(program.method, len(run.graph.order), degrees.unknown_ops,
-                        run.symmetries.rows, program.notes + run.influence.failures
-                        + degrees.failures + notes)
+                        run.symmetries.rows, said.coverage)
     report = Report(type(model).__name__, found.parameters, verdicts.groups,
                     verdicts.rescalings, found.findings, coverage, confirmation,
                     policy.decay.assumed, {}, overview=run.overview)
