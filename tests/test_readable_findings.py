@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
-import sys
 
 import pytest
 import torch
@@ -215,17 +215,17 @@ def test_a_pre_ln_gpt_names_its_embeddings_first_and_folds_its_layers():
     assert f"({len(stream.parameters)} tensors)" in stream.message
 
 
-def test_a_meta_built_model_points_at_the_lines_that_built_its_modules(tmp_path, monkeypatch):
+def test_a_meta_built_model_points_at_the_lines_that_built_its_modules(tmp_path):
     source = META_GPT
     (tmp_path / "meta_gpt.py").write_text(source)
     lines = source.splitlines()
     built = {tag: i + 1 for i, text in enumerate(lines) for tag in ("fc", "proj", "wte")
              if f"self.{tag} = " in text}
     to_empty = next(i + 1 for i, text in enumerate(lines) if "to_empty" in text)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.spec_from_file_location("meta_gpt", tmp_path / "meta_gpt.py")
+    meta_gpt = importlib.util.module_from_spec(spec)  # kept out of sys.modules
+    spec.loader.exec_module(meta_gpt)
     with recording():
-        import meta_gpt
         model = meta_gpt.build_model()
     locate = Locator(model)
     path = str(tmp_path / "meta_gpt.py")
@@ -240,7 +240,6 @@ def test_a_meta_built_model_points_at_the_lines_that_built_its_modules(tmp_path,
         assert f.location.line != to_empty
         tag = f.parameters[0].split(".")[-2]
         assert f.location.line == built[tag]
-    sys.modules.pop("meta_gpt", None)
 
 
 def test_the_header_counts_what_the_equilibrium_lines_describe(tmp_path, monkeypatch):
