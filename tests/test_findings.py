@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.support.probes import build_net
+from tests.support.sets import merged
 from wdaudit import report as R
 from wdaudit.rules import RULES as R_RULES
 from wdaudit.engine.analysis import findings as findings_stage
@@ -46,19 +47,7 @@ def _expected(verdicts, decayed, skip=lambda n: False):
         partial = len(g.names) > 1 and set(g.names) - decayed - {n for n in g.names if skip(n)}
         sets.append((set(g.names), set(named),
                      {n for n in g.names if not skip(n)} if partial else set()))
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(sets)):
-            for j in range(i + 1, len(sets)):
-                if sets[i][0] & sets[j][0]:
-                    a, b = sets[i], sets.pop(j)
-                    sets[i] = (a[0] | b[0], a[1] | b[1], a[2] | b[2])
-                    merged = True
-                    break
-            if merged:
-                break
-    for _, named, partial in sets:
+    for _, named, partial in merged(sets):
         out.add(("WD001", frozenset(named)))
         if partial:
             out.add(("WD004", frozenset(partial)))

@@ -22,6 +22,7 @@ from torch import nn
 
 import wdaudit
 from wdaudit import report as R
+from tests.support.sets import merged
 from wdaudit.frontend.locations import Locator, recording
 
 META_GPT = '''import torch
@@ -92,19 +93,7 @@ def _scale_together(report) -> list[set[str]]:
                  and g.id in report.parameters[n].groups and _decayed(report, n)}
         if named:
             sets.append((set(g.names), named))
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(sets)):
-            for j in range(i + 1, len(sets)):
-                if sets[i][0] & sets[j][0]:
-                    b = sets.pop(j)
-                    sets[i] = (sets[i][0] | b[0], sets[i][1] | b[1])
-                    changed = True
-                    break
-            if changed:
-                break
-    return [named for _, named in sets]
+    return [named for _, named in merged(sets)]
 
 
 def _decayed(report, name: str) -> bool:
