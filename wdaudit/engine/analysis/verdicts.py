@@ -24,6 +24,7 @@ from .claims import Claims
 from .degrees import Degrees
 from .graph import describe
 from .influence import Influence
+from .names import short
 from ..tracing.program import Program
 
 
@@ -110,8 +111,8 @@ def _ineffective_reason(name: str, g: Group, influence: Influence) -> str:
     if g.kind == "no-effect":
         return _no_effect_reason(name, influence)
     others = [m for m in g.names if m != name]
-    joint = f" jointly with {_list(others)}" if others else ""
-    via = f", normalised by {_list(g.normalising_nodes)}" if g.normalising_nodes else ""
+    joint = f" jointly with {short(others)}" if others else ""
+    via = f", normalised by {short(g.normalising_nodes, unit='')}" if g.normalising_nodes else ""
     reason = f"scale-free{joint}: rescaling leaves every output unchanged{via}"
     if g.eps_limited:
         reason += f" (up to normalisation eps: {g.max_relative_change:.1e} relative change)"
