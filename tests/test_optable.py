@@ -129,6 +129,26 @@ def test_what_the_runner_reads_comes_from_the_table():
     assert module_op(nn.Embedding(3, 2)).run_attrs == kernels.EMBEDDING_ATTRS
 
 
+def test_the_embedding_replay_drops_the_gradient_only_arguments_in_every_spelling():
+    """padding_idx given positionally (F.embedding's third argument) once raised "got
+    multiple values for argument 'padding_idx'": the replay also set it as a keyword."""
+    from wdaudit.ops import kernels
+
+    ids = torch.tensor([[0, 1, 0, 2]])
+    calls = [(F.embedding, lambda w: (ids, w, 0), {}),
+             (F.embedding, lambda w: (ids, w, 0, None, 2.0, True), {}),
+             (F.embedding, lambda w: (ids, w), dict(padding_idx=0, scale_grad_by_freq=True)),
+             (torch.embedding, lambda w: (w, ids, 0, True), {}),
+             (aten.embedding.default, lambda w: (w, ids), dict(padding_idx=0))]
+    for target, args, kwargs in calls:
+        weight = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+        out = kernels.honest_embedding(target, args(weight), kwargs)
+        assert torch.equal(out, F.embedding(ids, weight.detach()))
+        out.sum().backward()
+        # the padding row's gradient is the forward's true one (row 0 is read twice)
+        assert weight.grad[0].tolist() == [2.0, 2.0], target
+
+
 def test_only_the_augmented_operators_write_in_place():
     """``operator.invert`` (``~mask``) was once taken for an in-place op by its first letter."""
     writes = {fn.__name__ for fn, op in lookup.LOOKUP.functions.items()

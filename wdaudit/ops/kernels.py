@@ -57,11 +57,11 @@ def honest_embedding(target, args, kwargs) -> Any:
     value is identical)."""
     args, kwargs = list(args), dict(kwargs)
     if target is F.embedding:  # (input, weight, padding_idx, max_norm, norm_type, scale_grad…)
-        if len(args) > 2:
-            args[2] = None
-        if len(args) > 5:
-            args[5] = False
-        kwargs.update(padding_idx=None, scale_grad_by_freq=False)
+        for position, name, value in ((2, "padding_idx", None), (5, "scale_grad_by_freq", False)):
+            if len(args) > position:  # given positionally: a keyword too would be given twice
+                args[position] = value
+            else:
+                kwargs[name] = value
     else:  # ATen's order: (weight, indices, padding_idx, scale_grad_by_freq, sparse)
         if len(args) > 2:
             args[2] = -1
