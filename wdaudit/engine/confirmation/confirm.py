@@ -3,9 +3,9 @@
 All claims are checked together, each group scaled by a random ``a ∈ {0.5, 2}``, no-effect
 parameters redrawn, bisection only when that fails.  A claim is confirmed when
 
-* fidelity: the traced program (eps as is) reproduces the real model at the check point and
-  at the scaled point, so the model's own change under the scaling is what eps explains (a
-  specialised program, branches frozen by make_fx, is followed at every point, and recorded
+* fidelity: the traced program reproduces the real model at the check point and at the
+  scaled point, so the model's own change under the scaling is what eps explains (``_faithful``;
+  a specialised program, branches frozen by make_fx, is followed at every point, and recorded
   again where the model's branches there are others: ``anchor``); the model must not read
   the user's own tensors while it runs on ours (a closure the copy could not redirect);
 * exact invariance: the traced program with every normalisation eps → 0 does not change;
@@ -24,8 +24,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from dataclasses import dataclass, replace
-from typing import Mapping
+from dataclasses import replace
 
 import torch
 
@@ -36,7 +35,7 @@ from ..rng import seeded
 from ..tracing.program import EPS_TINY, placed, run, run_model
 from ..tracing.specialise import is_specialised, respecialised
 from ..tracing.working_copy import reads_of
-from . import budget, runs
+from . import budget, runs, second_looks
 from .plan import Plan, Setup, plan_for
 from . import generic_point as generic
 from .euler import SaturatingPoint
@@ -45,7 +44,6 @@ TOL_EXACT = 1e-8  # relative output change allowed with eps -> 0 (float64 round-
 TOL_EULER = 1e-6  # |E| relative to the group's own gradient scale ...
 TOL_FAITHFUL = 1e-4  # real model vs traced program, both eps as is (the model may cast to fp32)
 EPS_MATTERS = 1e-4  # real-model change above which a claim is reported as eps-limited
-EPS_FINER = 1e-6  # a residual must shrink by ~this factor when eps does to count as an eps effect
 PLAUSIBLY_EPS = 1e-2  # residuals above this are never attributed to eps
 _DISAGREE = "the traced program and the model disagree"
 _NO_GRADIENT = "cannot confirm: the gradient is NaN or Inf at the saturating point"
@@ -217,7 +215,8 @@ class _Context:
         return point
 
     # -- runs -------------------------------------------------------------------------
-    def _program(self, params, eps_zero: bool, eps_value: float = EPS_TINY) -> list[torch.Tensor]:
+    def program_run(self, params, eps_zero: bool, eps_value: float = EPS_TINY
+                    ) -> list[torch.Tensor]:
         if self.followed is not None:
             self._follows(params)
         return self._run(params, eps_zero, eps_value)
@@ -271,11 +270,21 @@ class _Context:
                 gap = self.anchor(self.params, "check point")
             except runs.Strayed as exc:
                 raise runs.CannotConfirm(exc.why) from exc
-        self.exact0 = self._program(self.params, eps_zero=True)
+        self.exact0 = self.program_run(self.params, eps_zero=True)
         self.infs = runs.structural(self.real0, self.exact0, self.dtype)  # a mask's -inf
         # a specialised program's follow check has just measured it
         self.fidelity0 = gap if gap is not None else \
-            runs.relative(self._program(self.params, eps_zero=False), self.real0)
+            self._faithful(self.exact0, self.real0, runs.relative)
+
+    def _faithful(self, exact: list[torch.Tensor], real: list[torch.Tensor],
+                  measure=runs.apart) -> float:
+        """How far the model is from its program here: the eps -> 0 run of the exact check
+        serves where it is within TOL_FAITHFUL (eps effects cancelling an unfaithful program's
+        error would be a coincidence at a generic point), else the program runs at eps as is."""
+        near = measure(exact, real)
+        if near <= TOL_FAITHFUL:
+            return near
+        return measure(self.program_run(self.params, eps_zero=False), real)
 
     def anchor(self, params, where: str) -> float | None:
         """Makes a specialised program follow the model at a point confirmation measures from
@@ -344,22 +353,25 @@ class _Context:
 
     def _scaled(self, claims, factors) -> Check:
         self.at = f"scaled ({len(claims)} claim{'s' if len(claims) > 1 else ''})"
-        # outputs are reduced to numbers at once (they can be large); the model's own change
-        # must be its program's with eps as is (a specialised one is followed in _program)
+        # outputs are reduced to numbers at once (they can be large); a specialised program is
+        # followed in _program
         with runs.applied(self.params, claims, factors, self.seed):
             moved = self._real(self.params)
             real = runs.relative(moved, self.real0)
-            exact = runs.relative(self._program(self.params, eps_zero=True), self.exact0)
-            # only a model that moved beyond fidelity's tolerance needs its program at the
-            # model's eps to explain the move; one that did not is invariant as it stands
+            scaled = self.program_run(self.params, eps_zero=True)
+            exact = runs.relative(scaled, self.exact0)
+            # only a model that moved beyond fidelity's tolerance needs its program to explain
+            # the move: near the invariant eps -> 0 program here and at the check point, its
+            # unexplained part is bounded as by the program at the model's eps (2 x TOL_FAITHFUL)
             gap = 0.0 if self.followed is not None or real <= TOL_FAITHFUL else \
-                runs.apart(self._program(self.params, eps_zero=False), moved)
-            del moved
+                self._faithful(scaled, moved)
+            del moved, scaled
         if self.tol.exact < exact <= PLAUSIBLY_EPS:
-            exact = self._finer_limit(claims, factors, exact)
+            exact = second_looks.finer_limit(self, claims, factors, exact)
         note = ""
         if exact > self.tol.exact and not any(c.exponents for c in claims):
-            exact = min(exact, self.redrawn(self.params, claims, eps_zero=False))
+            exact = min(exact, second_looks.redrawn(self, self.params, claims,
+                                                    eps_zero=False))
             note = AT_MODEL_EPS if exact <= self.tol.exact else ""
         faithful = self.fidelity0
         ok = exact <= self.tol.exact and faithful <= TOL_FAITHFUL and gap <= TOL_FAITHFUL
@@ -372,29 +384,3 @@ class _Context:
             note = f"output changed by {exact:.2e} (relative) with eps -> 0"
         return Check(confirmed=ok, max_relative_change=real, exact_relative_change=exact,
                      euler_residual=0.0, eps_limited=real > EPS_MATTERS, note=note)
-
-    def _finer_limit(self, claims, factors, coarse: float) -> float:
-        """A channel with variance near EPS_TINY (constant across the batch but for one
-        value) leaves an eps effect at eps = EPS_TINY.  Re-measure with a much smaller eps: an
-        eps effect shrinks with it, a real change does not.  Returns the residual to judge."""
-        fine = EPS_TINY * EPS_FINER
-        base = self._program(self.params, eps_zero=True, eps_value=fine)
-        worst = 0.0
-        for fs, salt in ((factors, 0), ([1.0 / f for f in factors], 7)):
-            with runs.applied(self.params, claims, fs, self.seed + salt):
-                out = self._program(self.params, eps_zero=True, eps_value=fine)
-            worst = max(worst, runs.relative(out, base))
-        return 0.0 if worst <= max(self.tol.exact, coarse * EPS_FINER * 1e3) else worst
-
-    def redrawn(self, point, claims, eps_zero: bool) -> float:
-        """The output's relative change when no-effect claims' members are redrawn (twice),
-        with eps -> 0 or the model's own: an offset that a mean subtraction removes has no
-        effect at any eps, and a channel constant here (a ReLU dead across the batch) makes
-        eps -> 0 a 0/0 whose round-off grows like 1/sqrt(eps) (swiftformer_xs: 3e-4)."""
-        base = self._program(point, eps_zero=eps_zero)
-        worst = 0.0
-        ones = [1.0] * len(claims)
-        for salt in (0, 7):
-            with torch.no_grad(), runs.applied(point, claims, ones, self.seed + salt):
-                worst = max(worst, runs.relative(self._program(point, eps_zero=eps_zero), base))
-        return worst

@@ -6,14 +6,15 @@ from the generic one, which the context hands over when its checks are done) and
 and measures there through the context's runs, which it is given: ``tol`` and ``infs`` (the
 base point's tolerances and structural infinities), ``handover`` (the generic point, given up),
 ``graded_run`` (the program with gradients), ``anchor`` (a specialised program following the
-model) and ``redrawn`` (the output change when claims' members are redrawn).
+model), and ``program_run`` through ``second_looks.redrawn`` (the output change when
+claims' members are redrawn).
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import runs
+from . import runs, second_looks
 from . import generic_point as generic
 from ..tracing.program import EPS_TINY
 
@@ -56,9 +57,10 @@ class SaturatingPoint:
                 # its gradient must cancel, and at a channel nearly constant beside its offset
                 # its round-off grows like (|offset|/spread)^2, the forward change's like the
                 # first power; a real violation changes the output at first order
-                change = self.ctx.redrawn(self.large, [claim], eps_zero=True)
+                change = second_looks.redrawn(self.ctx, self.large, [claim], eps_zero=True)
                 if change > self.ctx.tol.exact:  # a constant channel's 0/0 (see redrawn)
-                    change = min(change, self.ctx.redrawn(self.large, [claim], eps_zero=False))
+                    change = min(change, second_looks.redrawn(self.ctx, self.large, [claim],
+                                                              eps_zero=False))
                 if change <= self.ctx.tol.exact:
                     residuals[i] = change
         return residuals
