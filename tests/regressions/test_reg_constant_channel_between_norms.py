@@ -20,6 +20,8 @@ Below, the same mechanism: two input channels that are zero, two BatchNorm branc
 block's BatchNorms.
 """
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -32,21 +34,21 @@ aten = torch.ops.aten
 
 
 class Branch(nn.Module):
-    def __init__(self, c: int):
+    def __init__(self, c: int, norm=nn.BatchNorm2d):
         super().__init__()
         self.conv = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
-        self.bn = nn.BatchNorm2d(c)
+        self.bn = norm(c)
 
     def forward(self, x):
         return self.bn(self.conv(x))
 
 
 class TwoBlocks(nn.Module):
-    def __init__(self, c: int = 8):
+    def __init__(self, c: int = 8, norm=nn.BatchNorm2d):
         super().__init__()
-        self.a, self.b = Branch(c), Branch(c)
-        self.identity = nn.BatchNorm2d(c)
-        self.c = Branch(c)
+        self.a, self.b = Branch(c, norm), Branch(c, norm)
+        self.identity = norm(c)
+        self.c = Branch(c, norm)
         self.head = nn.Linear(c, 3)
 
     def forward(self, x):
@@ -55,16 +57,21 @@ class TwoBlocks(nn.Module):
         return self.head(z.mean(dim=(2, 3)))
 
 
-def test_a_constant_channel_between_norms_keeps_the_claim():
+@pytest.mark.parametrize("norm", [nn.BatchNorm2d, partial(nn.InstanceNorm2d, affine=True)],
+                         ids=["batch", "instance"])
+def test_a_constant_channel_between_norms_keeps_the_claim(norm):
+    """InstanceNorm's groups are each example's channels: without its shifted form (until
+    2026-12-07) the claims were unknown and the differential check called them missed."""
     torch.manual_seed(0)
     x = torch.randn(2, 8, 6, 6)
     x[:, ::2] = 0.0  # dead channels, as after a ReLU
-    report, _ = differential(TwoBlocks(), x)
+    report, _ = differential(TwoBlocks(norm=norm), x)
     assert {"a.bn.weight", "a.bn.bias", "b.bn.weight", "b.bn.bias"} <= report.ineffective
 
 
 @pytest.mark.parametrize("norm", ["batch", "layer", "group", "native_batch", "functional_batch",
-                                  "native_layer"])
+                                  "native_layer", "native_group", "instance", "torch_instance",
+                                  "batch_with_update"])
 def test_shifted_norms_change_nothing_but_a_constant_group_is_exactly_zero(norm):
     torch.manual_seed(0)
     x = torch.randn(3, 4, 5, 5, dtype=torch.float64) * 3 + 7
@@ -82,6 +89,13 @@ def test_shifted_norms_change_nothing_but_a_constant_group_is_exactly_zero(norm)
             True, 0.1, eps),
         "native_layer": lambda: aten.native_layer_norm.default(x[:, 1:2], (1, 5, 5), None,
                                                                None, eps),
+        "native_group": lambda: aten.native_group_norm.default(x, w, b, 3, 4, 25, 4, eps),
+        "instance": lambda: F.instance_norm(x, None, None, w, b, True, 0.1, eps),
+        "torch_instance": lambda: torch.instance_norm(x, w, b, None, None, True, 0.1, eps,
+                                                      False),
+        "batch_with_update": lambda: aten._batch_norm_with_update.default(
+            x, w, b, torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64),
+            0.1, eps),
     }[norm]
     plain = run()
     with ShiftedNorms():
@@ -90,7 +104,7 @@ def test_shifted_norms_change_nothing_but_a_constant_group_is_exactly_zero(norm)
     shifted = shifted if isinstance(shifted, tuple) else (shifted,)
     # the constant group: exactly its bias (or 0), where plain arithmetic returns round-off
     y = shifted[0]
-    constant = y[:, 1] if norm in ("batch", "group", "native_batch", "functional_batch") else y
+    constant = y if norm in ("layer", "native_layer") else y[:, 1]
     assert torch.equal(constant, (b[1] if norm != "layer" and norm != "native_layer"
                                   else torch.tensor(0.0, dtype=torch.float64)).expand_as(constant))
     # everything else, and every statistic returned beside the output, as before
@@ -101,5 +115,6 @@ def test_shifted_norms_change_nothing_but_a_constant_group_is_exactly_zero(norm)
         if i in (2, 4):  # 1/std (and the running variance): channel 1's is round-off in plain
             if norm == "native_layer":
                 continue
-            s, p = s[keep], p[keep]
+            # native_group_norm's statistics are per (example, group)
+            s, p = (s[:, keep], p[:, keep]) if norm == "native_group" else (s[keep], p[keep])
         assert torch.allclose(s, p, rtol=1e-10, atol=1e-10), i  # means: with the shift added back

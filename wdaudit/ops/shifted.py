@@ -24,11 +24,13 @@ def _channels(x: torch.Tensor) -> torch.Tensor:
     return x.detach()[index]
 
 
-def _batch_norm(func, args: list, kwargs: dict, bound: dict, *, fix=None) -> Any:
+def _batch_norm(func, args: list, kwargs: dict, bound: dict, *, fix=None,
+                batch_stats: bool = False) -> Any:
     # a spelling without running statistics (_native_batch_norm_legit.no_stats) always takes
     # the batch's; one with them takes the batch's in training or when it was given none
-    if not bound.get("training") and ("running_mean" not in bound
-                                      or bound["running_mean"] is not None):
+    # (_batch_norm_with_update: always, it is training's spelling)
+    if not batch_stats and not bound.get("training") and (
+            "running_mean" not in bound or bound["running_mean"] is not None):
         return func(*args, **kwargs)  # running statistics: no mean of the data is taken
     ref = _channels(args[0])
     args[0] = args[0] - ref
@@ -50,6 +52,18 @@ def _functional(out, ref, bound):
 batch_norm = _batch_norm
 batch_norm_saved = partial(_batch_norm, fix=_saved_mean)
 batch_norm_functional = partial(_batch_norm, fix=_functional)
+# (out, save_mean, save_invstd, reserve)
+batch_norm_with_update = partial(_batch_norm, fix=_saved_mean, batch_stats=True)
+
+
+def instance_norm(func, args: list, kwargs: dict, bound: dict) -> Any:
+    """Each example's channel is its own group (with running statistics only if asked)."""
+    if bound.get("use_input_stats", True) is False:
+        return func(*args, **kwargs)  # running statistics: no mean of the data is taken
+    x = args[0]
+    ref = x.detach().flatten(2)[:, :, :1].reshape(x.shape[:2] + (1,) * (x.dim() - 2))
+    args[0] = x - ref
+    return func(*args, **kwargs)
 
 
 def layer_norm(func, args: list, kwargs: dict, bound: dict, *, stats: bool = False) -> Any:
@@ -64,9 +78,14 @@ def layer_norm(func, args: list, kwargs: dict, bound: dict, *, stats: bool = Fal
 layer_norm_stats = partial(layer_norm, stats=True)
 
 
-def group_norm(func, args: list, kwargs: dict, bound: dict) -> Any:
+def group_norm(func, args: list, kwargs: dict, bound: dict, *, stats: bool = False) -> Any:
     x = args[0]
-    groups = bound["num_groups"]
+    groups = bound["group" if stats else "num_groups"]  # native_group_norm's own name
     ref = x.detach().reshape(x.shape[0], groups, -1)[:, :, :1]
     args[0] = x - ref.expand(-1, -1, x[0].numel() // groups).reshape(x.shape)
-    return func(*args, **kwargs)
+    out = func(*args, **kwargs)
+    # native_group_norm: (out, mean, rstd), its mean per (example, group)
+    return (out[0], out[1] + ref.reshape(out[1].shape), out[2]) if stats else out
+
+
+group_norm_stats = partial(group_norm, stats=True)

@@ -17,8 +17,6 @@ from . import shifted as S
 from .record import Row
 
 _RUNNING = "running statistics only: no mean of the data is taken"
-_NOT_YET = ("no shifted form written yet: a group constant at a check point comes out as "
-            "round-off in eps -> 0 runs")
 
 ROWS: list[Row] = [
     # -- multiplicative: degrees add, a bias must match -------------------------------------
@@ -67,13 +65,13 @@ ROWS: list[Row] = [
     Row(L.layer_norm, OL.group_norm, "aten: group_norm\n torch: group_norm\n F: group_norm",
         shifted=S.group_norm),
     Row(partial(L.layer_norm, stats=True), partial(OL.group_norm, stats=True),
-        "aten: native_group_norm", unshifted=_NOT_YET),
+        "aten: native_group_norm", shifted=S.group_norm_stats),
     Row(L.batch_norm, OL.batch_norm, "aten: batch_norm\n torch: batch_norm\n F: batch_norm",
         keeps_split=True, shifted=S.batch_norm),
     Row(L.batch_norm, OL.instance_norm, "aten: instance_norm\n torch: instance_norm\n "
-                                       "F: instance_norm", keeps_split=True, unshifted=_NOT_YET),
+                                       "F: instance_norm", keeps_split=True, shifted=S.instance_norm),
     Row(L.batch_norm, O.mixes, "aten: _batch_norm_with_update", keeps_split=True,
-        unshifted=_NOT_YET),
+        shifted=S.batch_norm_with_update),
     Row(partial(L.batch_norm, batch_stats=False), O.mixes, "aten: _batch_norm_no_update",
         unshifted=_RUNNING),
     Row(partial(L.batch_norm, stats="saved"), partial(OL.batch_norm, stats=True),
