@@ -97,6 +97,12 @@ def test_shifted_norms_change_nothing_but_a_constant_group_is_exactly_zero(norm)
             x, w, b, torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64),
             0.1, eps),
     }[norm]
+    if norm == "torch_instance":  # no spatial axes: one value per group, returned as is
+        flat = x[:, :, 0, 0]
+        alone = torch.instance_norm(flat, w, b, None, None, True, 0.1, eps, False)
+        with ShiftedNorms():
+            assert torch.equal(torch.instance_norm(flat, w, b, None, None, True, 0.1, eps, False),
+                               alone)
     plain = run()
     with ShiftedNorms():
         shifted = run()

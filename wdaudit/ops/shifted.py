@@ -58,9 +58,11 @@ batch_norm_with_update = partial(_batch_norm, fix=_saved_mean, batch_stats=True)
 
 def instance_norm(func, args: list, kwargs: dict, bound: dict) -> Any:
     """Each example's channel is its own group (with running statistics only if asked)."""
-    if bound.get("use_input_stats", True) is False:
-        return func(*args, **kwargs)  # running statistics: no mean of the data is taken
     x = args[0]
+    # running statistics: no mean of the data is taken; no spatial axes: one value per group,
+    # whose deviation from its mean is exactly zero already
+    if bound.get("use_input_stats", True) is False or x.dim() < 3:
+        return func(*args, **kwargs)
     ref = x.detach().flatten(2)[:, :, :1].reshape(x.shape[:2] + (1,) * (x.dim() - 2))
     args[0] = x - ref
     return func(*args, **kwargs)

@@ -354,7 +354,7 @@ class _Context:
     def _scaled(self, claims, factors) -> Check:
         self.at = f"scaled ({len(claims)} claim{'s' if len(claims) > 1 else ''})"
         # outputs are reduced to numbers at once (they can be large); a specialised program is
-        # followed in _program
+        # followed in program_run
         with runs.applied(self.params, claims, factors, self.seed):
             moved = self._real(self.params)
             real = runs.relative(moved, self.real0)
