@@ -33,7 +33,7 @@ from .. import ceiling
 from ..analysis.claims import Claims
 from ..rng import seeded
 from ..tracing.program import EPS_TINY, placed, run, run_model
-from ..tracing.specialise import is_specialised, respecialised
+from ..tracing.specialise import is_specialised, read_params, respecialised
 from ..tracing.working_copy import reads_of
 from . import budget, runs, second_looks
 from .plan import Plan, Setup, plan_for
@@ -166,6 +166,9 @@ def _attempt(claims: Claims, program, setup: Setup, plan: Plan, timings) -> Conf
         ok = check.confirmed and euler[i] <= tol.euler
         note = check.note if not check.confirmed or euler[i] <= tol.euler else \
             f"Euler residual {euler[i]:.2e}" if euler[i] == euler[i] else _NO_GRADIENT
+        if not ok and ctx.unseen and not note.startswith("cannot confirm"):
+            # the checks ran on ops the analysis never saw: they cannot judge its claims
+            note = f"cannot confirm: {runs.unseen(ctx.unseen)}; {note}"
         checks.append(replace(check, confirmed=ok, euler_residual=euler[i], note=note))
         if not ok and not note.startswith("cannot confirm"):  # a failed check, not a gap
             members = ", ".join(list(claim.exponents) + list(claim.redraw))
@@ -203,6 +206,9 @@ class _Context:
         self.followed: set | None = None
         self._last_real: tuple = ((), None)
         self.recorded: list[str] = []  # the points its ops were recorded again at
+        # parameters a recording again reads that the one the claims came from never did
+        self.first_read = read_params(program) if is_specialised(program) else set()
+        self.unseen: set[str] = set()
 
     def release(self) -> None:
         """Drop the points and the outputs now, not when the caller's frame goes."""
@@ -305,6 +311,7 @@ class _Context:
                                    f"{type(exc).__name__}: {exc}") from exc
         self.constants = {k: runs.cast(v, self.device, self.dtype)
                           for k, v in self.program.constants.items()}
+        self.unseen |= read_params(self.program) - self.first_read
         self.followed = set()  # the points followed so far followed the other recording
         gap = self._follows(params)
         self.recorded.append(where)

@@ -38,6 +38,17 @@ class Strayed(Exception):
         self.reason = f"cannot confirm: {self.why}"
 
 
+def unseen(names: set[str]) -> str:
+    """Why claims from a specialised program's first recording cannot be judged at a point
+    where it was recorded again and read parameters the first never did."""
+    shown = sorted(names)
+    listed = ", ".join(f"'{n}'" for n in shown[:2]) + \
+        (f" and {len(shown) - 2} more" if len(shown) > 2 else "")
+    return (f"the program recorded again at confirmation's points reads {listed}, which the "
+            "recording the claims came from never reached (an expert no example token was "
+            "routed to); its checks cannot judge claims made without them")
+
+
 def unmeasured(why: str) -> Check:
     """A check that could not measure: not confirmed, every number NaN, the reason."""
     nan = float("nan")

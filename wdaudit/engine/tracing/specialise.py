@@ -165,3 +165,11 @@ def _module_paths(root: Flattened):
 def is_specialised(program: Program) -> bool:
     return program.method == METHOD
 
+
+def read_params(program: Program) -> set[str]:
+    """The parameters a recording's ops read (every parameter is an input of the recording;
+    one whose ops a run never reached, an expert no token was routed to, has no users)."""
+    users = {node.name for node in program.gm.graph.nodes if node.op == "placeholder"
+             and node.users}
+    return {name for node, name in program.params.items() if node in users}
+
