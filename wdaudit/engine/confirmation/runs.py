@@ -45,8 +45,8 @@ def unseen(names: set[str]) -> str:
     listed = ", ".join(f"'{n}'" for n in shown[:2]) + \
         (f" and {len(shown) - 2} more" if len(shown) > 2 else "")
     return (f"the program recorded again at confirmation's points reads {listed}, which the "
-            "recording the claims came from never reached (an expert no example token was "
-            "routed to); its checks cannot judge claims made without them")
+            "recording the claims came from never reached (such as an expert no example token "
+            "was routed to); its checks cannot judge claims made without them")
 
 
 def unmeasured(why: str) -> Check:
