@@ -12,6 +12,7 @@ import torch
 
 from . import generic_point as generic
 from ...messages import first_line
+from ..analysis.names import short
 from ...report import Check
 
 
@@ -41,12 +42,9 @@ class Strayed(Exception):
 def unseen(names: set[str]) -> str:
     """Why claims from a specialised program's first recording cannot be judged at a point
     where it was recorded again and read parameters the first never did."""
-    shown = sorted(names)
-    listed = ", ".join(f"'{n}'" for n in shown[:2]) + \
-        (f" and {len(shown) - 2} more" if len(shown) > 2 else "")
-    return (f"the program recorded again at confirmation's points reads {listed}, which the "
-            "recording the claims came from never reached (such as an expert no example token "
-            "was routed to); its checks cannot judge claims made without them")
+    return (f"the program recorded again at confirmation's points reads {short(sorted(names))},"
+            " which the recording the claims came from never reached (such as an expert no "
+            "example token was routed to); its checks cannot judge claims made without them")
 
 
 def unmeasured(why: str) -> Check:
